@@ -1,0 +1,69 @@
+# Lawtrail — the one entry point. `make run` brings the system up locally; `make test` is what CI runs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# uv installed by pip may not be on PATH (pyenv shims): `python3 -m uv` always works.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+UV_VERSION := 0.13.8
+RUN := $(UV) run --frozen --all-packages
+BUF := tools/node_modules/.bin/buf
+PY_SRC := libs/servicekit/src/servicekit services/case-svc/src/case_svc services/media-svc/src/media_svc \
+          clients/src/lawtrail_client deploy/local/src/lawtrail_local tools bench
+UNIT_TESTS := $(wildcard libs/*/tests services/*/tests/unit clients/tests deploy/local/tests)
+
+.PHONY: help setup proto proto-baseline lint fmt unit integration test up down run logs bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: ## install what a fresh machine lacks (uv, ffmpeg, buf, the venv); idempotent
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
+	@command -v ffprobe >/dev/null 2>&1 || { echo "installing ffmpeg (Debian)…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; }
+	@for t in java mvn go npm; do command -v $$t >/dev/null 2>&1 || { echo "missing '$$t' on PATH (needed by the local stack / tools)"; exit 1; }; done
+	@[ -x $(BUF) ] || (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+	@$(UV) sync --frozen --all-packages --quiet
+
+proto: ## regenerate libs/contracts from proto/ (never edit generated code)
+	$(RUN) python tools/gen_proto.py
+
+proto-baseline: ## record the current contracts as the released baseline for `buf breaking`
+	$(BUF) build -o libs/contracts/baseline.binpb
+
+lint: setup ## format check, ruff, mypy, import-linter, buf lint + breaking, generated-code drift
+	$(RUN) ruff format --check .
+	$(RUN) ruff check .
+	$(RUN) mypy $(PY_SRC)
+	$(RUN) lint-imports
+	$(BUF) lint
+	$(BUF) breaking --against libs/contracts/baseline.binpb
+	$(RUN) python tools/gen_proto.py --check
+
+fmt: ## format and autofix
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+unit: setup ## unit tests (no network, milliseconds each)
+	$(RUN) pytest -q -m "not integration" $(UNIT_TESTS)
+
+integration: setup ## integration tests: start their own Kafka + FerretDB + services on free ports
+	$(RUN) pytest -q -m integration tests/integration deploy/local/tests
+
+test: setup lint unit integration ## everything CI runs
+
+up: setup ## start Kafka, FerretDB and the services in the background; returns when ready
+	$(RUN) python -m lawtrail_local up
+
+down: ## stop what `make up` started
+	$(RUN) python -m lawtrail_local down
+
+logs: ## follow the logs of the local stack
+	$(RUN) python -m lawtrail_local logs
+
+run: up ## up + a short guided scenario + logs until Ctrl-C, then a clean stop
+	@trap '$(RUN) python -m lawtrail_local down' EXIT; \
+	  $(RUN) python -m lawtrail_local scenario && $(RUN) python -m lawtrail_local logs
+
+bench: setup ## benchmarks: ratios measured in one run
+	$(RUN) python -m bench

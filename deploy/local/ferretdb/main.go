@@ -1,0 +1,77 @@
+// Command ferretdb runs FerretDB v1 (MongoDB wire protocol over SQLite) for Lawtrail's local stack.
+//
+// It exists because `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` builds a binary
+// that panics at start (a generated version file is missing from the published module). Embedding
+// the github.com/FerretDB/FerretDB/ferretdb package from a module of our own avoids that check.
+// Production uses MongoDB; nothing in Lawtrail may depend on this stand-in.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listenAddr := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
+	sqliteDir := flag.String("sqlite-dir", "", "existing directory for the SQLite files (one per database)")
+	debug := flag.Bool("debug", false, "log at debug level")
+	flag.Parse()
+
+	if err := run(*listenAddr, *sqliteDir, *debug); err != nil {
+		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(listenAddr, sqliteDir string, debug bool) error {
+	if sqliteDir == "" {
+		return errors.New("-sqlite-dir is required")
+	}
+
+	// FerretDB's SQLite handler wants an existing directory, given as a URI ending in "/".
+	dir, err := filepath.Abs(sqliteDir)
+	if err != nil {
+		return err
+	}
+
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("-sqlite-dir %q is not an existing directory", dir)
+	}
+
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	// SIGTERM is how the launcher stops us; cancelling the context closes listeners and the backend.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: listenAddr},
+		Logger:    logger,
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+	})
+	if err != nil {
+		return err
+	}
+
+	go func() {
+		// Run initialises the listener address MongoDBURI reads, so log it from a goroutine.
+		logger.Info("ferretdb ready", "uri", f.MongoDBURI())
+	}()
+
+	return f.Run(ctx)
+}
