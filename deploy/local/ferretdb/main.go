@@ -68,10 +68,8 @@ func run(listenAddr, sqliteDir string, debug bool) error {
 		return err
 	}
 
-	go func() {
-		// Run initialises the listener address MongoDBURI reads, so log it from a goroutine.
-		logger.Info("ferretdb ready", "uri", f.MongoDBURI())
-	}()
+	// New has already bound the listener, so a port in use fails above, before this line.
+	logger.Info("ferretdb listening", "uri", f.MongoDBURI())
 
 	return f.Run(ctx)
 }
