@@ -52,7 +52,9 @@ def generate(out: Path) -> None:
 
 def differences(a: Path, b: Path) -> list[str]:
     cmp = filecmp.dircmp(a, b, ignore=["__pycache__"])
-    out = [f"only in committed: {x}" for x in cmp.left_only] + [f"only in generated: {x}" for x in cmp.right_only]
+    out = [f"only in committed: {x}" for x in cmp.left_only] + [
+        f"only in generated: {x}" for x in cmp.right_only
+    ]
     out += [f"differs: {x}" for x in cmp.diff_files]
     for name, sub in cmp.subdirs.items():
         out += [f"{name}/{d}" for d in differences(Path(sub.left), Path(sub.right))]
@@ -66,7 +68,11 @@ def main() -> None:
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             generate(Path(tmp))
-            diff = differences(OUT / "lawtrail", Path(tmp) / "lawtrail") if (OUT / "lawtrail").exists() else ["missing"]
+            diff = (
+                differences(OUT / "lawtrail", Path(tmp) / "lawtrail")
+                if (OUT / "lawtrail").exists()
+                else ["missing"]
+            )
         if diff:
             print("generated contracts drift from proto/ (run `make proto` and commit):", *diff, sep="\n  ")
             sys.exit(1)
@@ -75,7 +81,9 @@ def main() -> None:
     shutil.rmtree(OUT / "lawtrail", ignore_errors=True)
     OUT.mkdir(parents=True, exist_ok=True)
     generate(OUT)
-    print(f"generated {sum(1 for _ in (OUT / 'lawtrail').rglob('*.py'))} modules into {OUT.relative_to(ROOT)}")
+    print(
+        f"generated {sum(1 for _ in (OUT / 'lawtrail').rglob('*.py'))} modules into {OUT.relative_to(ROOT)}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,28 @@
+"""`make bench`: run every benchmark module and print the ratios each measured in one run.
+
+Benchmarks report ratios against a bare baseline measured in the same run (these machines are
+shared and noisy; a lone absolute time means little). Each module has a `main()` that starts its
+own stack on free ports, so a benchmark never touches a stack left running by `make run`.
+Run one with `python -m bench case` or `python -m bench media`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+MODULES = {"case": "bench.case_bench", "media": "bench.media_bench"}
+
+
+def main() -> None:
+    wanted = sys.argv[1:] or list(MODULES)
+    unknown = [w for w in wanted if w not in MODULES]
+    if unknown:
+        sys.exit(f"unknown benchmark {unknown}; choose from {sorted(MODULES)}")
+    for name in wanted:
+        print(f"== benchmark: {name}", flush=True)
+        importlib.import_module(MODULES[name]).main()
+
+
+if __name__ == "__main__":
+    main()
