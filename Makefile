@@ -48,7 +48,7 @@ unit: setup ## unit tests (no network, milliseconds each)
 	$(RUN) pytest -q -m "not integration" $(UNIT_TESTS)
 
 integration: setup ## integration tests: start their own Kafka + FerretDB + services on free ports
-	$(RUN) pytest -q -m integration tests/integration deploy/local/tests
+	$(RUN) pytest -q -m integration tests/integration $(UNIT_TESTS)
 
 test: setup lint unit integration ## everything CI runs
 
