@@ -309,7 +309,7 @@ class Recording(_message.Message):
 
     @_builtins.property
     def integrity_checked_at(self) -> _timestamp_pb2.Timestamp:
-        """When the content was last verified (download or scrub), UTC; unset if never."""
+        """When the content was last fully re-hashed by the fixity scrub, UTC; unset if never."""
 
     def __init__(
         self,
