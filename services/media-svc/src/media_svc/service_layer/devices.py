@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from servicekit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+MAX_CHECK_RANGE = timedelta(days=31)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 # Roles that supervise every unit (R8: the legal affairs office supervises all units).
@@ -283,6 +284,19 @@ class DeviceHandlers:
     ) -> list[MaintenanceRecord]:
         await self.get_device(device_number, actor)
         return await self._repo.maintenance_of(device_number.strip(), limit)
+
+    async def list_checks(
+        self, device_number: str, since: datetime, until: datetime, actor: Actor
+    ) -> list[PreUseCheck]:
+        """Pre-use checks of a device whose shift overlaps [since, until] (R20), oldest first."""
+        if until < since:
+            raise InvalidArgument(f"until ({until.isoformat()}) is before since ({since.isoformat()})")
+        if until - since > MAX_CHECK_RANGE:
+            raise InvalidArgument(
+                f"the time range may span at most {MAX_CHECK_RANGE.days} days; ask page by page"
+            )
+        device = await self.get_device(device_number, actor)
+        return await self._repo.checks_for(device.device_number, since, until)
 
     async def list_devices(self, unit: str, page_size: int, after: str | None, actor: Actor) -> DevicePage:
         unit = unit.strip() or actor.unit
