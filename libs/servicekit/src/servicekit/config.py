@@ -1,0 +1,85 @@
+"""Settings every service reads from the environment (prefix ``LAWTRAIL_``).
+
+Defaults are the local stack of ``docs/development.md`` so that ``python -m case_svc`` works on a
+developer machine with no configuration at all. A service subclasses ``ServiceSettings`` and sets
+its own ``service_name``, ``grpc_address`` and ``metrics_address`` defaults; everything else derives
+from those.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["ServiceSettings"]
+
+
+class ServiceSettings(BaseSettings):
+    """Base settings of a Lawtrail service; see the table in libs/servicekit/README.md."""
+
+    model_config = SettingsConfigDict(env_prefix="LAWTRAIL_", extra="ignore")
+
+    service_name: str = "service"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    mongo_uri: str = "mongodb://127.0.0.1:27017/"
+    # Empty means "derive from service_name" (case-svc -> case_svc): one database per service.
+    mongo_database: str = ""
+    grpc_address: str = "127.0.0.1:50051"
+    metrics_address: str = "127.0.0.1:9101"
+    # NoDecode: the variable is a comma-separated list of paths, not JSON (the pydantic default).
+    # Empty means "the dev key under data_dir", which `lawtrail-dev-token` creates.
+    auth_public_keys: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    auth_issuer: str = "lawtrail-dev"
+    auth_audience: str = "lawtrail"
+    data_dir: Path = Path(".lawtrail/data")
+    log_level: str = "INFO"
+    # How long SIGTERM lets in-flight RPCs finish; keep it below the pod's terminationGracePeriodSeconds.
+    grace_period_s: float = Field(default=10.0, ge=0)
+    # Messages have size limits (architecture, Security); uploads stream in chunks well below this.
+    grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # mTLS in production (certificates mounted from Kubernetes secrets); all unset = plaintext loopback.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_client_ca: Path | None = None
+    # CloudEvents `source` of the events this service publishes; part of the consumers' dedupe key,
+    # so it must be the same on every replica and never change.
+    event_source: str = ""
+
+    @field_validator("auth_public_keys", mode="before")
+    @classmethod
+    def _split_paths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _derive_defaults(self) -> Self:
+        if not self.mongo_database:
+            self.mongo_database = self.service_name.replace("-", "_")
+        if not self.auth_public_keys:
+            self.auth_public_keys = [self.data_dir / "keys" / "dev-public.pem"]
+        if not self.event_source:
+            self.event_source = f"/lawtrail/{self.service_name}"
+        tls = [self.grpc_tls_cert, self.grpc_tls_key, self.grpc_tls_client_ca]
+        if any(tls) and not all(tls):
+            raise ValueError(
+                "mTLS needs all of LAWTRAIL_GRPC_TLS_CERT, LAWTRAIL_GRPC_TLS_KEY and "
+                "LAWTRAIL_GRPC_TLS_CLIENT_CA (or none of them for plaintext)"
+            )
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        """True when the gRPC server must require client certificates (mTLS)."""
+        return self.grpc_tls_cert is not None
