@@ -1,0 +1,206 @@
+"""Background processes of the stack: started detached, found again through pid files, stopped for sure.
+
+`make up` returns while Kafka, FerretDB and the services keep running, and `make down` runs in another
+process, so each process gets its own session (a terminal's Ctrl-C does not reach it; `killpg` reaches
+the children it spawns) and a pid file. The pid file also records the kernel's start time of the
+process, so a pid reused by an unrelated program after a reboot is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from lawtrail_local.errors import NotReadyError, StackError
+
+LOG_TAIL_LINES = 30
+_POLL_SECONDS = 0.1
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The start time of `pid` in clock ticks since boot, or None when it is gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after its closing ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def tail_lines(path: Path, count: int = LOG_TAIL_LINES) -> list[str]:
+    """The last `count` lines of a (possibly large) text file; empty when it does not exist."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 256 * 1024))
+            data = f.read()
+    except OSError:
+        return []
+    return data.decode("utf-8", "replace").splitlines()[-count:]
+
+
+class LogWatch:
+    """Looks for a line in what a program appends to its log from now on (earlier runs do not count)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = path.stat().st_size if path.exists() else 0
+        self._carry = ""
+
+    def seen(self, needle: str) -> bool:
+        """Whether `needle` was written since this watch was created; reads only the new bytes."""
+        try:
+            with self.path.open("rb") as f:
+                if os.fstat(f.fileno()).st_size < self._offset:  # rolled over: start of a new file
+                    self._offset = 0
+                f.seek(self._offset)
+                data = f.read()
+        except OSError:
+            return False
+        self._offset += len(data)
+        text = self._carry + data.decode("utf-8", "replace")
+        if needle in text:
+            return True
+        self._carry = text[-len(needle) :]
+        return False
+
+
+class ManagedProcess:
+    """One background process of the stack, with its log file(s) and pid file."""
+
+    def __init__(self, name: str, *, pid_file: Path, log_file: Path, extra_logs: Sequence[Path] = ()) -> None:
+        """`log_file` receives stdout and stderr; `extra_logs` are files the program writes itself."""
+        self.name = name
+        self.pid_file = pid_file
+        self.log_file = log_file
+        self.log_files = (log_file, *extra_logs)
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self._ticks: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it is known (started here or adopted from the pid file)."""
+        return self._pid
+
+    @property
+    def running(self) -> bool:
+        """Whether the process is alive (for a child of ours, this also reaps it once it exited)."""
+        if self._popen is not None:
+            return self._popen.poll() is None
+        return self._pid is not None and _start_ticks(self._pid) == self._ticks
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+        """Start `argv` detached, appending its output to the log file, and write the pid file."""
+        if self.adopt():
+            raise StackError(f"{self.name} is already running (pid {self._pid}, pid file {self.pid_file})")
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self._popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self._pid = self._popen.pid
+        self._ticks = _start_ticks(self._pid)
+        tmp = self.pid_file.with_suffix(".tmp")
+        tmp.write_text(f"{self._pid} {self._ticks}\n")
+        tmp.replace(self.pid_file)
+
+    def adopt(self) -> bool:
+        """Take over the process named by the pid file if it still runs (the `down`/`status` case).
+
+        A stale pid file (the process is gone, or the pid now belongs to another program) is removed.
+        """
+        if self.running:
+            return True
+        try:
+            pid_text, ticks_text = self.pid_file.read_text().split()
+            pid, ticks = int(pid_text), int(ticks_text)
+        except (OSError, ValueError):
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        if _start_ticks(pid) != ticks:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        self._popen, self._pid, self._ticks = None, pid, ticks
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM the process group, wait up to `timeout` seconds, then SIGKILL it."""
+        if self.running:
+            self._signal(signal.SIGTERM)
+            if not self._wait_exit(timeout):
+                self._signal(signal.SIGKILL)
+                if not self._wait_exit(10.0):
+                    raise StackError(f"{self.name} (pid {self._pid}) survived SIGKILL")
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once: a crash, for tests of recovery."""
+        if self.running:
+            self._signal(signal.SIGKILL)
+            if not self._wait_exit(10.0):
+                raise StackError(f"{self.name} (pid {self._pid}) survived SIGKILL")
+        self.pid_file.unlink(missing_ok=True)
+
+    def wait_until(self, ready: Callable[[], bool], *, what: str, timeout: float) -> float:
+        """Poll `ready` until it is true and return the seconds it took.
+
+        Fails with `NotReadyError` (ending in the log tail) as soon as the process exits, or when
+        `timeout` passes, so a broken start never hangs.
+        """
+        started = time.monotonic()
+        while True:
+            if ready():
+                return time.monotonic() - started
+            if not self.running:
+                code = self._popen.returncode if self._popen is not None else None
+                how = f" with exit code {code}" if code is not None else ""
+                raise NotReadyError(f"{self.name} exited{how} before {what}\n{self.log_tail()}")
+            if time.monotonic() - started > timeout:
+                raise NotReadyError(
+                    f"{self.name} (pid {self._pid}) did not get {what} within {timeout:.0f} s\n{self.log_tail()}"
+                )
+            time.sleep(_POLL_SECONDS)
+
+    def log_tail(self, count: int = LOG_TAIL_LINES) -> str:
+        """The last lines of every non-empty log of this process, each under a header naming the file."""
+        parts = []
+        for path in self.log_files:
+            lines = tail_lines(path, count)
+            if lines:
+                parts.append(f"--- last {len(lines)} lines of {path} ---\n" + "\n".join(lines))
+        return "\n".join(parts) if parts else f"(no log output in {', '.join(map(str, self.log_files))})"
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self._pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._pid, sig)
+
+    def _wait_exit(self, timeout: float) -> bool:
+        if self._popen is not None:
+            try:
+                self._popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+            return True
+        deadline = time.monotonic() + timeout
+        while self.running:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True

@@ -1,0 +1,154 @@
+"""The local infrastructure: one Kafka broker and one FerretDB, with Lawtrail's topics created.
+
+Used by `python -m lawtrail_local up` (default ports, data in the checkout's `.lawtrail/`) and by
+the integration tests (free ports, data in a temporary directory); both need the same steps, so
+they share this class.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from lawtrail_local.ferretdb import FerretDB, ensure_ferretdb_binary
+from lawtrail_local.kafka import KafkaBroker, ensure_kafka_libs
+from lawtrail_local.ports import ensure_port_free
+from lawtrail_local.process import ManagedProcess
+from lawtrail_local.progress import Progress, stderr_progress
+from lawtrail_local.services import ServiceProcess, ServiceSpec
+from lawtrail_local.topics import Topic, create_topics, load_topics
+
+DEFAULT_KAFKA_PORT = 9092
+DEFAULT_CONTROLLER_PORT = 9093
+DEFAULT_MONGO_PORT = 27017
+
+
+class Stack:
+    """Kafka + FerretDB on 127.0.0.1, their data, logs and pid files under `data_dir`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        kafka_port: int = DEFAULT_KAFKA_PORT,
+        controller_port: int = DEFAULT_CONTROLLER_PORT,
+        mongo_port: int = DEFAULT_MONGO_PORT,
+        *,
+        topics: Sequence[Topic] | None = None,
+        progress: Progress = stderr_progress,
+        ready_timeout: float = 120.0,
+    ) -> None:
+        """`topics` defaults to deploy/local/topics.toml; `ready_timeout` bounds each readiness wait."""
+        self.data_dir = data_dir.resolve()
+        self.topics = list(load_topics() if topics is None else topics)
+        self.progress = progress
+        self.ready_timeout = ready_timeout
+        self.kafka = KafkaBroker(self.data_dir, kafka_port, controller_port)
+        self.ferretdb = FerretDB(self.data_dir, mongo_port)
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Value for LAWTRAIL_KAFKA_BOOTSTRAP_SERVERS."""
+        return self.kafka.bootstrap
+
+    @property
+    def mongo_uri(self) -> str:
+        """Value for LAWTRAIL_MONGO_URI."""
+        return self.ferretdb.mongo_uri
+
+    @property
+    def processes(self) -> tuple[ManagedProcess, ...]:
+        """The infrastructure processes, in start order."""
+        return (self.kafka.process, self.ferretdb.process)
+
+    def start(self) -> None:
+        """Fetch/build what is missing, start both processes, wait until ready, create the topics.
+
+        A process still running from an earlier `up` (pid file) is kept rather than started twice.
+        On any failure what this call started is stopped again before the error propagates.
+        """
+        libs = ensure_kafka_libs(self.progress)
+        binary = ensure_ferretdb_binary(self.progress)
+        kafka_running = self.kafka.process.adopt()
+        ferretdb_running = self.ferretdb.process.adopt()
+        # Check every port before starting anything, so a busy port never leaves half a stack behind.
+        if not kafka_running:
+            ensure_port_free(self.kafka.port, "the Kafka broker")
+            ensure_port_free(self.kafka.controller_port, "the Kafka controller")
+        if not ferretdb_running:
+            ensure_port_free(self.ferretdb.port, "FerretDB")
+        started: list[ManagedProcess] = []
+        try:
+            if kafka_running:
+                self.progress(f"kafka already running (pid {self.kafka.process.pid})")
+            else:
+                self.progress(f"starting kafka on {self.kafka_bootstrap}…")
+                self.kafka.start(libs)
+                started.append(self.kafka.process)
+            if ferretdb_running:
+                self.progress(f"ferretdb already running (pid {self.ferretdb.process.pid})")
+            else:
+                self.progress(f"starting ferretdb on {self.mongo_uri}…")
+                self.ferretdb.start(binary)
+                started.append(self.ferretdb.process)
+            elapsed = self.ferretdb.wait_ready(self.ready_timeout)
+            self.progress(f"ferretdb ready in {elapsed:.1f} s")
+            elapsed = self.kafka.wait_ready(self.ready_timeout)
+            self.progress(f"kafka ready in {elapsed:.1f} s")
+            self.create_topics(self.topics)
+        except BaseException:
+            for process in reversed(started):
+                process.stop()
+            raise
+
+    def create_topics(self, topics: Sequence[Topic]) -> None:
+        """Create `topics` that do not exist yet (tests may add their own)."""
+        began = time.monotonic()
+        created = create_topics(self.kafka_bootstrap, list(topics), timeout=self.ready_timeout)
+        if created:
+            self.progress(f"created {len(created)} topics in {time.monotonic() - began:.1f} s")
+
+    def stop(self) -> None:
+        """Stop FerretDB and Kafka (SIGTERM, SIGKILL after 30 s), including ones started by another process."""
+        for process in reversed(self.processes):
+            if process.adopt():
+                began = time.monotonic()
+                process.stop()
+                self.progress(f"stopped {process.name} in {time.monotonic() - began:.1f} s")
+
+    def service(
+        self,
+        spec: ServiceSpec,
+        *,
+        run_dir: Path | None = None,
+        data_dir: Path | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        env: dict[str, str] | None = None,
+        instance: str | None = None,
+    ) -> ServiceProcess:
+        """A (not yet started) service process wired to this stack.
+
+        Defaults: the spec's ports, pid file and log beside the stack's, LAWTRAIL_DATA_DIR = `<data_dir>/data`.
+        """
+        return ServiceProcess(
+            spec,
+            kafka_bootstrap=self.kafka_bootstrap,
+            mongo_uri=self.mongo_uri,
+            data_dir=data_dir or self.data_dir / "data",
+            run_dir=run_dir or self.data_dir,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            env=env,
+            instance=instance,
+        )
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
