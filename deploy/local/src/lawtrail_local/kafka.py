@@ -149,7 +149,6 @@ class KafkaBroker:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         props = self.dir / "server.properties"
         log_dirs = self.dir / "data"
-        self._check_same_controller_port(log_dirs)
         props.write_text(server_properties(port=self.port, controller_port=self.controller_port, log_dirs=log_dirs))
         common = [
             f"-Dlog4j2.configurationFile={require_source(KAFKA_LOG4J2_CONFIG)}",
@@ -161,7 +160,6 @@ class KafkaBroker:
             argv = [java, *_JVM_OPTS, *common, "kafka.tools.StorageTool", "format", "--standalone", "-g",
                     "-t", new_cluster_id(), "-c", str(props)]  # fmt: skip
             run_tool(argv, what="formatting the Kafka storage", timeout=120)
-            (self.dir / "controller.port").write_text(f"{self.controller_port}\n")
         self._watch = LogWatch(self.logs_dir / "kafka.log")
         self.process.start([java, *_JVM_OPTS, *common, "kafka.Kafka", str(props)], cwd=self.dir)
 
@@ -173,19 +171,6 @@ class KafkaBroker:
             return watch.seen(_READY_LINE) if watch is not None else is_listening(self.port)
 
         return self.process.wait_until(ready, what="ready ('Kafka Server started' in its log)", timeout=timeout)
-
-    def _check_same_controller_port(self, log_dirs: Path) -> None:
-        """Refuse to reuse storage formatted for another controller port.
-
-        `--standalone` writes the controller's endpoint into the metadata log, so a broker restarted
-        on another controller port would wait for a voter that never answers.
-        """
-        recorded = _read(self.dir / "controller.port")
-        if (log_dirs / "meta.properties").exists() and recorded and int(recorded) != self.controller_port:
-            raise StackError(
-                f"the Kafka storage in {log_dirs} was formatted for controller port {recorded.strip()}, "
-                f"not {self.controller_port}: use that port, or remove the data (`down --purge`)"
-            )
 
 
 def _read(path: Path) -> str | None:
