@@ -32,12 +32,16 @@ class ServiceSpec:
     metrics_port: int
 
     def unavailable_reason(self) -> str | None:
-        """Why this service cannot be started from this environment, or None when it can."""
-        try:
-            found = importlib.util.find_spec(f"{self.module}.__main__") is not None
-        except ImportError as exc:  # the package itself is missing or fails to import
-            return f"module {self.module} is not importable ({exc})"
-        return None if found else f"module {self.module} has no __main__ yet"
+        """Why this service cannot be started yet (not installed, no `__main__`), or None when it can.
+
+        A package that exists but fails to import is a bug, not "not written yet": its ImportError
+        propagates instead of turning into a skip.
+        """
+        if importlib.util.find_spec(self.module) is None:
+            return f"module {self.module} is not installed"
+        if importlib.util.find_spec(f"{self.module}.__main__") is None:
+            return f"module {self.module} has no __main__ yet"
+        return None
 
 
 SERVICES: tuple[ServiceSpec, ...] = (

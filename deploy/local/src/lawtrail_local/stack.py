@@ -68,16 +68,16 @@ class Stack:
         A process still running from an earlier `up` (pid file) is kept rather than started twice.
         On any failure what this call started is stopped again before the error propagates.
         """
-        libs = ensure_kafka_libs(self.progress)
-        binary = ensure_ferretdb_binary(self.progress)
         kafka_running = self.kafka.process.adopt()
         ferretdb_running = self.ferretdb.process.adopt()
-        # Check every port before starting anything, so a busy port never leaves half a stack behind.
+        # Check every port first: a busy port fails at once and never leaves half a stack behind.
         if not kafka_running:
             ensure_port_free(self.kafka.port, "the Kafka broker")
             ensure_port_free(self.kafka.controller_port, "the Kafka controller")
         if not ferretdb_running:
             ensure_port_free(self.ferretdb.port, "FerretDB")
+        libs = ensure_kafka_libs(self.progress)
+        binary = ensure_ferretdb_binary(self.progress)
         started: list[ManagedProcess] = []
         try:
             if kafka_running:

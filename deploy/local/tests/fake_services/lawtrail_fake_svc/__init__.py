@@ -1,0 +1,1 @@
+"""A stand-in Lawtrail service for the launcher's tests: only a gRPC health server."""
