@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from lawtrail_local.cli import main
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceSpec
@@ -19,7 +18,8 @@ def test_status_of_nothing_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "kafka      stopped" in out
     assert "ferretdb   stopped" in out
-    assert "case-svc" in out and "media-svc" in out
+    assert "case-svc" in out
+    assert "media-svc" in out
 
 
 def test_down_of_nothing_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

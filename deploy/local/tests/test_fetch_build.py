@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from lawtrail_local import ferretdb, kafka, tools
 from lawtrail_local.errors import StackError
 
@@ -53,7 +52,7 @@ def test_kafka_fetch_failure_is_redone_next_time(fake_path: Path) -> None:
 
 def test_kafka_fetch_without_the_jars_is_not_marked_complete(fake_path: Path) -> None:
     _script(fake_path, "mvn", "exit 0\n")
-    with pytest.raises(StackError, match="has no kafka_2.13-4.3.1.jar"):
+    with pytest.raises(StackError, match=r"has no kafka_2\.13-4\.3\.1\.jar"):
         kafka.ensure_kafka_libs(lambda _: None)
     assert not (kafka.kafka_home() / ".complete").exists()
 

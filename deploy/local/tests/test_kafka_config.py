@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from lawtrail_local.ferretdb import ferretdb_binary_path, ferretdb_version, source_hash
 from lawtrail_local.kafka import kafka_home, kafka_version, new_cluster_id, server_properties
 from lawtrail_local.layout import FERRETDB_MODULE
@@ -32,13 +31,15 @@ def test_server_properties_single_node_kraft_on_loopback(tmp_path: Path) -> None
     assert props["log.cleaner.dedupe.buffer.size"] == "33554432"
     assert "log.cleaner.enable" not in props  # faust changelogs are compacted
     replication = {k: v for k, v in props.items() if k.endswith(("replication.factor", "min.isr"))}
-    assert replication and set(replication.values()) == {"1"}
+    assert replication
+    assert set(replication.values()) == {"1"}
 
 
 def test_server_properties_never_bind_beyond_loopback(tmp_path: Path) -> None:
     text = server_properties(port=1, controller_port=2, log_dirs=tmp_path)
     hosts = re.findall(r"//([^:,]+):", text) + re.findall(r"servers=([^:]+):", text)
-    assert hosts and set(hosts) == {"127.0.0.1"}
+    assert hosts
+    assert set(hosts) == {"127.0.0.1"}
 
 
 def test_cluster_id_is_22_chars_of_base64url() -> None:

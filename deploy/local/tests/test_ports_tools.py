@@ -6,7 +6,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from lawtrail_local import tools
 from lawtrail_local.errors import MissingToolError, PortInUseError
 from lawtrail_local.ports import ensure_port_free, free_port, free_ports, is_listening

@@ -7,19 +7,21 @@ import time
 from pathlib import Path
 
 import pytest
-
 from lawtrail_local.errors import NotReadyError, StackError
 from lawtrail_local.process import LogWatch, ManagedProcess, tail_lines
 
 
 def _process(tmp_path: Path, name: str = "sleeper") -> ManagedProcess:
-    return ManagedProcess(name, pid_file=tmp_path / "run" / f"{name}.pid", log_file=tmp_path / "logs" / f"{name}.log")
+    return ManagedProcess(
+        name, pid_file=tmp_path / "run" / f"{name}.pid", log_file=tmp_path / "logs" / f"{name}.log"
+    )
 
 
 def test_another_instance_adopts_and_stops_the_process(tmp_path: Path) -> None:
     first = _process(tmp_path)
     first.start(["sleep", "60"])
-    assert first.running and first.pid_file.exists()
+    assert first.running
+    assert first.pid_file.exists()
 
     second = _process(tmp_path)  # as `down` in another process sees it
     assert second.adopt()
@@ -80,7 +82,8 @@ def test_exit_before_ready_fails_with_the_log_tail(tmp_path: Path) -> None:
     message = str(excinfo.value)
     assert "broken exited with exit code 7 before ready" in message
     assert "last 30 lines of" in message
-    assert "line 40" in message and "line 10\n" not in message
+    assert "line 40" in message
+    assert "line 10\n" not in message
 
 
 def test_not_ready_in_time_fails_and_names_what_is_missing(tmp_path: Path) -> None:

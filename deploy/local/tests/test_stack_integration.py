@@ -8,10 +8,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from pymongo import AsyncMongoClient
-
 from lawtrail_local import NotReadyError, ServiceSpec, Stack, StackError, Topic, create_topics, health_status
 from lawtrail_local.pytest_plugin import ServiceStarter
+from pymongo import AsyncMongoClient
 
 pytestmark = pytest.mark.integration
 
@@ -81,5 +80,7 @@ def test_service_is_killed_and_restarted(start_service: ServiceStarter, fake_spe
 
 
 def test_service_that_exits_fails_with_its_log(start_service: ServiceStarter, fake_spec: ServiceSpec) -> None:
-    with pytest.raises(NotReadyError, match=r"(?s)fake-svc exited with exit code 3 before SERVING.*FAKE_SVC_FAIL"):
+    with pytest.raises(
+        NotReadyError, match=r"(?s)fake-svc exited with exit code 3 before SERVING.*FAKE_SVC_FAIL"
+    ):
         start_service(fake_spec, env={"FAKE_SVC_FAIL": "1"}, ready_timeout=30)

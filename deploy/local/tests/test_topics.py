@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from lawtrail_local.errors import StackError
 from lawtrail_local.topics import Topic, load_topics, parse_topics
 
@@ -28,7 +27,7 @@ def test_no_topics_is_an_empty_list() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[[topic]]\npartitions = 1\n', "non-empty string `name`"),
+        ("[[topic]]\npartitions = 1\n", "non-empty string `name`"),
         ('[[topic]]\nname = "a"\n', "integer `partitions` >= 1"),
         ('[[topic]]\nname = "a"\npartitions = 0\n', "integer `partitions` >= 1"),
         ('[[topic]]\nname = "a"\npartitions = "3"\n', "integer `partitions` >= 1"),
@@ -40,6 +39,6 @@ def test_no_topics_is_an_empty_list() -> None:
     ],
 )
 def test_invalid_files_fail_with_a_message_naming_the_problem(text: str, message: str) -> None:
-    with pytest.raises(StackError, match="topics.toml") as excinfo:
+    with pytest.raises(StackError, match=r"topics\.toml") as excinfo:
         parse_topics(text)
     assert message in str(excinfo.value)

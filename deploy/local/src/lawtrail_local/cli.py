@@ -7,6 +7,7 @@ git-ignored `.lawtrail/`, so `down`, `status` and `logs` work from any later pro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -77,7 +78,9 @@ def _up(args: argparse.Namespace, data_dir: Path) -> int:
     stack.start()
     if not args.no_services:
         _start_services(stack, args.timeout)
-    stderr_progress(f"local stack ready in {time.monotonic() - began:.1f} s (`python -m lawtrail_local down` stops it)")
+    stderr_progress(
+        f"local stack ready in {time.monotonic() - began:.1f} s (`python -m lawtrail_local down` stops it)"
+    )
     print(f"LAWTRAIL_KAFKA_BOOTSTRAP_SERVERS={stack.kafka_bootstrap}")
     print(f"LAWTRAIL_MONGO_URI={stack.mongo_uri}")
     return 0
@@ -139,7 +142,9 @@ def _status(args: argparse.Namespace, data_dir: Path) -> int:
     for service in _services(stack):
         if service.process.adopt():
             health = health_status(service.grpc_address) or "no health answer"
-            print(f"{service.name:<10} running  pid {service.process.pid:<8} {service.grpc_address} ({health})")
+            print(
+                f"{service.name:<10} running  pid {service.process.pid:<8} {service.grpc_address} ({health})"
+            )
         else:
             reason = service.spec.unavailable_reason()
             print(f"{service.name:<10} stopped" + (f" ({reason})" if reason else ""))
@@ -165,10 +170,8 @@ def _logs(args: argparse.Namespace, data_dir: Path) -> int:
     sys.stdout.flush()
     if args.no_follow:
         return 0
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends following (`make run` then stops the stack)
         _follow(matching, offsets)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how following ends (`make run` stops the stack afterwards)
     return 0
 
 

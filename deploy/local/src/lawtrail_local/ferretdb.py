@@ -88,7 +88,9 @@ class FerretDB:
         self.port = port
         self.sqlite_dir = data_dir / "ferretdb"
         self.process = ManagedProcess(
-            "ferretdb", pid_file=data_dir / "run" / "ferretdb.pid", log_file=data_dir / "logs" / "ferretdb.log"
+            "ferretdb",
+            pid_file=data_dir / "run" / "ferretdb.pid",
+            log_file=data_dir / "logs" / "ferretdb.log",
         )
 
     @property

@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import re
 import secrets
 import shutil
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from lawtrail_local.errors import StackError
@@ -24,7 +24,6 @@ from lawtrail_local.process import LogWatch, ManagedProcess
 from lawtrail_local.progress import Progress
 from lawtrail_local.tools import find_tool, run_tool
 
-_MAVEN_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 _READY_LINE = "Kafka Server started"
 _MARKER = ".complete"
 #: Heap and GC per docs/infrastructure.md: ~0.5 GB resident is enough for development and CI.
@@ -34,11 +33,10 @@ _JVM_OPTS = ("-Xms256m", "-Xmx512m", "-XX:+UseSerialGC")
 @functools.cache
 def kafka_version(pom: Path = KAFKA_POM) -> str:
     """The `kafka.version` property of the Kafka pom (the single source of the version)."""
-    root = ET.parse(require_source(pom)).getroot()
-    version = root.findtext("m:properties/m:kafka.version", namespaces=_MAVEN_NS)
-    if not version:
-        raise StackError(f"{pom} has no <properties><kafka.version>")
-    return version.strip()
+    match = re.search(r"<kafka\.version>\s*([^<\s]+)\s*</kafka\.version>", require_source(pom).read_text())
+    if not match:
+        raise StackError(f"{pom} has no <kafka.version> property")
+    return match.group(1)
 
 
 def kafka_home() -> Path:
@@ -149,7 +147,9 @@ class KafkaBroker:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         props = self.dir / "server.properties"
         log_dirs = self.dir / "data"
-        props.write_text(server_properties(port=self.port, controller_port=self.controller_port, log_dirs=log_dirs))
+        props.write_text(
+            server_properties(port=self.port, controller_port=self.controller_port, log_dirs=log_dirs)
+        )
         common = [
             f"-Dlog4j2.configurationFile={require_source(KAFKA_LOG4J2_CONFIG)}",
             f"-Dkafka.logs.dir={self.logs_dir}",
@@ -170,7 +170,9 @@ class KafkaBroker:
         def ready() -> bool:
             return watch.seen(_READY_LINE) if watch is not None else is_listening(self.port)
 
-        return self.process.wait_until(ready, what="ready ('Kafka Server started' in its log)", timeout=timeout)
+        return self.process.wait_until(
+            ready, what="ready ('Kafka Server started' in its log)", timeout=timeout
+        )
 
 
 def _read(path: Path) -> str | None:
@@ -178,4 +180,3 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except OSError:
         return None
-

@@ -98,7 +98,9 @@ class ManagedProcess:
             return self._popen.poll() is None
         return self._pid is not None and _start_ticks(self._pid) == self._ticks
 
-    def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+    def start(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         """Start `argv` detached, appending its output to the log file, and write the pid file."""
         if self.adopt():
             raise StackError(f"{self.name} is already running (pid {self._pid}, pid file {self.pid_file})")
@@ -173,7 +175,8 @@ class ManagedProcess:
                 raise NotReadyError(f"{self.name} exited{how} before {what}\n{self.log_tail()}")
             if time.monotonic() - started > timeout:
                 raise NotReadyError(
-                    f"{self.name} (pid {self._pid}) did not get {what} within {timeout:.0f} s\n{self.log_tail()}"
+                    f"{self.name} (pid {self._pid}) did not get {what} within {timeout:.0f} s\n"
+                    + self.log_tail()
                 )
             time.sleep(_POLL_SECONDS)
 

@@ -56,7 +56,7 @@ class ServiceStarter:
     def __call__(
         self, name: str | ServiceSpec, *, env: Mapping[str, str] | None = None, ready_timeout: float = 60.0
     ) -> ServiceProcess:
-        """Start service `name` (`case-svc`, `case_svc` or a spec) and wait until its health check says SERVING.
+        """Start service `name` (`case-svc`, `case_svc`, a spec); wait until its health check says SERVING.
 
         Skips the test when the service has no `__main__` yet. Its database is its own name plus a
         suffix unique to this starter (tests do not see each other's documents; a restart keeps them);

@@ -106,7 +106,9 @@ class ServiceProcess:
             **(env or {}),
         }
         self.process = ManagedProcess(
-            self.name, pid_file=run_dir / "run" / f"{self.name}.pid", log_file=run_dir / "logs" / f"{self.name}.log"
+            self.name,
+            pid_file=run_dir / "run" / f"{self.name}.pid",
+            log_file=run_dir / "logs" / f"{self.name}.log",
         )
 
     @property

@@ -110,7 +110,7 @@ class Stack:
             self.progress(f"created {len(created)} topics in {time.monotonic() - began:.1f} s")
 
     def stop(self) -> None:
-        """Stop FerretDB and Kafka (SIGTERM, SIGKILL after 30 s), including ones started by another process."""
+        """Stop FerretDB and Kafka (SIGTERM, SIGKILL after 30 s), also when another process started them."""
         for process in reversed(self.processes):
             if process.adopt():
                 began = time.monotonic()
@@ -130,7 +130,7 @@ class Stack:
     ) -> ServiceProcess:
         """A (not yet started) service process wired to this stack.
 
-        Defaults: the spec's ports, pid file and log beside the stack's, LAWTRAIL_DATA_DIR = `<data_dir>/data`.
+        Defaults: the spec's ports, pid file and log beside the stack's, LAWTRAIL_DATA_DIR `<data_dir>/data`.
         """
         return ServiceProcess(
             spec,

@@ -35,7 +35,12 @@ def find_tool(name: str, why: str) -> str:
 
 
 def run_tool(
-    argv: list[str], *, what: str, timeout: float, cwd: Path | None = None, env: Mapping[str, str] | None = None
+    argv: list[str],
+    *,
+    what: str,
+    timeout: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Run a fetch/build step, failing with the end of its output instead of a bare exit code."""
     try:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
@@ -20,6 +21,7 @@ from lawtrail_local.errors import StackError
 from lawtrail_local.layout import TOPICS_FILE
 
 _TOPIC_ALREADY_EXISTS = 36
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,13 @@ def create_topics(bootstrap: str, topics: list[Topic], timeout: float = 30.0) ->
     Idempotent, so `up` works on a stack with persistent data; an existing topic with another
     partition count is an error rather than silently different from what the code expects.
     """
-    return _run(_create_topics(bootstrap, topics, timeout))
+    try:
+        return _run(asyncio.wait_for(_create_topics(bootstrap, topics, int(timeout * 1000)), timeout))
+    except TimeoutError as exc:
+        raise StackError(f"creating topics on {bootstrap} did not finish within {timeout:.0f} s") from exc
 
 
-def _run(coro: Any) -> Any:
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run `coro` to completion even when the caller (a test) already runs an event loop."""
     try:
         asyncio.get_running_loop()
@@ -79,29 +84,26 @@ def _run(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def _create_topics(bootstrap: str, topics: list[Topic], timeout: float) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+async def _create_topics(bootstrap: str, topics: list[Topic], request_timeout_ms: int) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
     try:
-        async with asyncio.timeout(timeout):
-            await admin.start()
-            response = await admin.create_topics(
-                [NewTopic(t.name, t.partitions, replication_factor=1) for t in topics],
-                timeout_ms=int(timeout * 1000),
-            )
-            created, existing = [], []
-            for name, code, *message in response.topic_errors:
-                if code == 0:
-                    created.append(name)
-                elif code == _TOPIC_ALREADY_EXISTS:
-                    existing.append(name)
-                else:
-                    detail = message[0] if message and message[0] else for_code(code).__name__
-                    raise StackError(f"creating topic {name!r} on {bootstrap} failed: {detail}")
-            if existing:
-                await _check_partitions(admin, [t for t in topics if t.name in existing])
-            return created
-    except TimeoutError as exc:
-        raise StackError(f"creating topics on {bootstrap} did not finish within {timeout:.0f} s") from exc
+        await admin.start()
+        response = await admin.create_topics(
+            [NewTopic(t.name, t.partitions, replication_factor=1) for t in topics],
+            timeout_ms=request_timeout_ms,
+        )
+        created, existing = [], []
+        for name, code, *message in response.topic_errors:
+            if code == 0:
+                created.append(name)
+            elif code == _TOPIC_ALREADY_EXISTS:
+                existing.append(name)
+            else:
+                detail = message[0] if message and message[0] else for_code(code).__name__
+                raise StackError(f"creating topic {name!r} on {bootstrap} failed: {detail}")
+        if existing:
+            await _check_partitions(admin, [t for t in topics if t.name in existing])
+        return created
     finally:
         await admin.close()
 
@@ -112,6 +114,6 @@ async def _check_partitions(admin: Any, topics: list[Topic]) -> None:
         actual = len(described[topic.name]["partitions"])
         if actual != topic.partitions:
             raise StackError(
-                f"topic {topic.name!r} exists with {actual} partitions but topics.toml says {topic.partitions}; "
-                f"run `python -m lawtrail_local down --purge` to drop the local data and start afresh"
+                f"topic {topic.name!r} exists with {actual} partitions but topics.toml says "
+                f"{topic.partitions}; `python -m lawtrail_local down --purge` drops the local data"
             )
