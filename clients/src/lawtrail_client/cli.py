@@ -1,0 +1,375 @@
+"""`lawtrail` — the command line of Lawtrail.
+
+    lawtrail station collect-once <folder> [--server HOST:PORT] [--token JWT | --token-file F]
+    lawtrail station watch <folder> [--interval 10] …
+    lawtrail devices register|check|maintenance|fault|repair|get|list …
+    lawtrail dev-token --subject alice --unit unit-a --roles OFFICER      (local development only)
+
+The token comes from `--token`, `--token-file` or the environment variable `LAWTRAIL_TOKEN`; the media
+server from `--server` or `LAWTRAIL_MEDIA_SERVER` (default 127.0.0.1:50052).
+Exit status: 0 = done, 1 = some files or calls failed (see the messages), 2 = usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from lawtrail.common.v1 import common_pb2
+from lawtrail.media.v1 import device_service_pb2 as dev
+
+from lawtrail_client.channel import Tls
+from lawtrail_client.client import DEFAULT_MEDIA_TARGET, MediaClient
+from lawtrail_client.errors import LawtrailError
+from lawtrail_client.station.agent import StationAgent, StationConfig, StationStopped
+from lawtrail_client.station.journal import JournalLocked
+from lawtrail_client.station.metadata import __doc__ as NAMING_DOC
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["dev-token"]:
+        return _dev_token(args_list[1:])
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except ConfigError as error:
+        print(f"lawtrail: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except LawtrailError as error:
+        print(f"lawtrail: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(
+            "lawtrail: interrupted; nothing partial is marked collected — run again to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+class ConfigError(Exception):
+    pass
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lawtrail", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and connection details")
+    sub = parser.add_subparsers(title="commands")
+    sub.add_parser(
+        "dev-token", help="mint a local development token (lawtrail-dev-token; needs the workspace)"
+    )
+
+    station = sub.add_parser(
+        "station",
+        help="collection-station agent: upload docked cameras' files from a folder",
+        description="Collection-station agent.\n\n" + (NAMING_DOC or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    station_sub = station.add_subparsers(title="station commands")
+    for name, help_text in (
+        ("collect-once", "collect what is in the folder now, then exit"),
+        ("watch", "collect continuously until Ctrl-C / SIGTERM"),
+    ):
+        p = station_sub.add_parser(name, help=help_text)
+        p.add_argument("folder", type=Path, help="folder the dock writes files into")
+        _connection_options(p)
+        p.add_argument(
+            "--unit", default="", help="unit for files whose sidecar names none (default: the token's unit)"
+        )
+        p.add_argument(
+            "--settle", type=float, default=2.0, help="seconds a file must be unchanged (default 2)"
+        )
+        p.add_argument(
+            "--max-rate", type=_rate, default=None, help="upload rate limit, e.g. 5M or 500K bytes/s"
+        )
+        p.add_argument(
+            "--retry-failed", action="store_true", help="try refused files again even if unchanged"
+        )
+        if name == "watch":
+            p.add_argument("--interval", type=float, default=10.0, help="seconds between passes (default 10)")
+            p.set_defaults(run=_station_watch)
+        else:
+            p.set_defaults(run=_station_collect_once)
+
+    devices = sub.add_parser(
+        "devices", help="recording devices: register, pre-use check, faults, repairs (R20, R21)"
+    )
+    devices_sub = devices.add_subparsers(title="device commands")
+    p = devices_sub.add_parser("register", help="register a device in your unit")
+    p.add_argument("device_number")
+    p.add_argument("--model", required=True)
+    p.add_argument("--unit", default="", help="default: your unit")
+    p.set_defaults(run=_devices_register)
+    p = devices_sub.add_parser("check", help="record a pre-use check before a shift (R20)")
+    p.add_argument("device_number")
+    p.add_argument("--battery", type=int, required=True, help="battery charge in percent")
+    p.add_argument("--free-mib", type=int, required=True, help="free storage in MiB")
+    p.add_argument(
+        "--clock-offset", type=float, default=0.0, help="device clock minus reference clock, seconds"
+    )
+    p.set_defaults(run=_devices_check)
+    p = devices_sub.add_parser("maintenance", help="add a maintenance log entry (R20)")
+    p.add_argument("device_number")
+    p.add_argument("description")
+    p.set_defaults(run=_devices_maintenance)
+    p = devices_sub.add_parser("fault", help="report a fault: out of service at once (R21)")
+    p.add_argument("device_number")
+    p.add_argument("description")
+    p.set_defaults(run=_devices_fault)
+    p = devices_sub.add_parser("repair", help="record the repair: back in service (R21)")
+    p.add_argument("device_number")
+    p.add_argument("note")
+    p.set_defaults(run=_devices_repair)
+    p = devices_sub.add_parser("get", help="show a device")
+    p.add_argument("device_number")
+    p.set_defaults(run=_devices_get)
+    p = devices_sub.add_parser("list", help="list a unit's devices")
+    p.add_argument("--unit", default="", help="default: your unit")
+    p.set_defaults(run=_devices_list)
+    for command in devices_sub.choices.values():
+        _connection_options(command)
+    return parser
+
+
+def _connection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--server",
+        default=os.environ.get("LAWTRAIL_MEDIA_SERVER", DEFAULT_MEDIA_TARGET),
+        help="media-svc host:port",
+    )
+    p.add_argument("--token", default=None, help="bearer token (default: $LAWTRAIL_TOKEN)")
+    p.add_argument("--token-file", type=Path, default=None, help="file holding the bearer token")
+    p.add_argument("--tls-ca", type=Path, default=None, help="CA certificate (PEM); enables TLS")
+    p.add_argument("--tls-cert", type=Path, default=None, help="client certificate (PEM) for mTLS")
+    p.add_argument("--tls-key", type=Path, default=None, help="client key (PEM) for mTLS")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="deadline of each call in seconds (default 10)"
+    )
+
+
+def _rate(text: str) -> float:
+    factors = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    text = text.strip().upper().removesuffix("/S").removesuffix("B")
+    try:
+        if text and text[-1] in factors:
+            return float(text[:-1]) * factors[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (examples: 500K, 5M, 1000000)") from None
+
+
+# --- connection -----------------------------------------------------------------------------------
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token:
+        return str(args.token).strip()
+    if args.token_file:
+        try:
+            return str(args.token_file.read_text()).strip()
+        except OSError as error:
+            raise ConfigError(f"cannot read --token-file {args.token_file}: {error}") from None
+    token = os.environ.get("LAWTRAIL_TOKEN", "").strip()
+    if not token:
+        raise ConfigError(
+            "no token: pass --token, --token-file or set LAWTRAIL_TOKEN (locally: lawtrail dev-token …)"
+        )
+    return token
+
+
+def token_claims(token: str) -> dict[str, object]:
+    """The token's claims, NOT verified (only to fill defaults such as the unit; the server verifies)."""
+    try:
+        payload = token.split(".")[1]
+        decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
+
+
+def _media(args: argparse.Namespace) -> tuple[MediaClient, str]:
+    token = _token(args)
+    tls = Tls(args.tls_ca, args.tls_cert, args.tls_key) if (args.tls_ca or args.tls_cert) else None
+    return MediaClient.connect(args.server, token=token, tls=tls, timeout_s=args.timeout), token
+
+
+# --- station --------------------------------------------------------------------------------------
+
+
+def _agent(args: argparse.Namespace) -> tuple[StationAgent, MediaClient]:
+    folder: Path = args.folder
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder")
+    media, token = _media(args)
+    unit = args.unit or str(token_claims(token).get("unit") or "")
+    config = StationConfig(
+        folder=folder, unit=unit, settle_s=args.settle, max_rate=args.max_rate, retry_failed=args.retry_failed
+    )
+    return StationAgent(media, config, out=sys.stderr), media
+
+
+def _station_collect_once(args: argparse.Namespace) -> int:
+    agent, media = _agent(args)
+    with media:
+        try:
+            outcomes = agent.collect_once()
+        except (StationStopped, JournalLocked) as error:
+            raise ConfigError(str(error)) from None
+    collected = sum(o.status == "collected" for o in outcomes)
+    problems = [o for o in outcomes if o.status != "collected"]
+    print(f"{collected} collected, {len(problems)} not collected", file=sys.stderr)
+    for o in problems:
+        print(f"  {o.name}: {o.status}: {o.detail}", file=sys.stderr)
+    return EXIT_FAILED if problems else 0
+
+
+def _station_watch(args: argparse.Namespace) -> int:
+    agent, media = _agent(args)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> NoReturn:
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    with media:
+        try:
+            agent.watch(args.interval, stop)
+        except (StationStopped, JournalLocked) as error:
+            raise ConfigError(str(error)) from None
+    return 0
+
+
+# --- devices --------------------------------------------------------------------------------------
+
+
+def _print(message: Message) -> int:
+    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=1, ensure_ascii=False))
+    return 0
+
+
+def _devices_register(args: argparse.Namespace) -> int:
+    media, _ = _media(args)
+    with media:
+        request = dev.RegisterDeviceRequest(
+            device_number=args.device_number, unit=args.unit, model=args.model
+        )
+        return _print(media.devices.RegisterDevice(request))
+
+
+def _devices_check(args: argparse.Namespace) -> int:
+    media, _ = _media(args)
+    offset = Duration()
+    offset.FromTimedelta(timedelta(seconds=args.clock_offset))
+    with media:
+        response = media.devices.RecordPreUseCheck(
+            dev.RecordPreUseCheckRequest(
+                device_number=args.device_number,
+                battery_percent=args.battery,
+                free_storage_bytes=args.free_mib * 1024 * 1024,
+                clock_offset=offset,
+                request_id=uuid.uuid4().hex,
+            )
+        )
+    _print(response)
+    return 0 if response.check.passed else EXIT_FAILED
+
+
+def _devices_maintenance(args: argparse.Namespace) -> int:
+    media, _ = _media(args)
+    with media:
+        request = dev.RecordMaintenanceRequest(
+            device_number=args.device_number, description=args.description, request_id=uuid.uuid4().hex
+        )
+        return _print(media.devices.RecordMaintenance(request))
+
+
+def _devices_fault(args: argparse.Namespace) -> int:
+    media, _ = _media(args)
+    with media:
+        request = dev.ReportFaultRequest(
+            device_number=args.device_number, description=args.description, request_id=uuid.uuid4().hex
+        )
+        return _print(media.devices.ReportFault(request))
+
+
+def _devices_repair(args: argparse.Namespace) -> int:
+    media, _ = _media(args)
+    with media:
+        request = dev.RecordRepairRequest(
+            device_number=args.device_number, note=args.note, request_id=uuid.uuid4().hex
+        )
+        return _print(media.devices.RecordRepair(request))
+
+
+def _devices_get(args: argparse.Namespace) -> int:
+    media, _ = _media(args)
+    with media:
+        return _print(media.devices.GetDevice(dev.GetDeviceRequest(device_number=args.device_number)))
+
+
+def _devices_list(args: argparse.Namespace) -> int:
+    media, _ = _media(args)
+    token = ""
+    with media:
+        while True:
+            page = media.devices.ListDevices(
+                dev.ListDevicesRequest(
+                    unit=args.unit, page=common_pb2.PageRequest(page_size=200, page_token=token)
+                )
+            )
+            for device in page.devices:
+                status = dev.DeviceStatus.Name(device.status).removeprefix("DEVICE_STATUS_")
+                print(f"{device.device_number}\t{device.unit}\t{device.model}\t{status}")
+            token = page.page.next_page_token
+            if not token:
+                return 0
+
+
+# --- dev token ------------------------------------------------------------------------------------
+
+
+def _dev_token(argv: list[str]) -> int:
+    """Pass-through to servicekit's `lawtrail-dev-token` (present in the development workspace only)."""
+    try:
+        from servicekit.auth.devtoken import main as dev_token_main
+    except ImportError:
+        print(
+            "lawtrail dev-token needs the Lawtrail development workspace (lawtrail-servicekit); "
+            "production tokens come from your identity provider",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return int(dev_token_main(argv) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
