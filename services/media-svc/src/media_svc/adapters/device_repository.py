@@ -30,16 +30,19 @@ Document = dict[str, Any]
 
 
 class _Devices(VersionedRepository):
+    what = "device"
     indexes: ClassVar[Sequence[IndexSpec]] = [IndexSpec([("unit", 1), ("_id", 1)], name="unit_number")]
 
 
 class _Checks(VersionedRepository):
+    what = "pre-use check"
     indexes: ClassVar[Sequence[IndexSpec]] = [
         IndexSpec([("device_number", 1), ("shift_start", 1)], name="device_shift")
     ]
 
 
 class _Maintenance(VersionedRepository):
+    what = "maintenance entry"
     indexes: ClassVar[Sequence[IndexSpec]] = [
         IndexSpec([("device_number", 1), ("performed_at", -1)], name="device_performed")
     ]

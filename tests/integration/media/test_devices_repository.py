@@ -1,0 +1,139 @@
+"""Devices (R20, R21) on the real FerretDB and Kafka: the Mongo repository, its indexes and the embedded
+outbox relayed to `lawtrail.media.v1.events` (what the recordings ingest reads: `get` + `checks_for`)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from lawtrail_local.stack import Stack
+from media_svc.adapters.device_repository import MongoDeviceRepository
+from media_svc.domain.devices import (
+    MIB,
+    DeviceStatus,
+    PreUseCheckPolicy,
+    ShiftSchedule,
+    device_findings_for_recording,
+)
+from media_svc.service_layer.devices import (
+    Actor,
+    DeviceHandlers,
+    RecordMaintenance,
+    RecordPreUseCheck,
+    RecordRepair,
+    RegisterDevice,
+    ReportFault,
+)
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from servicekit.errors import ConcurrencyConflict
+from servicekit.mongo import ensure_indexes
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "lawtrail.media.v1.events"
+SOURCE = "/lawtrail/media-svc-it"
+HEAD = Actor("head-a", "unit-a", frozenset({"UNIT_HEAD"}))
+
+
+@pytest.fixture
+async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[dict]]:  # type: ignore[type-arg]
+    client: AsyncMongoClient[dict] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)  # type: ignore[type-arg]
+    database = client[f"media_devices_{uuid.uuid4().hex[:8]}"]
+    await ensure_indexes(database, MongoDeviceRepository.indexes())
+    try:
+        yield database
+    finally:
+        await client.close()
+
+
+def handlers(repo: MongoDeviceRepository) -> DeviceHandlers:
+    return DeviceHandlers(
+        repo,
+        policy=PreUseCheckPolicy(min_battery_percent=60, min_free_storage_mib=1024, max_clock_offset_s=5),
+        shifts=ShiftSchedule.parse("08:00,20:00", "Asia/Shanghai"),
+    )
+
+
+def number() -> str:
+    return f"BC-{uuid.uuid4().hex[:8]}"
+
+
+async def test_r21_device_lifecycle_round_trips_through_mongo(db: AsyncDatabase[dict]) -> None:  # type: ignore[type-arg]
+    repo = MongoDeviceRepository(db, event_source=SOURCE)
+    h = handlers(repo)
+    n = number()
+    await h.register_device(RegisterDevice(n, "unit-a", "DSJ-X1"), HEAD)
+    check = await h.record_pre_use_check(RecordPreUseCheck(n, 30, 8000 * MIB, 1.5, "chk-" + n), HEAD)
+    assert not check.passed
+    await h.record_maintenance(RecordMaintenance(n, "cleaned lens"), HEAD)
+    _, fault = await h.report_fault(ReportFault(n, "lens cracked"), HEAD)
+    device = await repo.get(n)
+    assert device is not None
+    assert device.status is DeviceStatus.OUT_OF_SERVICE
+    assert device.faults == [fault]
+    assert device.version == 2
+    await h.record_repair(RecordRepair(n, "lens replaced"), HEAD)
+    device = await repo.get(n)
+    assert device is not None
+    assert device.status is DeviceStatus.IN_SERVICE
+    assert device.faults[0].repair_note == "lens replaced"
+    assert await repo.get_check("chk-" + n) == check
+    assert [m.description for m in await repo.maintenance_of(n, 5)] == ["cleaned lens"]
+    assert await repo.get("BC-unknown-" + n) is None
+
+
+async def test_r20_checks_for_finds_the_checks_whose_shift_overlaps(db: AsyncDatabase[dict]) -> None:  # type: ignore[type-arg]
+    repo = MongoDeviceRepository(db, event_source=SOURCE)
+    h = handlers(repo)
+    n = number()
+    await h.register_device(RegisterDevice(n, "unit-a", "DSJ-X1"), HEAD)
+    check = await h.record_pre_use_check(RecordPreUseCheck(n, 90, 8000 * MIB, 0.0), HEAD)
+    start = check.checked_at + timedelta(minutes=1)
+    end = start + timedelta(minutes=10)
+    found = await repo.checks_for(n, start, end)
+    assert found == [check]
+    device = await repo.get(n)
+    if start < check.shift_end:
+        assert device_findings_for_recording(device, found, start, end) == []
+    # a recording in a later shift finds no check
+    later = check.shift_end + timedelta(hours=1)
+    assert await repo.checks_for(n, later, later + timedelta(minutes=5)) == []
+    assert [f.split(":")[0] for f in device_findings_for_recording(device, [], later, later)] == [
+        "R20_NO_PASSING_PRE_USE_CHECK"
+    ]
+
+
+async def test_concurrent_changes_to_one_device_conflict(db: AsyncDatabase[dict]) -> None:  # type: ignore[type-arg]
+    repo = MongoDeviceRepository(db, event_source=SOURCE)
+    n = number()
+    await handlers(repo).register_device(RegisterDevice(n, "unit-a", "DSJ-X1"), HEAD)
+    first, second = await repo.get(n), await repo.get(n)
+    assert first is not None
+    assert second is not None
+    at = datetime.now(UTC)
+    first.report_fault(fault_id="f1", description="broken", by="a", at=at)
+    await repo.save(first, first.events)
+    second.report_fault(fault_id="f2", description="also broken", by="b", at=at)
+    with pytest.raises(ConcurrencyConflict, match="changed by someone else"):
+        await repo.save(second, second.events)
+
+
+async def test_list_by_unit_pages_in_device_number_order(db: AsyncDatabase[dict]) -> None:  # type: ignore[type-arg]
+    repo = MongoDeviceRepository(db, event_source=SOURCE)
+    h = handlers(repo)
+    unit = f"unit-{uuid.uuid4().hex[:6]}"
+    actor = Actor("head", unit, frozenset({"UNIT_HEAD"}))
+    for n in ["D-3", "D-1", "D-2", "D-5", "D-4"]:
+        await h.register_device(RegisterDevice(f"{unit}-{n}", unit, "M"), actor)
+    seen: list[str] = []
+    after = None
+    while True:
+        page = await h.list_devices(unit, 2, after, actor)
+        seen += [d.device_number for d in page.devices]
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == [f"{unit}-D-{i}" for i in range(1, 6)]
