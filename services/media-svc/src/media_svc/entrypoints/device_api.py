@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from typing import Any
 from datetime import UTC
 
 import grpc
@@ -29,6 +30,8 @@ from media_svc.service_layer.devices import (
     RegisterDevice,
     ReportFault,
 )
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 SERVICE_NAME = "lawtrail.media.v1.DeviceService"
 _P = f"/{SERVICE_NAME}/"
@@ -62,7 +65,7 @@ class DeviceApi(device_service_pb2_grpc.DeviceServiceServicer):
         self._h = handlers
 
     async def RegisterDevice(
-        self, request: pb.RegisterDeviceRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RegisterDeviceRequest, context: Context
     ) -> pb.RegisterDeviceResponse:
         actor = _actor()
         device = await self._h.register_device(
@@ -71,7 +74,7 @@ class DeviceApi(device_service_pb2_grpc.DeviceServiceServicer):
         return pb.RegisterDeviceResponse(device=device_message(device))
 
     async def RecordPreUseCheck(
-        self, request: pb.RecordPreUseCheckRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RecordPreUseCheckRequest, context: Context
     ) -> pb.RecordPreUseCheckResponse:
         offset = (
             request.clock_offset.ToTimedelta().total_seconds() if request.HasField("clock_offset") else 0.0
@@ -89,40 +92,34 @@ class DeviceApi(device_service_pb2_grpc.DeviceServiceServicer):
         return pb.RecordPreUseCheckResponse(check=check_message(check))
 
     async def RecordMaintenance(
-        self, request: pb.RecordMaintenanceRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RecordMaintenanceRequest, context: Context
     ) -> pb.RecordMaintenanceResponse:
         record = await self._h.record_maintenance(
             RecordMaintenance(request.device_number, request.description, request.request_id), _actor()
         )
         return pb.RecordMaintenanceResponse(maintenance=maintenance_message(record))
 
-    async def ReportFault(
-        self, request: pb.ReportFaultRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ReportFaultResponse:
+    async def ReportFault(self, request: pb.ReportFaultRequest, context: Context) -> pb.ReportFaultResponse:
         device, fault = await self._h.report_fault(
             ReportFault(request.device_number, request.description, request.request_id), _actor()
         )
         return pb.ReportFaultResponse(device=device_message(device), fault=fault_message(fault, device.unit))
 
     async def RecordRepair(
-        self, request: pb.RecordRepairRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RecordRepairRequest, context: Context
     ) -> pb.RecordRepairResponse:
         device, fault = await self._h.record_repair(
             RecordRepair(request.device_number, request.note, request.request_id), _actor()
         )
         return pb.RecordRepairResponse(device=device_message(device), fault=fault_message(fault, device.unit))
 
-    async def GetDevice(
-        self, request: pb.GetDeviceRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetDeviceResponse:
+    async def GetDevice(self, request: pb.GetDeviceRequest, context: Context) -> pb.GetDeviceResponse:
         actor = _actor()
         device = await self._h.get_device(request.device_number, actor)
         maintenance = await self._h.recent_maintenance(device.device_number, actor)
         return pb.GetDeviceResponse(device=device_message(device, maintenance))
 
-    async def ListDevices(
-        self, request: pb.ListDevicesRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ListDevicesResponse:
+    async def ListDevices(self, request: pb.ListDevicesRequest, context: Context) -> pb.ListDevicesResponse:
         page = await self._h.list_devices(
             request.unit, request.page.page_size, decode_page_token(request.page.page_token), _actor()
         )
@@ -132,7 +129,7 @@ class DeviceApi(device_service_pb2_grpc.DeviceServiceServicer):
         )
 
     async def ListPreUseChecks(
-        self, request: pb.ListPreUseChecksRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ListPreUseChecksRequest, context: Context
     ) -> pb.ListPreUseChecksResponse:
         if not request.HasField("since") or not request.HasField("until"):
             raise InvalidArgument("since and until are both required (UTC timestamps)")
