@@ -405,6 +405,7 @@ class StageTransition(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     CHANGED_FIELD_NUMBER: _builtins.int
     SKIPPED_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     from_stage: Global___Stage.ValueType
     """The stage left; unspecified for the OPENED entry."""
     to_stage: Global___Stage.ValueType
@@ -413,6 +414,8 @@ class StageTransition(_message.Message):
     """Forward move, return for reinvestigation, or the opening."""
     reason: _builtins.str
     """Why, as written by the person who made the change (1–1000 characters)."""
+    sequence: _builtins.int
+    """Position in the case's history: 0 for the opening, then 1, 2, … with no gaps (a replay applies each once)."""
     @_builtins.property
     def changed(self) -> _common_pb2.Attribution:
         """Who made the change (from the verified token) and when (server time)."""
@@ -430,10 +433,11 @@ class StageTransition(_message.Message):
         reason: _builtins.str = ...,
         changed: _common_pb2.Attribution | None = ...,
         skipped: _abc.Iterable[Global___SkippedStage] | None = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "from_stage", b"from_stage", "kind", b"kind", "reason", b"reason", "skipped", b"skipped", "to_stage", b"to_stage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "from_stage", b"from_stage", "kind", b"kind", "reason", b"reason", "sequence", b"sequence", "skipped", b"skipped", "to_stage", b"to_stage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,1 @@
+"""Adapters: MongoDB repository, document content store, protobuf and event mapping."""

@@ -1,0 +1,1 @@
+"""Use cases of case-svc: one async handler per command."""

@@ -1,0 +1,220 @@
+"""The use cases of case-svc: one async handler per command.
+
+Each handler checks the request (nothing read yet), loads the one case it concerns, lets the
+aggregate decide (rules, rights, events), and stores the case with its events in one single-document
+write. A concurrent change of the same case (optimistic version) makes the handler reload and decide
+again, a few times, before it gives up with ABORTED. Server time comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
+
+from case_svc.domain import commands as c
+from case_svc.domain import ids
+from case_svc.domain.case import Case
+from case_svc.domain.model import Activity, Actor, CaseFileGap, Document, Incident, LegalReview
+from case_svc.domain.permissions import Action, authorize, readable_units
+from case_svc.domain.rules import RuleBook
+from case_svc.service_layer.ports import CaseRepository, CaseSummary, ContentStore, ListPosition
+from case_svc.service_layer.queries import ListCases, decode_token, encode_token
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class CasePage:
+    cases: Sequence[CaseSummary]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class FileGaps:
+    case_id: str
+    checklist: str
+    gaps: Sequence[CaseFileGap]
+
+
+class CaseHandlers:
+    """Every use case of case-svc, wired to its ports by `bootstrap`."""
+
+    def __init__(
+        self,
+        cases: CaseRepository,
+        contents: ContentStore,
+        rules: RuleBook,
+        clock: Clock,
+        *,
+        max_attempts: int = 5,
+    ) -> None:
+        self.cases = cases
+        self.contents = contents
+        self.rules = rules
+        self.clock = clock
+        self.max_attempts = max_attempts
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_case(self, case_id: str, actor: Actor) -> Case:
+        c.CaseCommand(case_id).validate_case_id()
+        case = await self.cases.get(case_id)
+        authorize(actor, Action.READ_CASE, case.unit)
+        return case
+
+    async def list_cases(self, query: ListCases, actor: Actor) -> CasePage:
+        limit = query.validate()
+        if query.unit:
+            authorize(actor, Action.READ_CASE, query.unit)
+            units: frozenset[str] | None = frozenset({query.unit})
+        else:
+            units = readable_units(actor)
+        where = query.filter(units)
+        after = decode_token(where, query.page_token)
+        found = list(await self.cases.list(where, after, limit + 1))
+        page, more = found[:limit], len(found) > limit
+        token = encode_token(where, ListPosition(page[-1].opened_at, page[-1].case_id)) if more else ""
+        return CasePage(page, token)
+
+    async def get_case_file_gaps(self, case_id: str, actor: Actor) -> FileGaps:
+        case = await self.get_case(case_id, actor)
+        return FileGaps(case.case_id, case.rules_key, case.file_gaps(self.rules))
+
+    # ------------------------------------------------------------------ opening
+
+    async def open_case(self, cmd: c.OpenCase, actor: Actor) -> Case:
+        case_id = ids.case_id_for(cmd.unit, cmd.request_id)
+        case = Case.open(cmd, actor, self.clock(), case_id, self.rules)
+        try:
+            await self.cases.add(case)
+        except AlreadyExists:
+            if not cmd.request_id:
+                raise
+            # A repeated request: answer with the case the first one opened.
+            existing = await self.cases.get(case_id)
+            authorize(actor, Action.READ_CASE, existing.unit)
+            return existing
+        return case
+
+    # ------------------------------------------------------------------ changes of one case
+
+    async def advance_stage(self, cmd: c.AdvanceStage, actor: Actor) -> Case:
+        cmd.validate()
+        case, _ = await self._change(cmd.case_id, lambda case, now: case.advance(cmd, actor, now))
+        return case
+
+    async def return_for_reinvestigation(self, cmd: c.ReturnForReinvestigation, actor: Actor) -> Case:
+        cmd.validate()
+        case, _ = await self._change(
+            cmd.case_id, lambda case, now: case.return_for_reinvestigation(cmd, actor, now)
+        )
+        return case
+
+    async def close_case(self, cmd: c.CloseCase, actor: Actor) -> Case:
+        cmd.validate()
+        case, _ = await self._change(cmd.case_id, lambda case, now: case.close(cmd, actor, now))
+        return case
+
+    async def archive_case(self, cmd: c.ArchiveCase, actor: Actor) -> Case:
+        cmd.validate()
+        case, _ = await self._change(cmd.case_id, lambda case, now: case.archive(cmd, actor, now, self.rules))
+        return case
+
+    async def flag_case(self, cmd: c.FlagCase, actor: Actor) -> Case:
+        cmd.validate()
+        case, _ = await self._change(cmd.case_id, lambda case, now: case.flag(cmd, actor, now))
+        return case
+
+    async def record_incident(self, cmd: c.RecordIncident, actor: Actor) -> tuple[Case, Incident]:
+        cmd.validate(self.clock())
+        incident_id = ids.child_id_for(cmd.case_id, "incident", cmd.request_id)
+        return await self._change(
+            cmd.case_id, lambda case, now: case.record_incident(cmd, actor, now, incident_id)
+        )
+
+    async def record_activity(self, cmd: c.RecordActivity, actor: Actor) -> tuple[Case, Activity]:
+        cmd.validate(self.clock())
+        activity_id = ids.child_id_for(cmd.case_id, "activity", cmd.request_id)
+        return await self._change(
+            cmd.case_id, lambda case, now: case.record_activity(cmd, actor, now, activity_id)
+        )
+
+    async def file_document(self, cmd: c.FileDocument, actor: Actor) -> tuple[Case, Document]:
+        cmd.validate(self.clock())
+        sha256 = hashlib.sha256(cmd.content).hexdigest()
+        document_id = ids.new_id()
+        stored = False
+
+        async def store_content_then_decide(case: Case, now: datetime) -> Document:
+            nonlocal stored
+            document = case.file_document(cmd, actor, now, document_id, sha256, self.rules)
+            if case.events and not stored:
+                # The content is stored (write-once, by hash) before the case refers to it, so a case
+                # never names content that is missing. A refusal above stores nothing.
+                await self.contents.put(sha256, cmd.content, cmd.content_type)
+                stored = True
+            return document
+
+        return await self._change_async(cmd.case_id, store_content_then_decide)
+
+    async def record_legal_review(self, cmd: c.RecordLegalReview, actor: Actor) -> tuple[Case, LegalReview]:
+        cmd.validate()
+        review_id = ids.new_id()
+        return await self._change(
+            cmd.case_id, lambda case, now: case.record_legal_review(cmd, actor, now, review_id)
+        )
+
+    # ------------------------------------------------------------------ projection of media events (R5)
+
+    async def link_recording(self, cmd: c.LinkRecording) -> bool:
+        """Applies media-svc's RecordingLinked; True when the case learned something new. Idempotent:
+        the same link applied twice changes the case once."""
+        try:
+            _, changed = await self._change(cmd.case_id, lambda case, _now: case.note_recording_link(cmd))
+        except NotFound:
+            raise NotFound(
+                f"RecordingLinked for recording {cmd.recording_id} names case {cmd.case_id}, which case-svc "
+                "does not know"
+            ) from None
+        if changed:
+            log.info(
+                "recording %s linked to case %s activity %s",
+                cmd.recording_id,
+                cmd.case_id,
+                cmd.activity_id or "-",
+            )
+        return changed
+
+    # ------------------------------------------------------------------ the read-decide-write loop
+
+    async def _change(self, case_id: str, decide: Callable[[Case, datetime], R]) -> tuple[Case, R]:
+        async def decide_async(case: Case, now: datetime) -> R:
+            return decide(case, now)
+
+        return await self._change_async(case_id, decide_async)
+
+    async def _change_async(
+        self, case_id: str, decide: Callable[[Case, datetime], Awaitable[R]]
+    ) -> tuple[Case, R]:
+        for _ in range(self.max_attempts):
+            case = await self.cases.get(case_id)
+            result = await decide(case, self.clock())
+            if not case.events:
+                return case, result  # nothing changed (a repeat, or an already-set flag)
+            try:
+                await self.cases.save(case)
+            except ConcurrencyConflict:
+                continue  # someone changed the case meanwhile: decide again on the new state
+            return case, result
+        raise ConcurrencyConflict(
+            f"case {case_id} changed {self.max_attempts} times while this request was deciding; try again"
+        )
