@@ -1,0 +1,176 @@
+"""Verified download (R16, R23-2, R23-3).
+
+1. The access grant is verified (signature, validity, grantee, scope, action, revocation).
+2. `ContentAccessed` is recorded durably *before* the first byte is released.
+3. The content is read block by block; each block's SHA-256 is compared with the one recorded at ingest
+   before the block is sent, and the size and end of file are checked. A mismatch (or missing content)
+   stops the stream with DATA_LOSS and records `IntegrityCheckFailed`; the bad block is never sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, NoReturn
+
+from servicekit.errors import DataLoss, PermissionDenied
+
+from media_svc.domain.access import AccessGrant, ContentAccessed
+from media_svc.domain.recordings import BLOCK_SIZE, Recording
+from media_svc.service_layer.devices import Actor
+from media_svc.service_layer.ports import (
+    AccessLog,
+    ContentMissing,
+    ContentStore,
+    GrantVerifier,
+    NullMetrics,
+    RecordingMetrics,
+    RecordingRepository,
+)
+from media_svc.service_layer.recordings import RecordingHandlers, RecordingNotFound, new_id, utc_now_ms
+
+
+class IntegrityFailure(DataLoss):
+    pass
+
+
+@dataclass(frozen=True)
+class Download:
+    recording: Recording
+    grant: AccessGrant
+    # The verified blocks, in order; raises IntegrityFailure (DATA_LOSS) at the first bad one.
+    blocks: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True)
+class _BadBlock:
+    offset: int
+    actual: str
+    detail: str
+
+
+class DownloadHandlers:
+    def __init__(
+        self,
+        *,
+        recordings: RecordingRepository,
+        store: ContentStore,
+        verifier: GrantVerifier,
+        access_log: AccessLog,
+        recording_handlers: RecordingHandlers,
+        metrics: RecordingMetrics | None = None,
+        clock: Callable[[], datetime] = utc_now_ms,
+    ) -> None:
+        self._recordings = recordings
+        self._store = store
+        self._verifier = verifier
+        self._access_log = access_log
+        self._handlers = recording_handlers
+        self._metrics: RecordingMetrics = metrics or NullMetrics()
+        self._clock = clock
+
+    async def open(self, recording_id: str, token: str, actor: Actor) -> Download:
+        if not token.strip():
+            raise PermissionDenied(
+                "reading a recording's content needs an access grant approved in access-svc (R16); "
+                "pass it in `access_grant`"
+            )
+        grant = self._verifier.decode(token.strip())
+        recording = await self._recordings.get(recording_id.strip())
+        if recording is None:
+            raise RecordingNotFound(f"no recording {recording_id!r}")
+        now = self._clock()
+        grant.authorize_content_read(
+            subject=actor.subject,
+            recording_id=recording.recording_id,
+            case_id=recording.link.case_id,
+            now=now,
+        )
+        if await self._verifier.is_revoked(grant.grant_id):
+            raise PermissionDenied(f"access grant {grant.grant_id} was revoked; ask access-svc for a new one")
+        await self._access_log.record(
+            ContentAccessed(
+                access_id=new_id(),
+                recording_id=recording.recording_id,
+                sha256=recording.sha256,
+                unit=recording.unit,
+                subject=actor.subject,
+                subject_unit=actor.unit,
+                at=now,
+                grant_id=grant.grant_id,
+                purpose=grant.purpose,
+                approver=grant.approver_subject,
+            )
+        )
+        self._metrics.content_accessed(recording.unit, recording.size_bytes)
+        return Download(recording, grant, self._verified_blocks(recording))
+
+    async def _verified_blocks(self, recording: Recording) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="download") as reader:
+            try:
+                f = await loop.run_in_executor(reader, self._store.open_content, recording.sha256)
+            except ContentMissing as missing:
+                await self._fail(recording, _BadBlock(-1, "", str(missing.message)))
+            try:
+                # Read-ahead of one block: the next block is read and hashed while this one is sent.
+                nxt = loop.run_in_executor(reader, _read_block, f, recording, 0)
+                for index in range(recording.block_count):
+                    block = await nxt
+                    if isinstance(block, _BadBlock):
+                        await self._fail(recording, block)
+                    if index + 1 < recording.block_count:
+                        nxt = loop.run_in_executor(reader, _read_block, f, recording, index + 1)
+                    else:
+                        tail = await loop.run_in_executor(reader, f.read, 1)
+                        if tail:
+                            await self._fail(
+                                recording,
+                                _BadBlock(
+                                    recording.size_bytes,
+                                    "",
+                                    f"stored content is longer than the {recording.size_bytes} bytes "
+                                    "recorded",
+                                ),
+                            )
+                    yield block
+            finally:
+                await loop.run_in_executor(reader, f.close)
+
+    async def _fail(self, recording: Recording, bad: _BadBlock) -> NoReturn:
+        await self._handlers.record_integrity_failure(
+            recording.recording_id,
+            actual_sha256=bad.actual,
+            first_bad_offset=bad.offset,
+            detected_by="download",
+            detail=bad.detail,
+        )
+        raise IntegrityFailure(
+            f"recording {recording.recording_id}: {bad.detail}; the stream was stopped before releasing "
+            "unverified bytes and the failure was reported (IntegrityCheckFailed)"
+        )
+
+
+def _read_block(f: BinaryIO, recording: Recording, index: int) -> bytes | _BadBlock:
+    offset = index * BLOCK_SIZE
+    want = min(BLOCK_SIZE, recording.size_bytes - offset)
+    data = f.read(want)
+    if len(data) != want:
+        return _BadBlock(
+            offset + len(data),
+            "",
+            f"stored content ends at byte {offset + len(data)} of {recording.size_bytes}",
+        )
+    actual = hashlib.sha256(data).digest()
+    if actual != recording.block_hash(index):
+        return _BadBlock(
+            offset,
+            actual.hex(),
+            f"block {index} (bytes {offset}–{offset + want - 1}) does not match the SHA-256 "
+            "recorded at ingest",
+        )
+    return data

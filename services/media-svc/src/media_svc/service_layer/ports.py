@@ -1,0 +1,280 @@
+"""What the recordings use cases need from the outside world (adapters implement these; unit tests use
+in-memory fakes that subclass the same classes)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+from servicekit.errors import ConcurrencyConflict, DataLoss
+
+from media_svc.domain.access import AccessGrant, ContentAccessed
+from media_svc.domain.continuity import Series
+from media_svc.domain.fixity import ScrubRun
+from media_svc.domain.recordings import MediaKind, Recording
+
+# ---------------------------------------------------------------------------------------------
+# Repositories
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """R17 search criteria; empty strings / None mean "any"."""
+
+    unit: str = ""
+    device_number: str = ""
+    officer: str = ""
+    party: str = ""
+    case_cause: str = ""
+    case_id: str = ""
+    media_kind: MediaKind | None = None
+    recorded_after: datetime | None = None
+    recorded_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SearchCursor:
+    """Position after the last item of a page: recordings are ordered by (recorded_from, recording_id)."""
+
+    recorded_from: datetime
+    recording_id: str
+
+
+@dataclass(frozen=True)
+class ScrubItem:
+    recording_id: str
+    sha256: str
+    size_bytes: int
+
+
+class RecordingRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, recording_id: str) -> Recording | None: ...
+
+    @abc.abstractmethod
+    async def get_by_sha256(self, sha256: str) -> Recording | None: ...
+
+    @abc.abstractmethod
+    async def add(self, recording: Recording) -> None:
+        """Inserts the recording with its pending events in one write; raises `AlreadyExists` when a
+        recording with the same SHA-256 (or id) exists."""
+
+    @abc.abstractmethod
+    async def save(self, recording: Recording) -> None:
+        """Writes changed state and pending events in one conditional write (optimistic concurrency on
+        `version`; `ConcurrencyConflict` when someone else wrote first). Never changes sha256 or size."""
+
+    @abc.abstractmethod
+    async def search(self, query: SearchQuery, after: SearchCursor | None, limit: int) -> list[Recording]: ...
+
+    @abc.abstractmethod
+    async def pending_continuity(self, limit: int) -> list[Recording]:
+        """Recordings linked to an activity whose segment is not yet in its continuity series."""
+
+    @abc.abstractmethod
+    async def mark_in_series(self, recording_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def scrub_batch(self, after_id: str, limit: int) -> list[ScrubItem]:
+        """Recordings ordered by id, after `after_id` ("" = from the start)."""
+
+    @abc.abstractmethod
+    async def totals(self) -> tuple[int, int]:
+        """(number of recordings, total bytes)."""
+
+
+class SeriesRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, series_id: str) -> Series | None: ...
+
+    @abc.abstractmethod
+    async def add(self, series: Series) -> None:
+        """Inserts; `AlreadyExists` when another writer created it first."""
+
+    @abc.abstractmethod
+    async def save(self, series: Series) -> None:
+        """Conditional write with its pending events (`ConcurrencyConflict` on a lost race)."""
+
+    @abc.abstractmethod
+    async def with_unexplained_gaps(
+        self, *, unit: str, case_id: str, longer_than_s: float, after_id: str, limit: int
+    ) -> list[Series]:
+        """Series of `unit` (or of `case_id`) whose longest unexplained gap exceeds `longer_than_s`,
+        ordered by series id, after `after_id`."""
+
+
+class AccessLog(abc.ABC):
+    @abc.abstractmethod
+    async def record(self, access: ContentAccessed) -> None:
+        """Durably records the access and its ContentAccessed event (before any byte is released)."""
+
+
+class ScrubRunRepository(abc.ABC):
+    @abc.abstractmethod
+    async def try_lock(self, run_id: str, until: datetime, now: datetime) -> bool:
+        """Takes the cluster-wide scrub lock for `run_id` until `until` (False when another run holds it)."""
+
+    @abc.abstractmethod
+    async def release(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def put(self, run: ScrubRun) -> None:
+        """Inserts or replaces the run's progress record."""
+
+    @abc.abstractmethod
+    async def running(self) -> ScrubRun | None: ...
+
+    @abc.abstractmethod
+    async def last_finished(self) -> ScrubRun | None: ...
+
+
+class UploadInProgress(ConcurrencyConflict):
+    """Another stream is uploading the same content right now."""
+
+
+class ContentMissing(DataLoss):
+    """Stored content is gone (R23-5: destruction outside the system is detected)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Content store: write-once, content-addressed (blocking calls; the handlers run them in threads)
+# ---------------------------------------------------------------------------------------------
+
+
+class PartialUpload(abc.ABC):
+    """An upload being received. Invisible (not addressable as content) until committed."""
+
+    sha256: str
+    # Bytes currently held.
+    size: int
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def read_back(self, block: int) -> Iterator[bytes]:
+        """The bytes held so far, in order (to resume hashing after an interruption)."""
+
+    @abc.abstractmethod
+    def local_path(self) -> Path:
+        """A local file holding the bytes, for ffprobe."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Makes the bytes held so far durable (fsync)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Releases the partial (keeping its bytes for a resume)."""
+
+
+class ContentStore(abc.ABC):
+    """Write-once content addressed by SHA-256. There is no delete and no overwrite: `commit` of content
+    that is already stored verifies it instead (R23-2). The local implementation is a directory tree; an
+    S3 implementation with Object Lock (compliance mode) fits the same interface."""
+
+    @abc.abstractmethod
+    def partial_size(self, sha256: str) -> int:
+        """Bytes held by an interrupted upload of this content (0 when none)."""
+
+    @abc.abstractmethod
+    def open_partial(self, sha256: str, offset: int) -> PartialUpload:
+        """Opens (or creates) the partial upload of this content positioned at `offset`, dropping any
+        bytes after it. Raises `FailedPrecondition` when `offset` exceeds the bytes held and
+        `UploadInProgress` when another stream holds it."""
+
+    @abc.abstractmethod
+    def discard_partial(self, partial: PartialUpload) -> None:
+        """Drops an upload that can never succeed (hash mismatch, too many bytes, wrong media kind)."""
+
+    @abc.abstractmethod
+    def commit(self, partial: PartialUpload) -> None:
+        """Makes the partial the durable, read-only content of `partial.sha256` (temp → fsync → read-only →
+        rename → fsync directory). When that content is already stored, verifies it and drops the partial;
+        raises `DataLoss` if the stored copy does not match (it is never replaced)."""
+
+    @abc.abstractmethod
+    def contains(self, sha256: str) -> bool: ...
+
+    @abc.abstractmethod
+    def open_content(self, sha256: str) -> BinaryIO:
+        """Opens stored content for reading; raises `ContentMissing` when it is gone."""
+
+    @abc.abstractmethod
+    def digest(self, sha256: str) -> str | None:
+        """SHA-256 of the stored content as read now (fixity scrub); None when it is missing."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Other ports
+# ---------------------------------------------------------------------------------------------
+
+
+class MediaProber(abc.ABC):
+    @abc.abstractmethod
+    async def probe(self, path: Path) -> Mapping[str, Any]:
+        """ffprobe's JSON (format and streams) of the file; `{}` when it is not readable media."""
+
+
+class GrantVerifier(abc.ABC):
+    @abc.abstractmethod
+    def decode(self, token: str) -> AccessGrant:
+        """Checks the token's format and signature (steps 1–2 of access_grant.proto) and decodes it;
+        raises `InvalidArgument` or `PermissionDenied`."""
+
+    @abc.abstractmethod
+    async def is_revoked(self, grant_id: str) -> bool:
+        """Step 6: whether access-svc revoked the grant."""
+
+
+class RecordingMetrics(Protocol):
+    def recording_ingested(self, unit: str, size_bytes: int, delay_s: float, late: bool) -> None: ...
+
+    def upload_rejected(self, reason: str) -> None: ...
+
+    def integrity_failure(self, detected_by: str) -> None: ...
+
+    def content_accessed(self, unit: str, size_bytes: int) -> None: ...
+
+    def scrub_progress(self, run: ScrubRun) -> None: ...
+
+
+class NullMetrics:
+    def recording_ingested(self, unit: str, size_bytes: int, delay_s: float, late: bool) -> None:
+        pass
+
+    def upload_rejected(self, reason: str) -> None:
+        pass
+
+    def integrity_failure(self, detected_by: str) -> None:
+        pass
+
+    def content_accessed(self, unit: str, size_bytes: int) -> None:
+        pass
+
+    def scrub_progress(self, run: ScrubRun) -> None:
+        pass
+
+
+__all__: Sequence[str] = [
+    "AccessLog",
+    "ContentMissing",
+    "ContentStore",
+    "GrantVerifier",
+    "MediaProber",
+    "NullMetrics",
+    "PartialUpload",
+    "RecordingMetrics",
+    "RecordingRepository",
+    "ScrubItem",
+    "ScrubRunRepository",
+    "SearchCursor",
+    "SearchQuery",
+    "SeriesRepository",
+    "UploadInProgress",
+]

@@ -1,0 +1,24 @@
+"""Fixtures of the recordings unit tests: real media generated with ffmpeg, a real content store in a
+temporary directory, and in-memory repositories that honour the same contracts as the Mongo ones
+(helpers in recordings_support.py, importable by the tests because this directory is put on sys.path)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from recordings_support import App, Media, build_app, make_media
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    return make_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> App:
+    return build_app(tmp_path)
