@@ -25,8 +25,9 @@ setup: ## install what a fresh machine lacks (uv, ffmpeg, buf, the venv); idempo
 	@[ -x $(BUF) ] || (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 	@$(UV) sync --frozen --all-packages --quiet
 
-proto: ## regenerate libs/contracts from proto/ (never edit generated code)
+proto: ## regenerate libs/contracts and docs/events.md from proto/ (never edit generated code)
 	$(RUN) python tools/gen_proto.py
+	$(RUN) python tools/gen_catalogue.py
 
 proto-baseline: ## record the current contracts as the released baseline for `buf breaking`
 	$(BUF) build -o libs/contracts/baseline.binpb
@@ -39,6 +40,7 @@ lint: setup ## format check, ruff, mypy, import-linter, buf lint + breaking, gen
 	$(BUF) lint
 	$(BUF) breaking --against libs/contracts/baseline.binpb
 	$(RUN) python tools/gen_proto.py --check
+	$(RUN) python tools/gen_catalogue.py --check
 
 fmt: ## format and autofix
 	$(RUN) ruff format .
