@@ -117,9 +117,11 @@ class Ed25519GrantVerifier(GrantVerifier):
             )
         body = token[len(TOKEN_PREFIX) :]
         try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_", validate=True)
             signed = pb.SignedAccessGrant.FromString(raw)
             grant = pb.AccessGrant.FromString(signed.grant)
+            if not signed.grant or not signed.signature:
+                raise ValueError("empty grant or signature")
         except (ValueError, binascii.Error, DecodeError):
             raise InvalidArgument(
                 "access_grant is malformed (not base64url of a SignedAccessGrant)"
