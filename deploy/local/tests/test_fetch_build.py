@@ -74,4 +74,6 @@ def test_ferretdb_build_is_pure_go_and_cached(fake_path: Path) -> None:
     binary = ferretdb.ensure_ferretdb_binary(lambda _: None)
     assert binary.read_text() == "binary\n"
     assert ferretdb.ensure_ferretdb_binary(lambda _: None) == binary
-    assert (fake_path / "go.calls").read_text() == "0 -mod=readonly\n"
+    cgo, *goflags = (fake_path / "go.calls").read_text().split()
+    assert cgo == "0"
+    assert "-mod=readonly" in goflags

@@ -67,10 +67,12 @@ def ensure_ferretdb_binary(progress: Progress) -> Path:
         started = time.monotonic()
         binary.parent.mkdir(parents=True, exist_ok=True)
         partial = binary.with_name("ferretdb.partial")
-        # -mod=readonly: a go.sum missing an entry fails here instead of being "fixed" silently.
-        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
+        # -mod=readonly: a go.sum missing an entry fails here instead of being "fixed" silently;
+        # -buildvcs=false: the binary must not depend on the state of the git checkout around it.
+        goflags = f"{os.environ.get('GOFLAGS', '')} -mod=readonly".strip()
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": goflags}
         run_tool(
-            [go, "build", "-trimpath", "-o", str(partial), "."],
+            [go, "build", "-trimpath", "-buildvcs=false", "-o", str(partial), "."],
             what="building FerretDB",
             timeout=1200,
             cwd=FERRETDB_MODULE,

@@ -21,20 +21,46 @@ from pathlib import Path
 import pytest
 
 from lawtrail_local.ports import free_ports
+from lawtrail_local.progress import Progress, stderr_progress
 from lawtrail_local.services import ServiceProcess, ServiceSpec, service_spec
 from lawtrail_local.stack import Stack
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Stack]:
     """Kafka + FerretDB for the whole test session, with the topics of deploy/local/topics.toml."""
     kafka_port, controller_port, mongo_port = free_ports(3)
-    local_stack = Stack(tmp_path_factory.mktemp("lawtrail-stack"), kafka_port, controller_port, mongo_port)
+    local_stack = Stack(
+        tmp_path_factory.mktemp("lawtrail-stack"),
+        kafka_port,
+        controller_port,
+        mongo_port,
+        progress=_live_progress(pytestconfig),
+    )
     local_stack.start()
     try:
         yield local_stack
     finally:
         local_stack.stop()
+
+
+def _live_progress(config: pytest.Config) -> Progress:
+    """Progress lines shown while pytest captures output: a first run fetches and builds for ~2 minutes,
+    which must not look like a hang in CI."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def progress(message: str) -> None:
+        line = f"lawtrail-local: {message}"
+        if capture is None:
+            stderr_progress(line)
+            return
+        with capture.global_and_fixture_disabled():
+            writer = config.get_terminal_writer()
+            if writer.width_of_current_line:  # after a row of progress dots
+                writer.line()
+            writer.line(line)
+
+    return progress
 
 
 class ServiceStarter:

@@ -9,7 +9,7 @@ import sys
 import threading
 from concurrent import futures
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 
