@@ -128,9 +128,13 @@ async def test_r23_a_flipped_byte_stops_the_download_with_data_loss_before_the_b
     token = grant(app, resources=(GrantResource(ResourceKind.RECORDING, r.recording_id),))
     download = await app.downloads.open(r.recording_id, token, REVIEWER)
     released: list[bytes] = []
-    with pytest.raises(IntegrityFailure, match="block 2 .* does not match") as err:
+
+    async def drain() -> None:
         async for block in download.blocks:
             released.append(block)
+
+    with pytest.raises(IntegrityFailure, match=r"block 2 .* does not match") as err:
+        await drain()
     assert isinstance(err.value, DataLoss)
     assert len(released) == 2, "only the verified blocks before the bad one were released"
     failed = [e for e in app.events() if isinstance(e, IntegrityCheckFailed)]

@@ -121,7 +121,7 @@ async def segments(
 
 async def test_r19c_gaps_over_the_threshold_need_an_explanation(app: App, media: Media) -> None:
     # 0–100 s, 130–200 s (30 s gap: under the 60 s threshold), 400–500 s (200 s gap), 490–600 s (overlap)
-    a, b, c, d = await segments(app, media, (0, 100), (130, 200), (400, 500), (490, 600))
+    _, b, c, _ = await segments(app, media, (0, 100), (130, 200), (400, 500), (490, 600))
     page = await app.continuity.unexplained_gaps(
         unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
     )
@@ -175,7 +175,7 @@ async def test_r19c_an_explanation_in_a_later_recording(app: App, media: Media) 
 async def test_r19c_a_late_segment_splitting_an_explained_gap_keeps_it_explained(
     app: App, media: Media
 ) -> None:
-    a, b = await segments(app, media, (0, 100), (500, 600))
+    _, b = await segments(app, media, (0, 100), (500, 600))
     await app.continuity.explain(b.recording_id, OFFICER, written_text="lost signal")
     await segments(app, media, (250, 300))
     left = await app.continuity.unexplained_gaps(
