@@ -69,6 +69,19 @@ def health_status(address: str, timeout: float = 1.0) -> str | None:
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
 
 
+def _ensure_dev_keys(data_dir: Path) -> None:
+    """Create the dev token key pair under LAWTRAIL_DATA_DIR before any service starts.
+
+    A service refuses to start without a trusted public key; by default it trusts
+    `<LAWTRAIL_DATA_DIR>/keys/dev-public.pem`. Creating the pair here, once, keeps services started
+    together from racing to create it, and gives tests the private half to sign tokens with.
+    """
+    # Imported here: servicekit is present wherever a service is, and Kafka/FerretDB need none of it.
+    from servicekit.auth.devtoken import ensure_dev_keys
+
+    ensure_dev_keys(data_dir)
+
+
 class ServiceProcess:
     """One service process wired to the stack through the `LAWTRAIL_*` environment variables."""
 
@@ -122,6 +135,11 @@ class ServiceProcess:
         return f"{HOST}:{self.metrics_port}"
 
     @property
+    def dev_private_key(self) -> Path:
+        """The private PEM key signing tokens this service trusts (unless LAWTRAIL_AUTH_PUBLIC_KEYS is set)."""
+        return self.data_dir / "keys" / "dev-private.pem"
+
+    @property
     def metrics_url(self) -> str:
         """The URL Prometheus scrapes."""
         return f"http://{self.metrics_address}/metrics"
@@ -134,6 +152,8 @@ class ServiceProcess:
         ensure_port_free(self.grpc_port, f"{self.name} gRPC")
         ensure_port_free(self.metrics_port, f"{self.name} metrics")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if "LAWTRAIL_AUTH_PUBLIC_KEYS" not in self.env:
+            _ensure_dev_keys(self.data_dir)
         self.process.start([sys.executable, "-m", self.spec.module], env=self.env)
 
     def wait_ready(self, timeout: float = 60.0) -> float:
