@@ -136,7 +136,7 @@ class ServiceProcess:
 
     @property
     def dev_private_key(self) -> Path:
-        """The private PEM key signing tokens this service trusts (unless LAWTRAIL_AUTH_PUBLIC_KEYS is set)."""
+        """The private PEM key of the tokens this service trusts (unless LAWTRAIL_AUTH_PUBLIC_KEYS is set)."""
         return self.data_dir / "keys" / "dev-private.pem"
 
     @property
