@@ -57,3 +57,12 @@ def test_missing_tool_says_what_to_install(tool: str, hint: str, monkeypatch: py
         tools.find_tool(tool, "for a test")
     assert f"`{tool}` is not on PATH (for a test)" in str(excinfo.value)
     assert hint in str(excinfo.value)
+
+
+def test_stack_without_java_fails_before_fetching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", "")
+    stack = Stack(tmp_path / "data", *free_ports(3), progress=pytest.fail)
+    with pytest.raises(MissingToolError, match="`java` is not on PATH"):
+        stack.start()
+    assert not (tmp_path / "cache").exists()

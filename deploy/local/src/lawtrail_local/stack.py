@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from lawtrail_local.errors import NotReadyError, StackError
 from lawtrail_local.ferretdb import FerretDB, ensure_ferretdb_binary
 from lawtrail_local.kafka import KafkaBroker, ensure_kafka_libs
 from lawtrail_local.ports import ensure_port_free
 from lawtrail_local.process import ManagedProcess
 from lawtrail_local.progress import Progress, stderr_progress
 from lawtrail_local.services import ServiceProcess, ServiceSpec
+from lawtrail_local.tools import find_tool
 from lawtrail_local.topics import Topic, create_topics, load_topics
 
 DEFAULT_KAFKA_PORT = 9092
@@ -70,8 +72,10 @@ class Stack:
         """
         kafka_running = self.kafka.process.adopt()
         ferretdb_running = self.ferretdb.process.adopt()
-        # Check every port first: a busy port fails at once and never leaves half a stack behind.
+        # Check ports and java first: such mistakes fail at once, not after a download, and never
+        # leave half a stack behind.
         if not kafka_running:
+            find_tool("java", "to run the Kafka broker")
             ensure_port_free(self.kafka.port, "the Kafka broker")
             ensure_port_free(self.kafka.controller_port, "the Kafka controller")
         if not ferretdb_running:
@@ -105,7 +109,14 @@ class Stack:
     def create_topics(self, topics: Sequence[Topic]) -> None:
         """Create `topics` that do not exist yet (tests may add their own)."""
         began = time.monotonic()
-        created = create_topics(self.kafka_bootstrap, list(topics), timeout=self.ready_timeout)
+        try:
+            created = create_topics(self.kafka_bootstrap, list(topics), timeout=30.0)
+        except StackError as exc:
+            if not self.kafka.process.running:  # the broker died after it said it had started
+                raise NotReadyError(
+                    f"kafka exited while topics were created\n{self.kafka.process.log_tail()}"
+                ) from exc
+            raise
         if created:
             self.progress(f"created {len(created)} topics in {time.monotonic() - began:.1f} s")
 
