@@ -2,7 +2,7 @@
 
 Nothing is built at import time. `build_handlers` wires the use cases to any ports (unit tests pass
 in-memory fakes); `bootstrap` wires them to MongoDB, the outbox relay, the gRPC server and the
-consumer of media events for `servicekit.app.run_service`.
+consumer of media events, for `servicekit.app.run_service` (see `__main__`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,40 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
+from lawtrail.case.v1 import case_service_pb2_grpc
+from servicekit.app import ConsumerSpec, Runtime, Wiring
+from servicekit.config import ServiceSettings
+from servicekit.grpc import ServiceBinding
+
+from case_svc.adapters.repository import (
+    CASES,
+    CONTENTS,
+    CaseDocuments,
+    MongoCaseRepository,
+    MongoContentStore,
+)
 from case_svc.domain.rules import RuleBook
+from case_svc.entrypoints.consumers import GROUP_ID, MEDIA_TOPIC, media_events_router
+from case_svc.entrypoints.grpc_api import SERVICE, CaseApi, role_policy
 from case_svc.service_layer.handlers import CaseHandlers
 from case_svc.service_layer.ports import CaseRepository, ContentStore
 
+INBOX = "inbox"
+
+
+class CaseSettings(ServiceSettings):
+    """case-svc's settings: servicekit's (prefix LAWTRAIL_) with case-svc's defaults, plus the rules."""
+
+    service_name: str = "case-svc"
+    grpc_address: str = "127.0.0.1:50051"
+    metrics_address: str = "127.0.0.1:9101"
+    # LAWTRAIL_CASE_RULES_FILE: the unit's own rules (stages and checklists); default: the shipped file.
+    case_rules_file: Path | None = None
+
 
 def load_rules(path: Path | None = None) -> RuleBook:
-    """The rules configuration: `path`, or the default shipped in `case_svc/config/case_rules.toml`."""
+    """The rules configuration: `path`, or the default shipped in `case_svc/config/case_rules.toml`.
+    An invalid file stops the service with a message naming the entry."""
     if path is None:
         text = resources.files("case_svc").joinpath("config/case_rules.toml").read_text(encoding="utf-8")
         where = "case_svc/config/case_rules.toml"
@@ -33,7 +60,9 @@ def load_rules(path: Path | None = None) -> RuleBook:
 
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    """Server time for every record: UTC, to the millisecond (what the database keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def build_handlers(
@@ -44,3 +73,23 @@ def build_handlers(
     clock: Callable[[], datetime] = utc_now,
 ) -> CaseHandlers:
     return CaseHandlers(cases, contents, rules or load_rules(), clock)
+
+
+async def bootstrap(rt: Runtime) -> Wiring:
+    settings = rt.settings
+    rules = load_rules(getattr(settings, "case_rules_file", None))
+    documents = CaseDocuments(rt.db[CASES], event_source=settings.event_source, notify=rt.relay.notify)
+    handlers = build_handlers(MongoCaseRepository(documents), MongoContentStore(rt.db[CONTENTS]), rules=rules)
+    return Wiring(
+        services=[
+            ServiceBinding(
+                case_service_pb2_grpc.add_CaseServiceServicer_to_server, CaseApi(handlers), SERVICE
+            )
+        ],
+        role_policy=role_policy(),
+        indexes={CASES: CaseDocuments.all_indexes()},
+        outbox_collections=[CASES],
+        consumers=[
+            ConsumerSpec([MEDIA_TOPIC], GROUP_ID, media_events_router(handlers), inbox_collection=INBOX)
+        ],
+    )

@@ -287,3 +287,8 @@ class LinkRecording:
     unit: str
     sha256: str
     linked_at: datetime
+
+    def validate(self) -> None:
+        v.identifier("recording_id", self.recording_id)
+        v.identifier("case_id", self.case_id)
+        v.identifier("activity_id", self.activity_id, required=False)

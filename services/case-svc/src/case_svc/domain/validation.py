@@ -104,7 +104,8 @@ def instant(field: str, value: datetime | None, *, now: datetime, allow_future: 
             f"{field}: {value.isoformat()} is in the future (server time {now.isoformat()}); "
             "record things that have happened"
         )
-    return value
+    # The database keeps milliseconds; so does every record, so stored and published facts are equal.
+    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def calendar_date(field: str, value: str, *, today: date) -> str:

@@ -178,6 +178,7 @@ class CaseHandlers:
     async def link_recording(self, cmd: c.LinkRecording) -> bool:
         """Applies media-svc's RecordingLinked; True when the case learned something new. Idempotent:
         the same link applied twice changes the case once."""
+        cmd.validate()
         try:
             _, changed = await self._change(cmd.case_id, lambda case, _now: case.note_recording_link(cmd))
         except NotFound:
