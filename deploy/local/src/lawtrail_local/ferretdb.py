@@ -102,7 +102,7 @@ class FerretDB:
 
     def start(self, binary: Path) -> None:
         """Start FerretDB detached on 127.0.0.1:`port`, one SQLite file per database."""
-        ensure_port_free(self.port, "FerretDB")
+        ensure_port_free(self.port, "FerretDB")  # again: a first build may have taken minutes
         self.sqlite_dir.mkdir(parents=True, exist_ok=True)
         self.process.start(
             [str(binary), "-listen-addr", f"{HOST}:{self.port}", "-sqlite-dir", str(self.sqlite_dir)]

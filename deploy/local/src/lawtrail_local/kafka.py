@@ -143,6 +143,7 @@ class KafkaBroker:
     def start(self, libs: Path) -> None:
         """Write server.properties, format the storage on first use and start the broker detached."""
         java = find_tool("java", "to run the Kafka broker")
+        # Checked again right before binding: a first fetch may have taken minutes since `Stack` checked.
         ensure_port_free(self.port, "the Kafka broker")
         ensure_port_free(self.controller_port, "the Kafka controller")
         self.dir.mkdir(parents=True, exist_ok=True)

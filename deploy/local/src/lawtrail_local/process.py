@@ -85,6 +85,7 @@ class ManagedProcess:
         self._popen: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self._ticks: int | None = None
+        self._started_at: float | None = None
 
     @property
     def pid(self) -> int | None:
@@ -116,6 +117,7 @@ class ManagedProcess:
                 cwd=cwd,
                 start_new_session=True,
             )
+        self._started_at = time.monotonic()
         self._pid = self._popen.pid
         self._ticks = _start_ticks(self._pid)
         tmp = self.pid_file.with_suffix(".tmp")
@@ -138,7 +140,7 @@ class ManagedProcess:
         if _start_ticks(pid) != ticks:
             self.pid_file.unlink(missing_ok=True)
             return False
-        self._popen, self._pid, self._ticks = None, pid, ticks
+        self._popen, self._pid, self._ticks, self._started_at = None, pid, ticks, None
         return True
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -160,7 +162,7 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
 
     def wait_until(self, ready: Callable[[], bool], *, what: str, timeout: float) -> float:
-        """Poll `ready` until it is true and return the seconds it took.
+        """Poll `ready` until it is true; return the seconds since the start (or since this call).
 
         Fails with `NotReadyError` (ending in the log tail) as soon as the process exits, or when
         `timeout` passes, so a broken start never hangs.
@@ -168,7 +170,7 @@ class ManagedProcess:
         started = time.monotonic()
         while True:
             if ready():
-                return time.monotonic() - started
+                return time.monotonic() - (self._started_at or started)
             if not self.running:
                 code = self._popen.returncode if self._popen is not None else None
                 how = f" with exit code {code}" if code is not None else ""
