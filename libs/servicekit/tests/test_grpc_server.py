@@ -116,8 +116,7 @@ async def test_under_privileged_caller_is_told_which_roles_are_needed(
 ) -> None:
     bidi = channel.stream_stream(f"/{ECHO}/Bidi", **_codec())
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        async for _ in bidi(_requests("a"), metadata=_auth(mint(roles=["OFFICER"]))):
-            pass
+        await _drain(bidi(_requests(), metadata=_auth(mint(roles=["OFFICER"]))))
     assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert raised.value.details() == (
         f"method /{ECHO}/Bidi requires one of ['UNIT_HEAD']; the token of 'alice' has ['OFFICER']"
@@ -146,6 +145,9 @@ async def test_every_method_refuses_missing_and_under_privileged_tokens(
 
 
 async def _call_code(channel: grpc.aio.Channel, method: str, kind: str, metadata: Any) -> grpc.StatusCode:
+    """The status of one call. Request streams are empty: a grpc.aio *client* still writing when the
+    server rejects the call may report INTERNAL "Internal error from Core" instead of the server's
+    status (grpc/grpc#36066, fix pending in grpc/grpc#43486) — a client bug, not the server's."""
     try:
         if kind == "uu":
             await channel.unary_unary(method, **_codec())(StringValue(value="x"), metadata=metadata)
@@ -155,10 +157,9 @@ async def _call_code(channel: grpc.aio.Channel, method: str, kind: str, metadata
             ):
                 pass
         elif kind == "su":
-            await channel.stream_unary(method, **_codec())(_requests("x"), metadata=metadata)
+            await channel.stream_unary(method, **_codec())(_requests(), metadata=metadata)
         else:
-            async for _ in channel.stream_stream(method, **_codec())(_requests("x"), metadata=metadata):
-                pass
+            await _drain(channel.stream_stream(method, **_codec())(_requests(), metadata=metadata))
     except grpc.aio.AioRpcError as error:
         return error.code()
     return grpc.StatusCode.OK

@@ -1,0 +1,1 @@
+"""Events on Kafka: CloudEvents envelope, idempotent producer, outbox relay, consumer with inbox and DLQ."""

@@ -1,0 +1,264 @@
+"""Embedded outbox: events are stored in the aggregate's own document and relayed to Kafka later.
+
+FerretDB (and a sharded MongoDB) give atomicity per document only, so a state change and the events
+it causes are written in ONE update of the aggregate's document: the events go into its ``outbox``
+array and ``outbox_pending`` becomes true. ``OutboxRelay`` then publishes them, waits for the
+broker's acknowledgement and only then removes them. A crash anywhere leaves the events in the
+document, to be published on the next pass: delivery is at-least-once, and consumers dedupe on
+``(ce_source, ce_id)``.
+
+Document layout (``_id`` is the aggregate id)::
+
+    outbox: [{event_id, source, topic, type, subject, time, data}]   # in the order they happened
+    outbox_pending: bool                                             # indexed: what the relay looks for
+    outbox_lease_until: datetime                                     # set while one relay publishes it
+
+The update operators are chosen for FerretDB v1.24.2, checked against the real server: ``$pullAll``
+of the exact entries read (``$pull`` with a *condition* is silently a no-op there), ``$size: 0`` to
+clear the flag only when nothing new arrived, ``$push``/``$each`` to append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from bson import Binary
+from google.protobuf.message import Message
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from servicekit.logging import log_context
+from servicekit.messaging._backoff import backoff_delay
+from servicekit.messaging.envelope import Envelope, to_record
+from servicekit.metrics import Metrics
+
+__all__ = [
+    "LEASE_FIELD",
+    "OUTBOX_FIELD",
+    "PENDING_FIELD",
+    "OutboundEvent",
+    "OutboxRelay",
+    "outbox_entries",
+]
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FIELD = "outbox"
+PENDING_FIELD = "outbox_pending"
+LEASE_FIELD = "outbox_lease_until"
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboundEvent:
+    """An event to publish: its topic, the protobuf message, and the aggregate id (``ce_subject``, key)."""
+
+    topic: str
+    message: Message
+    subject: str
+
+
+def outbox_entries(
+    events: Iterable[OutboundEvent], *, source: str, now: datetime | None = None
+) -> list[Document]:
+    """The outbox entries (document form) of ``events``; ids are assigned here, once, for good.
+
+    The id is fixed when the state change is written, so a republished entry carries the same
+    ``ce_id`` and consumers recognise the duplicate.
+    """
+    time = (now or datetime.now(UTC)).astimezone(UTC)
+    # MongoDB keeps milliseconds; truncate now so the stored and the published ce_time are identical.
+    time = time.replace(microsecond=time.microsecond // 1000 * 1000)
+    return [
+        {
+            "event_id": str(uuid.uuid4()),
+            "source": source,
+            "topic": event.topic,
+            "type": event.message.DESCRIPTOR.full_name,
+            "subject": event.subject,
+            "time": time,
+            "data": Binary(event.message.SerializeToString(deterministic=True)),
+        }
+        for event in events
+    ]
+
+
+def _envelope(entry: Mapping[str, Any]) -> Envelope:
+    return Envelope(
+        id=entry["event_id"],
+        source=entry["source"],
+        type=entry["type"],
+        subject=entry["subject"],
+        time=entry["time"],
+        data=bytes(entry["data"]),
+    )
+
+
+class OutboxRelay:
+    """Publishes pending outbox entries of the watched collections, then clears them.
+
+    Runs as one background task per process. Wakes on ``notify()`` (called by the repository after a
+    write with events) and every ``poll_interval_s`` (entries left by a crash, or written by another
+    replica). A document is claimed with a lease of ``lease_s`` so two replicas do not publish the
+    same entries at once; an expired lease (a crashed relay) is simply claimed again.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        metrics: Metrics,
+        collections: Sequence[AsyncCollection[Document]] = (),
+        poll_interval_s: float = 1.0,
+        min_backoff_s: float = 0.1,
+        max_backoff_s: float = 30.0,
+        lease_s: float = 30.0,
+    ) -> None:
+        self._producer = producer
+        self._metrics = metrics
+        self._collections = list(collections)
+        self._poll_interval_s = poll_interval_s
+        self._min_backoff_s = min_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._lease = timedelta(seconds=lease_s)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self, collection: AsyncCollection[Document]) -> None:
+        """Relay the outbox of ``collection`` too (call before ``start``)."""
+        if self._task is not None:
+            raise RuntimeError("watch() collections before starting the relay")
+        self._collections.append(collection)
+
+    def notify(self) -> None:
+        """Publish soon: new entries were just written."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Start relaying in the background."""
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Finish the pass in progress (up to ``timeout_s``), then stop; unpublished entries stay stored."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._task, timeout_s)
+        except TimeoutError:
+            log.warning("outbox relay did not finish its pass in %.1f s; stopped it mid-pass", timeout_s)
+        finally:
+            self._task = None
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.relay_once()
+                failures = 0
+            except Exception:
+                failures += 1
+                self._metrics.outbox_publish_failures.inc()
+                delay = backoff_delay(failures, self._min_backoff_s, self._max_backoff_s)
+                log.warning(
+                    "outbox relay pass failed (%d in a row); retrying in %.2f s",
+                    failures,
+                    delay,
+                    exc_info=True,
+                )
+                await self._sleep(delay, wake_on_notify=False)
+                continue
+            await self._sleep(self._poll_interval_s, wake_on_notify=True)
+
+    async def _sleep(self, seconds: float, *, wake_on_notify: bool) -> None:
+        """Wait ``seconds``; a notify ends the wait early only outside a backoff, a stop always does."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except TimeoutError:
+                return
+            if wake_on_notify:
+                return
+            self._wake.clear()  # a notify during backoff is remembered by the pass that follows anyway
+
+    async def relay_once(self) -> int:
+        """One pass over every watched collection; the number of entries published and cleared."""
+        published = 0
+        for collection in self._collections:
+            while not self._stopping:
+                document = await self._claim(collection)
+                if document is None:
+                    break
+                published += await self._publish(collection, document)
+        return published
+
+    async def _claim(self, collection: AsyncCollection[Document]) -> Document | None:
+        now = datetime.now(UTC)
+        return await collection.find_one_and_update(
+            {
+                PENDING_FIELD: True,
+                "$or": [{LEASE_FIELD: {"$exists": False}}, {LEASE_FIELD: None}, {LEASE_FIELD: {"$lt": now}}],
+            },
+            {"$set": {LEASE_FIELD: now + self._lease}},
+            projection={OUTBOX_FIELD: 1, LEASE_FIELD: 1},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def _publish(self, collection: AsyncCollection[Document], document: Document) -> int:
+        entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
+        try:
+            # Send all, then await every ack: the idempotent producer keeps them in order per
+            # partition, and nothing is removed unless the broker acknowledged all of them.
+            acks = []
+            for entry in entries:
+                record = to_record(_envelope(entry))
+                with log_context(event_id=entry["event_id"]):
+                    log.debug("publishing %s to %s", entry["type"], entry["topic"])
+                acks.append(
+                    await self._producer.send(
+                        entry["topic"], value=record.value, key=record.key, headers=record.headers
+                    )
+                )
+            await asyncio.gather(*acks)
+        except BaseException:
+            # Let another pass (after backoff) or another replica retry right away.
+            await collection.update_one(
+                {"_id": document["_id"], LEASE_FIELD: document[LEASE_FIELD]}, {"$unset": {LEASE_FIELD: ""}}
+            )
+            raise
+        # Remove exactly the entries published (new ones may have been appended meanwhile), then clear
+        # the flag only if the outbox is now empty — both single-document, conditional updates.
+        update: Document = {"$unset": {LEASE_FIELD: ""}}
+        if entries:
+            update["$pullAll"] = {OUTBOX_FIELD: entries}
+        await collection.update_one({"_id": document["_id"]}, update)
+        await collection.update_one(
+            {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
+            {"$set": {PENDING_FIELD: False}},
+        )
+        for entry in entries:
+            self._metrics.outbox_published.labels(topic=entry["topic"]).inc()
+        if entries:
+            log.info(
+                "relayed %d events of %s",
+                len(entries),
+                document["_id"],
+                extra={"collection": collection.name},
+            )
+        return len(entries)

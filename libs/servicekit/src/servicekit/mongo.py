@@ -1,0 +1,232 @@
+"""MongoDB through PyMongo's async API: client, indexes declared in code, versioned repositories.
+
+Written for what both FerretDB v1.24.2 (local and tests) and MongoDB (production) do: no
+transactions, so every command changes ONE document — the aggregate's state, its version and its
+outbox entries together. Only single-field, compound and unique indexes (FerretDB has no TTL or
+partial ones). Update operators used here were checked against the real FerretDB; notably ``$pull``
+with a condition and ``$push`` with ``$slice``/``$position`` are silently ignored by it, so none of
+them appears below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from servicekit.config import ServiceSettings
+from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from servicekit.messaging.outbox import (
+    LEASE_FIELD,
+    OUTBOX_FIELD,
+    PENDING_FIELD,
+    OutboundEvent,
+    outbox_entries,
+)
+
+__all__ = [
+    "APPLIED_FIELD",
+    "OUTBOX_INDEX",
+    "VERSION_FIELD",
+    "Document",
+    "IndexSpec",
+    "VersionedRepository",
+    "apply_once",
+    "create_client",
+    "ensure_indexes",
+]
+
+Document = dict[str, Any]
+VERSION_FIELD = "version"
+APPLIED_FIELD = "applied_events"
+_RESERVED = frozenset({"_id", VERSION_FIELD, OUTBOX_FIELD, PENDING_FIELD, LEASE_FIELD})
+
+
+def create_client(settings: ServiceSettings, **overrides: Any) -> AsyncMongoClient[Document]:
+    """PyMongo's async client for ``settings.mongo_uri`` (never Motor, which reached end of life).
+
+    ``tz_aware``: datetimes come back as aware UTC values, so they compare with ``datetime.now(UTC)``.
+    """
+    options: dict[str, Any] = {
+        "tz_aware": True,
+        "appname": settings.service_name,
+        "serverSelectionTimeoutMS": 10_000,
+        **overrides,
+    }
+    return AsyncMongoClient(settings.mongo_uri, **options)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index declared in code: ``keys`` as ``[(field, 1 | -1), ...]``, optionally unique."""
+
+    keys: Sequence[tuple[str, int]]
+    unique: bool = False
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.keys or any(direction not in (1, -1) for _, direction in self.keys):
+            raise ValueError(f"index keys must be (field, 1 or -1) pairs, got {self.keys!r}")
+
+    def model(self) -> IndexModel:
+        """The pymongo index model; the name defaults to MongoDB's own (``unit_1_opened_at_-1``)."""
+        options: dict[str, Any] = {"unique": self.unique}
+        if self.name:
+            options["name"] = self.name
+        return IndexModel(list(self.keys), **options)
+
+
+# What the outbox relay searches for; every repository's collection needs it.
+OUTBOX_INDEX = IndexSpec([(PENDING_FIELD, 1)], name=PENDING_FIELD)
+
+
+async def ensure_indexes(db: AsyncDatabase[Document], indexes: Mapping[str, Sequence[IndexSpec]]) -> None:
+    """Create the declared indexes (idempotent: existing identical indexes are kept); run at start."""
+    for collection, specs in indexes.items():
+        if specs:
+            await db[collection].create_indexes([spec.model() for spec in specs])
+
+
+class VersionedRepository:
+    """Base of a service's repositories: one document per aggregate, optimistic concurrency, outbox.
+
+    Every write is a single-document operation carrying the state change, the version bump and the
+    aggregate's new events (see ``servicekit.messaging.outbox``). Subclasses add the domain mapping
+    (aggregate <-> document) and declare ``indexes``; ``what`` names the aggregate in messages.
+    """
+
+    indexes: ClassVar[Sequence[IndexSpec]] = ()
+    what: ClassVar[str] = "record"
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        *,
+        event_source: str,
+        notify: Callable[[], None] | None = None,
+    ) -> None:
+        self.collection = collection
+        self._event_source = event_source
+        self._notify = notify
+
+    @classmethod
+    def all_indexes(cls) -> list[IndexSpec]:
+        """The declared indexes plus the outbox index, for ``ensure_indexes``."""
+        return [*cls.indexes, OUTBOX_INDEX]
+
+    async def get(self, id: Any) -> Document | None:
+        """The stored state of ``id`` (with ``version``), without the outbox bookkeeping."""
+        return await self.collection.find_one(
+            {"_id": id}, projection={OUTBOX_FIELD: 0, PENDING_FIELD: 0, LEASE_FIELD: 0}
+        )
+
+    async def get_or_raise(self, id: Any) -> Document:
+        """Like ``get``, raising ``NotFound`` with a message naming the record."""
+        document = await self.get(id)
+        if document is None:
+            raise NotFound(f"{self.what} {id!r} does not exist")
+        return document
+
+    async def insert(self, document: Document, *, events: Iterable[OutboundEvent] = ()) -> None:
+        """Store a new aggregate at version 1 with its events; an existing ``_id`` is ``AlreadyExists``."""
+        if "_id" not in document:
+            raise ValueError("a new document needs its aggregate id as _id")
+        self._refuse_reserved(document, allow_id=True)
+        entries = outbox_entries(events, source=self._event_source)
+        stored = {**document, VERSION_FIELD: 1, OUTBOX_FIELD: entries, PENDING_FIELD: bool(entries)}
+        try:
+            await self.collection.insert_one(stored)
+        except DuplicateKeyError:
+            raise AlreadyExists(f"{self.what} {document['_id']!r} already exists") from None
+        if entries and self._notify:
+            self._notify()
+
+    async def update(
+        self,
+        id: Any,
+        *,
+        expected_version: int,
+        set_fields: Mapping[str, Any],
+        events: Iterable[OutboundEvent] = (),
+        unset_fields: Iterable[str] = (),
+    ) -> int:
+        """Change ``id`` if it is still at ``expected_version``; returns the new version.
+
+        One ``update_one``: ``$set`` the fields, ``$inc`` the version, ``$push`` the events into the
+        outbox. If nothing matched, the record is missing (``NotFound``) or someone else changed it
+        first (``ConcurrencyConflict``: the caller reloads and retries the command).
+        """
+        self._refuse_reserved(set_fields)
+        unset = list(unset_fields)
+        self._refuse_reserved(dict.fromkeys(unset))
+        entries = outbox_entries(events, source=self._event_source)
+        update: Document = {"$set": dict(set_fields), "$inc": {VERSION_FIELD: 1}}
+        if entries:
+            update["$set"][PENDING_FIELD] = True
+            update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
+        if unset:
+            update["$unset"] = dict.fromkeys(unset, "")
+        result = await self.collection.update_one({"_id": id, VERSION_FIELD: expected_version}, update)
+        if result.matched_count == 0:
+            current = await self.collection.find_one({"_id": id}, projection={VERSION_FIELD: 1})
+            if current is None:
+                raise NotFound(f"{self.what} {id!r} does not exist")
+            raise ConcurrencyConflict(
+                f"{self.what} {id!r} was changed by someone else since it was read (now version "
+                f"{current.get(VERSION_FIELD)}, expected {expected_version}): reload it and retry"
+            )
+        if entries and self._notify:
+            self._notify()
+        return expected_version + 1
+
+    def _refuse_reserved(self, fields: Mapping[str, Any], *, allow_id: bool = False) -> None:
+        clash = sorted(
+            name for name in fields if name.split(".")[0] in _RESERVED and not (allow_id and name == "_id")
+        )
+        if clash:
+            raise ValueError(f"fields {clash} are managed by VersionedRepository; do not set them")
+
+
+def _applied_mark(key: tuple[str, str]) -> str:
+    # ce_source is a URI-reference, which cannot contain a space: "source id" is unambiguous.
+    source, event_id = key
+    return f"{source} {event_id}"
+
+
+async def apply_once(
+    collection: AsyncCollection[Document],
+    id: Any,
+    key: tuple[str, str],
+    update: Mapping[str, Any],
+    *,
+    upsert: bool = True,
+    keep: int = 1000,
+) -> bool:
+    """Apply a consumed event's effect on one document exactly once; False if it was already applied.
+
+    The effect and the mark ``(ce_source, ce_id)`` are written in the same single-document update,
+    so a redelivered event can never be applied twice — not even after a crash between the two, which
+    a separate inbox collection cannot rule out. The document keeps the last ``keep`` marks (oldest
+    trimmed first), which bounds its size; redeliveries come long before that many newer events.
+    """
+    mark = _applied_mark(key)
+    full: Document = {operator: dict(fields) for operator, fields in update.items()}
+    if APPLIED_FIELD in full.get("$push", {}) or APPLIED_FIELD in full.get("$set", {}):
+        raise ValueError(f"{APPLIED_FIELD!r} is managed by apply_once")
+    full.setdefault("$push", {})[APPLIED_FIELD] = mark
+    try:
+        result = await collection.update_one({"_id": id, APPLIED_FIELD: {"$ne": mark}}, full, upsert=upsert)
+    except DuplicateKeyError:
+        return False  # the document exists and already holds the mark, so the upsert tried to insert
+    if result.matched_count == 0 and result.upserted_id is None:
+        return False
+    # Trim separately (FerretDB ignores $push's $slice): at most one mark over the limit per apply.
+    await collection.update_one(
+        {"_id": id, f"{APPLIED_FIELD}.{keep}": {"$exists": True}}, {"$pop": {APPLIED_FIELD: -1}}
+    )
+    return True
