@@ -1,0 +1,216 @@
+"""The lifecycle of a service process: start everything in order, stop it in reverse on SIGTERM.
+
+A service's ``__main__`` is ``asyncio.run(run_service(Settings(), bootstrap))``. ``bootstrap`` is the
+service's one composition root: it receives the shared infrastructure (``Runtime``) and answers
+what to serve and consume (``Wiring``). Nothing is built at import time.
+
+Start: logging → /metrics → token keys → MongoDB (pinged) → bootstrap → indexes → producer → relay →
+consumers → background tasks → gRPC (health SERVING). Stop (SIGTERM/SIGINT, or a component dying):
+gRPC drains (health NOT_SERVING) → background tasks → consumers → relay → producer → MongoDB →
+/metrics. A component that dies on its own stops the whole process with an error, so that Kubernetes
+restarts it instead of leaving a pod that looks healthy but no longer consumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from servicekit.auth import TokenVerifier
+from servicekit.config import ServiceSettings
+from servicekit.grpc import GrpcServer, RolePolicy, ServiceBinding
+from servicekit.logging import configure_logging
+from servicekit.messaging.consumer import EventConsumer, Handler, MongoInbox
+from servicekit.messaging.outbox import OutboxRelay
+from servicekit.messaging.producer import create_producer
+from servicekit.metrics import Metrics, start_metrics_server
+from servicekit.mongo import Document, IndexSpec, create_client, ensure_indexes
+
+__all__ = ["ConsumerSpec", "Runtime", "Wiring", "run_service"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A consumer to run: topics, its group (DLQ = ``<group_id>.dlq``), handler, optional inbox collection."""
+
+    topics: Sequence[str]
+    group_id: str
+    handler: Handler
+    inbox_collection: str | None = None
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a service's bootstrap answers: its APIs and who may call them, indexes, outboxes, consumers.
+
+    ``background``: long-running coroutines (periodic sweeps) by name, started after the consumers
+    and cancelled at stop; one that ends or fails stops the service.
+    """
+
+    services: Sequence[ServiceBinding]
+    role_policy: RolePolicy
+    indexes: Mapping[str, Sequence[IndexSpec]] = field(default_factory=dict)
+    outbox_collections: Sequence[str] = ()
+    consumers: Sequence[ConsumerSpec] = ()
+    background: Mapping[str, Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The shared infrastructure handed to a service's bootstrap (connected, not yet serving)."""
+
+    settings: ServiceSettings
+    metrics: Metrics
+    mongo: AsyncMongoClient[Document]
+    db: AsyncDatabase[Document]
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    verifier: TokenVerifier
+
+
+Bootstrap = Callable[[Runtime], Awaitable[Wiring]]
+
+
+async def run_service(
+    settings: ServiceSettings, bootstrap: Bootstrap, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run the service until SIGTERM/SIGINT (or until ``stop`` is set, for tests), then stop cleanly."""
+    configure_logging(settings.service_name, settings.log_level)
+    stop = stop or asyncio.Event()
+    async with AsyncExitStack() as stack:
+        _on_signals(stack, stop)
+        registry = CollectorRegistry()
+        # The process/GC collectors live on prometheus_client's global registry by default; this
+        # registry is explicit, so add them here (CPU, memory, open fds are what operations look at first).
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        metrics = Metrics(registry)
+        metrics_server = start_metrics_server(settings.metrics_address, registry)
+        stack.callback(metrics_server.close)
+        verifier = TokenVerifier.from_settings(settings)
+
+        mongo = create_client(settings)
+        stack.push_async_callback(mongo.close)
+        await _ping(mongo, settings)
+        db = mongo[settings.mongo_database]
+        producer = create_producer(settings)
+        relay = OutboxRelay(producer, metrics=metrics)
+        runtime = Runtime(settings, metrics, mongo, db, producer, relay, verifier)
+
+        wiring = await bootstrap(runtime)
+        # Built before anything starts: an incomplete role policy must fail the start, not a caller.
+        server = GrpcServer(
+            settings,
+            services=wiring.services,
+            role_policy=wiring.role_policy,
+            verifier=verifier,
+            metrics=metrics,
+        )
+        inboxes = {spec.inbox_collection for spec in wiring.consumers if spec.inbox_collection}
+        await ensure_indexes(db, {**wiring.indexes, **dict.fromkeys(inboxes, MongoInbox.INDEXES)})
+
+        await _start_producer(producer, settings)
+        stack.push_async_callback(producer.stop)
+        for name in wiring.outbox_collections:
+            relay.watch(db[name])
+        await relay.start()
+        stack.push_async_callback(relay.stop)
+
+        watched: dict[asyncio.Task[Any], str] = {}
+        for spec in wiring.consumers:
+            consumer = EventConsumer(
+                settings,
+                topics=spec.topics,
+                group_id=spec.group_id,
+                handler=spec.handler,
+                producer=producer,
+                metrics=metrics,
+                inbox=MongoInbox(db[spec.inbox_collection]) if spec.inbox_collection else None,
+                max_attempts=spec.max_attempts,
+            )
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+            if consumer.task is not None:
+                watched[consumer.task] = f"consumer {spec.group_id}"
+        for name, run in wiring.background.items():
+            task = asyncio.create_task(run(), name=name)
+            stack.push_async_callback(_cancel, task)
+            watched[task] = f"background task {name}"
+
+        await server.start()
+        stack.push_async_callback(server.stop)
+        log.info(
+            "%s ready",
+            settings.service_name,
+            extra={"grpc_port": server.port, "metrics_port": metrics_server.port},
+        )
+
+        failed = await _until_stopped(stop, watched)
+        log.info("%s stopping", settings.service_name)
+    if failed:
+        raise RuntimeError(f"{failed} stopped unexpectedly; the service was shut down (see the log above)")
+    log.info("%s stopped", settings.service_name)
+
+
+def _on_signals(stack: AsyncExitStack, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+        stack.callback(loop.remove_signal_handler, signum)
+
+
+async def _ping(mongo: AsyncMongoClient[Document], settings: ServiceSettings) -> None:
+    try:
+        await mongo.admin.command("ping")
+    except PyMongoError as error:
+        raise RuntimeError(
+            f"cannot reach MongoDB at {settings.mongo_uri} ({error}): is the local stack up (`make up`)? "
+            "Otherwise set LAWTRAIL_MONGO_URI"
+        ) from None
+
+
+async def _start_producer(producer: AIOKafkaProducer, settings: ServiceSettings) -> None:
+    try:
+        await producer.start()
+    except KafkaConnectionError as error:
+        await producer.stop()
+        raise RuntimeError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} ({error}): is the local stack up "
+            "(`make up`)? Otherwise set LAWTRAIL_KAFKA_BOOTSTRAP_SERVERS"
+        ) from None
+
+
+async def _until_stopped(stop: asyncio.Event, watched: Mapping[asyncio.Task[Any], str]) -> str | None:
+    """Wait for a stop request; if a watched task ends first, name it (the caller then fails)."""
+    stop_requested = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stop_requested, *watched}, return_when=asyncio.FIRST_COMPLETED)
+    if stop_requested in done:
+        return None
+    stop_requested.cancel()
+    task = next(iter(done))
+    error = None if task.cancelled() else task.exception()
+    log.critical("%s ended unexpectedly", watched[task], exc_info=error)
+    return watched[task]
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
