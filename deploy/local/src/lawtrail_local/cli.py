@@ -1,4 +1,4 @@
-"""`python -m lawtrail_local up|down|status|logs`: the local stack on its default ports.
+"""`python -m lawtrail_local up|down|status|logs|scenario`: the local stack on its default ports.
 
 `make up`/`make down`/`make logs` call this. Runtime data, logs and pid files live in the checkout's
 git-ignored `.lawtrail/`, so `down`, `status` and `logs` work from any later process.
@@ -65,7 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=30, help="lines of history per log (%(default)s)")
     logs.add_argument("--no-follow", action="store_true", help="print and exit")
     logs.set_defaults(command=_logs)
+
+    scenario = commands.add_parser("scenario", help="a short guided tour of the running stack (`make run`)")
+    scenario.set_defaults(command=_scenario)
     return parser
+
+
+def _scenario(args: argparse.Namespace, data_dir: Path) -> int:
+    from lawtrail_local.scenario import run  # needs the services' client; up/down do not
+
+    return run(data_dir)
 
 
 def _services(stack: Stack) -> list[ServiceProcess]:

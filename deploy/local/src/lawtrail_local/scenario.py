@@ -1,0 +1,114 @@
+"""`python -m lawtrail_local scenario`: a short guided tour of a running local stack (`make run`).
+
+It acts as an officer of a unit would through the public API, and as an event consumer would on
+Kafka: it opens an inspection case through case-svc's gRPC API with a freshly minted dev token, then
+reads the `CaseOpened` event back from `lawtrail.case.v1.events` and prints its CloudEvents envelope
+and decoded facts. Every step prints what it did; a failure says which step and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from lawtrail.case.v1 import case_events_pb2, case_pb2, case_service_pb2
+from lawtrail_client import CaseClient
+from servicekit.auth.devtoken import mint_token
+from servicekit.messaging.envelope import decode
+
+from lawtrail_local.errors import StackError
+from lawtrail_local.progress import stderr_progress
+from lawtrail_local.services import service_spec
+from lawtrail_local.stack import Stack
+
+CASE_TOPIC = "lawtrail.case.v1.events"
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def _end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    partitions = [TopicPartition(CASE_TOPIC, p) for p in consumer.partitions_for_topic(CASE_TOPIC) or ()]
+    consumer.assign(partitions)
+    offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    for tp, offset in offsets.items():
+        consumer.seek(tp, offset)
+    return offsets
+
+
+async def _read_case_opened(consumer: AIOKafkaConsumer, case_id: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        batches = await consumer.getmany(timeout_ms=500)
+        for records in batches.values():
+            for record in records:
+                envelope = decode(record)
+                if envelope.subject != case_id:
+                    continue
+                event = envelope.parse(case_events_pb2.CaseOpened)
+                _say(f"3. read it back from Kafka topic {record.topic} (partition {record.partition}):")
+                _say(f"   key={record.key.decode()}  ce_type={envelope.type}  ce_id={envelope.id}")
+                _say(f"   ce_source={envelope.source}  ce_time={envelope.time.isoformat()}")
+                _say(
+                    f"   CaseOpened: unit={event.unit} act_type={case_pb2.ActType.Name(event.act_type)} "
+                    f"cause={event.cause!r} officer={event.responsible_officer} "
+                    f"parties={[p.name for p in event.parties]}"
+                )
+                return
+    raise StackError(f"no CaseOpened event for case {case_id} on {CASE_TOPIC} within {timeout_s:.0f} s")
+
+
+async def _run(data_dir: Path) -> None:
+    stack = Stack(data_dir)
+    case_svc = stack.service(service_spec("case-svc"))
+    key = case_svc.dev_private_key
+    if not key.exists():
+        raise StackError(f"no dev key at {key}: is the stack up (`make up`)?")
+    officer, unit = "officer-demo", "unit-demo"
+    token = mint_token(key.read_bytes(), subject=officer, unit=unit, roles=["OFFICER"], ttl_s=600)
+    _say(f"1. minted a dev token for {officer} (OFFICER of {unit}), valid 10 minutes")
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await _end_offsets(consumer)  # read only what happens from now on
+        request = case_service_pb2.OpenCaseRequest(
+            act_type=case_pb2.ACT_TYPE_INSPECTION,
+            unit=unit,
+            cause="Fire-safety inspection of a civil air-defence basement",
+            responsible_officer=officer,
+            parties=[
+                case_pb2.Party(name="Demo Property Management Ltd", kind=case_pb2.PARTY_KIND_ORGANIZATION)
+            ],
+            request_id=f"demo-{uuid.uuid4()}",
+        )
+
+        def open_case() -> case_service_pb2.OpenCaseResponse:
+            with CaseClient.connect(case_svc.grpc_address, token=token) as client:
+                response: case_service_pb2.OpenCaseResponse = client.cases.OpenCase(request)
+                return response
+
+        opened = await asyncio.to_thread(open_case)
+        case = opened.case
+        _say(
+            f"2. opened case {case.case_id} on case-svc ({case_svc.grpc_address}): "
+            f"stage {case_pb2.Stage.Name(case.stage)}"
+        )
+        await _read_case_opened(consumer, case.case_id, timeout_s=30.0)
+    finally:
+        await consumer.stop()
+    _say("Done. The logs follow; press Ctrl-C to stop the stack.")
+
+
+def run(data_dir: Path) -> int:
+    """Run the scenario against the stack whose data lives in `data_dir`."""
+    try:
+        asyncio.run(_run(data_dir))
+    except StackError as exc:
+        stderr_progress(f"scenario failed: {exc}")
+        return 1
+    return 0
