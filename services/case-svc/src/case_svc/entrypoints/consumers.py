@@ -3,7 +3,8 @@
 Runs as consumer group `case-svc.media-events` on `lawtrail.media.v1.events`; other event types on
 that topic are ignored. Applying a link is idempotent by construction (a case records each
 (recording, activity) pair once), and servicekit's inbox skips redelivered events before that.
-A link naming a case case-svc does not know is retried, then parked in `case-svc.media-events.dlq`.
+A link that can never apply (a case case-svc does not know, malformed ids) is parked in
+`case-svc.media-events.dlq` at once: retrying cannot fix it, and it must stay visible to operators.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 from datetime import UTC
 
 from lawtrail.media.v1 import media_events_pb2
+from servicekit.errors import InvalidArgument, NotFound
 from servicekit.messaging.consumer import TypeRouter
-from servicekit.messaging.envelope import Envelope
+from servicekit.messaging.envelope import Envelope, InvalidEnvelope
 
 from case_svc.adapters.proto_mapping import ms
 from case_svc.domain import commands as c
@@ -27,16 +29,20 @@ def media_events_router(handlers: CaseHandlers) -> TypeRouter:
 
     async def on_recording_linked(event: media_events_pb2.RecordingLinked, envelope: Envelope) -> None:
         linked_at = event.linked.at.ToDatetime(tzinfo=UTC) if event.linked.HasField("at") else envelope.time
-        await handlers.link_recording(
-            c.LinkRecording(
-                recording_id=event.recording_id,
-                case_id=event.case_id,
-                activity_id=event.activity_id,
-                unit=event.unit,
-                sha256=event.sha256,
-                linked_at=ms(linked_at),
+        try:
+            await handlers.link_recording(
+                c.LinkRecording(
+                    recording_id=event.recording_id,
+                    case_id=event.case_id,
+                    activity_id=event.activity_id,
+                    unit=event.unit,
+                    sha256=event.sha256,
+                    linked_at=ms(linked_at),
+                )
             )
-        )
+        except (NotFound, InvalidArgument) as refused:
+            message = f"RecordingLinked {envelope.id} cannot apply: {refused.message}"
+            raise InvalidEnvelope(message) from refused
 
     router.on(media_events_pb2.RecordingLinked, on_recording_linked)
     return router
