@@ -1,4 +1,8 @@
-"""Shared fixtures: signing keys and an in-process gRPC ``test.v1.Echo`` service with all four RPC kinds."""
+"""Shared fixtures: signing keys and an in-process gRPC ``test.v1.Echo`` service with all four RPC kinds.
+
+The integration tests (marked ``integration``) get a real Kafka + FerretDB from the lawtrail_local
+plugin's session fixture ``stack``; the unit tests never touch it.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from servicekit.config import ServiceSettings
 from servicekit.errors import FailedPrecondition, NotFound
 from servicekit.grpc import GrpcServer, ServiceBinding
 from servicekit.metrics import Metrics
+
+pytest_plugins = ["lawtrail_local.pytest_plugin"]
 
 ECHO = "test.v1.Echo"
 StringValue = wrappers_pb2.StringValue

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from servicekit.config import ServiceSettings
 from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
@@ -86,10 +86,21 @@ OUTBOX_INDEX = IndexSpec([(PENDING_FIELD, 1)], name=PENDING_FIELD)
 
 
 async def ensure_indexes(db: AsyncDatabase[Document], indexes: Mapping[str, Sequence[IndexSpec]]) -> None:
-    """Create the declared indexes (idempotent: existing identical indexes are kept); run at start."""
+    """Create the declared indexes (idempotent: existing identical indexes are kept); run at start.
+
+    One ``createIndexes`` command per index: FerretDB v1.24.2 drops the connection (a server-side
+    panic) when a single command re-declares two or more indexes that all exist already — which is
+    exactly what every restart does.
+    """
     for collection, specs in indexes.items():
-        if specs:
-            await db[collection].create_indexes([spec.model() for spec in specs])
+        for spec in specs:
+            try:
+                await db[collection].create_indexes([spec.model()])
+            except OperationFailure as error:
+                raise RuntimeError(
+                    f"cannot create index {spec} on {db.name}.{collection}: {error}; an index with the same "
+                    "name but other keys or options exists — drop it or rename the declared one"
+                ) from None
 
 
 class VersionedRepository:

@@ -15,7 +15,8 @@ Document layout (``_id`` is the aggregate id)::
 
 The update operators are chosen for FerretDB v1.24.2, checked against the real server: ``$pullAll``
 of the exact entries read (``$pull`` with a *condition* is silently a no-op there), ``$size: 0`` to
-clear the flag only when nothing new arrived, ``$push``/``$each`` to append.
+clear the flag only when nothing new arrived, ``$push``/``$each`` to append, and ``findAndModify``
+without a projection (FerretDB does not implement one there).
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ class OutboxRelay:
         min_backoff_s: float = 0.1,
         max_backoff_s: float = 30.0,
         lease_s: float = 30.0,
+        ack_timeout_s: float = 30.0,
     ) -> None:
         self._producer = producer
         self._metrics = metrics
@@ -129,6 +131,7 @@ class OutboxRelay:
         self._min_backoff_s = min_backoff_s
         self._max_backoff_s = max_backoff_s
         self._lease = timedelta(seconds=lease_s)
+        self._ack_timeout_s = ack_timeout_s
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -208,6 +211,25 @@ class OutboxRelay:
                 published += await self._publish(collection, document)
         return published
 
+    async def _acknowledged(self, acks: list[asyncio.Future[Any]]) -> None:
+        """Wait for the broker's ack of every send, at most ``ack_timeout_s``.
+
+        The idempotent producer retries an unanswered batch on its own for as long as the broker is
+        away, so without a bound a pass would hang silently through an outage. Timing out turns the
+        outage into failed passes (logged, counted, retried with backoff). Sends still pending are left
+        to the producer: if they land late, the retry publishes them again — at-least-once.
+        """
+        for ack in acks:
+            # Retrieve late failures so asyncio does not report them as never retrieved.
+            ack.add_done_callback(lambda done: done.cancelled() or done.exception())
+        _, pending = await asyncio.wait(acks, timeout=self._ack_timeout_s)
+        if pending:
+            raise TimeoutError(
+                f"{len(pending)} of {len(acks)} events not acknowledged in {self._ack_timeout_s:.0f} s"
+            )
+        for ack in acks:
+            ack.result()  # raises the first send that failed
+
     async def _claim(self, collection: AsyncCollection[Document]) -> Document | None:
         now = datetime.now(UTC)
         return await collection.find_one_and_update(
@@ -216,7 +238,7 @@ class OutboxRelay:
                 "$or": [{LEASE_FIELD: {"$exists": False}}, {LEASE_FIELD: None}, {LEASE_FIELD: {"$lt": now}}],
             },
             {"$set": {LEASE_FIELD: now + self._lease}},
-            projection={OUTBOX_FIELD: 1, LEASE_FIELD: 1},
+            # No projection: FerretDB v1.24.2's findAndModify does not implement `fields`.
             return_document=ReturnDocument.AFTER,
         )
 
@@ -235,7 +257,7 @@ class OutboxRelay:
                         entry["topic"], value=record.value, key=record.key, headers=record.headers
                     )
                 )
-            await asyncio.gather(*acks)
+            await self._acknowledged(acks)
         except BaseException:
             # Let another pass (after backoff) or another replica retry right away.
             await collection.update_one(

@@ -1,0 +1,549 @@
+"""Outbox relay, consumer and repository against the REAL Kafka broker and FerretDB.
+
+The stack comes from the lawtrail_local plugin (session fixture ``stack``: free ports, temp dirs).
+Every test makes its own topics, consumer group and database, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from google.protobuf import wrappers_pb2
+from lawtrail_local.stack import Stack
+from lawtrail_local.topics import Topic
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from servicekit.config import ServiceSettings
+from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from servicekit.messaging.consumer import EventConsumer, MongoInbox, TypeRouter, dlq_topic
+from servicekit.messaging.envelope import Envelope, KafkaRecord, decode, encode
+from servicekit.messaging.outbox import OutboundEvent, OutboxRelay
+from servicekit.messaging.producer import create_producer, send_and_wait
+from servicekit.metrics import Metrics
+from servicekit.mongo import APPLIED_FIELD, IndexSpec, VersionedRepository, apply_once, ensure_indexes
+
+pytestmark = pytest.mark.integration
+
+Document = dict[str, Any]
+StringValue = wrappers_pb2.StringValue
+SOURCE = "/lawtrail/servicekit-it"
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(stack: Stack) -> ServiceSettings:
+    return ServiceSettings(
+        service_name="servicekit-it",
+        kafka_bootstrap_servers=stack.kafka_bootstrap,
+        mongo_uri=stack.mongo_uri,
+        mongo_database=_name("servicekit_it").replace("-", "_"),
+    )
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry())
+
+
+@pytest.fixture
+async def db(settings: ServiceSettings) -> AsyncIterator[AsyncDatabase[Document]]:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(settings.mongo_uri, tz_aware=True)
+    try:
+        yield client[settings.mongo_database]
+        await client.drop_database(settings.mongo_database)
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+async def producer(settings: ServiceSettings) -> AsyncIterator[AIOKafkaProducer]:
+    # Short timeouts so that a paused broker fails a send in seconds, not the default 40 s.
+    started = create_producer(settings, request_timeout_ms=3000, retry_backoff_ms=100)
+    await started.start()
+    try:
+        yield started
+    finally:
+        await started.stop()
+
+
+async def make_topics(stack: Stack, *names: str) -> None:
+    await asyncio.to_thread(stack.create_topics, [Topic(name, 1) for name in names])
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, at_least: int, timeout_s: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of partition 0 of ``topic`` from the beginning, once ``at_least`` have arrived."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(records) < at_least and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(partition, timeout_ms=500)
+            records.extend(batch.get(partition, []))
+        # Anything already there beyond what we waited for (duplicates) comes in one more fetch.
+        batch = await consumer.getmany(partition, timeout_ms=300)
+        records.extend(batch.get(partition, []))
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def committed(bootstrap: str, group_id: str, topic: str) -> int | None:
+    """The group's committed offset on partition 0 of ``topic`` (asked without joining the group)."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await probe.start()
+    try:
+        return await probe.committed(TopicPartition(topic, 0))
+    finally:
+        await probe.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30.0, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting until {what}")
+        await asyncio.sleep(0.1)
+
+
+@contextmanager
+def broker_paused(stack: Stack) -> Iterator[None]:
+    """Freeze the broker process (SIGSTOP): connections stay open but nothing is answered."""
+    pid = stack.kafka.process.pid
+    assert pid is not None, "the stack's broker is not running"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+class Cases(VersionedRepository):
+    what = "case"
+    indexes = (IndexSpec([("unit", 1), ("opened_at", -1)]),)
+
+
+def event(topic: str, text: str, subject: str) -> OutboundEvent:
+    return OutboundEvent(topic, StringValue(value=text), subject=subject)
+
+
+# --- repository on FerretDB ---------------------------------------------------------------------
+
+
+async def test_repository_versions_conflicts_and_outbox_on_ferretdb(db: AsyncDatabase[Document]) -> None:
+    await ensure_indexes(db, {"cases": Cases.all_indexes()})
+    await ensure_indexes(db, {"cases": Cases.all_indexes()})  # idempotent: a restart re-declares them
+    assert {"outbox_pending", "unit_1_opened_at_-1"} <= set(await db["cases"].index_information())
+    notified: list[None] = []
+    cases = Cases(db["cases"], event_source=SOURCE, notify=lambda: notified.append(None))
+
+    await cases.insert(
+        {"_id": "c-1", "unit": "unit-a", "stage": "OPEN"}, events=[event("t", "opened", "c-1")]
+    )
+    with pytest.raises(AlreadyExists, match="case 'c-1' already exists"):
+        await cases.insert({"_id": "c-1", "unit": "unit-a"})
+    assert await cases.get("c-1") == {"_id": "c-1", "unit": "unit-a", "stage": "OPEN", "version": 1}
+
+    new_version = await cases.update(
+        "c-1",
+        expected_version=1,
+        set_fields={"stage": "INVESTIGATION"},
+        events=[event("t", "advanced", "c-1")],
+    )
+    assert new_version == 2
+    with pytest.raises(ConcurrencyConflict, match=r"now version 2, expected 1\): reload it and retry"):
+        await cases.update("c-1", expected_version=1, set_fields={"stage": "CLOSED"})
+    with pytest.raises(NotFound, match="case 'c-404' does not exist"):
+        await cases.update("c-404", expected_version=1, set_fields={"stage": "CLOSED"})
+    with pytest.raises(NotFound):
+        await cases.get_or_raise("c-404")
+    with pytest.raises(ValueError, match="managed by VersionedRepository"):
+        await cases.update("c-1", expected_version=2, set_fields={"version": 7})
+
+    stored = await db["cases"].find_one({"_id": "c-1"})
+    assert stored is not None
+    assert stored["stage"] == "INVESTIGATION"
+    assert stored["outbox_pending"] is True
+    assert [StringValue.FromString(e["data"]).value for e in stored["outbox"]] == ["opened", "advanced"]
+    assert len(notified) == 2
+
+
+async def test_apply_once_applies_each_event_once_and_bounds_its_memory(db: AsyncDatabase[Document]) -> None:
+    projection = db["links"]
+    key = (SOURCE, "evt-1")
+    assert await apply_once(projection, "rec-1", key, {"$inc": {"links": 1}}) is True  # upserted
+    assert await apply_once(projection, "rec-1", key, {"$inc": {"links": 1}}) is False  # redelivery
+    for n in range(2, 6):
+        assert await apply_once(projection, "rec-1", (SOURCE, f"evt-{n}"), {"$inc": {"links": 1}}, keep=3)
+    stored = await projection.find_one({"_id": "rec-1"})
+    assert stored is not None
+    assert stored["links"] == 5
+    assert stored[APPLIED_FIELD] == [f"{SOURCE} evt-{n}" for n in (3, 4, 5)]
+    assert await apply_once(projection, "rec-2", key, {"$set": {"x": 1}}, upsert=False) is False
+
+
+# --- outbox relay -------------------------------------------------------------------------------
+
+
+async def test_relay_publishes_in_order_waits_for_ack_then_clears(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    topic = _name("sk-it-outbox")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(producer, metrics=metrics, poll_interval_s=0.2)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
+    relay.watch(cases.collection)
+    await ensure_indexes(db, {"cases": Cases.all_indexes()})
+    await cases.insert({"_id": "c-1"}, events=[event(topic, "opened", "c-1")])
+    await cases.update(
+        "c-1", expected_version=1, set_fields={}, events=[event(topic, f"e{n}", "c-1") for n in range(3)]
+    )
+    stored = await db["cases"].find_one({"_id": "c-1"})
+    assert stored is not None
+    event_ids = [entry["event_id"] for entry in stored["outbox"]]
+
+    await relay.start()
+    try:
+
+        async def cleared() -> bool:
+            document = await db["cases"].find_one({"_id": "c-1"})
+            return document is not None and document["outbox"] == [] and document["outbox_pending"] is False
+
+        await eventually(cleared, what="the outbox is cleared")
+    finally:
+        await relay.stop()
+
+    records = await read_topic(stack.kafka_bootstrap, topic, at_least=4)
+    envelopes = [decode(record) for record in records]
+    assert [e.id for e in envelopes] == event_ids
+    assert [e.parse(StringValue).value for e in envelopes] == ["opened", "e0", "e1", "e2"]
+    assert {record.key for record in records} == {b"c-1"}
+    assert {e.source for e in envelopes} == {SOURCE}
+    assert {e.type for e in envelopes} == {"google.protobuf.StringValue"}
+    stored = await db["cases"].find_one({"_id": "c-1"})
+    assert stored is not None
+    assert "outbox_lease_until" not in stored
+    assert metrics.registry.get_sample_value("lawtrail_outbox_published_total", {"topic": topic}) == 4
+
+
+async def test_relay_keeps_events_written_while_it_publishes(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """A write that lands between the relay's read and its clear must not be lost or cleared."""
+    topic = _name("sk-it-race")
+    await make_topics(stack, topic)
+    cases = Cases(db["cases"], event_source=SOURCE)
+    await cases.insert({"_id": "c-1"}, events=[event(topic, "first", "c-1")])
+
+    class WriteDuringSend:
+        """The real producer, but the first send lets a command write a new event meanwhile."""
+
+        def __init__(self) -> None:
+            self.raced = False
+
+        async def send(self, *args: Any, **kwargs: Any) -> Any:
+            if not self.raced:
+                self.raced = True
+                await cases.update(
+                    "c-1", expected_version=1, set_fields={}, events=[event(topic, "second", "c-1")]
+                )
+            return await producer.send(*args, **kwargs)
+
+    relay = OutboxRelay(WriteDuringSend(), metrics=metrics, collections=[cases.collection])  # type: ignore[arg-type]
+    assert await relay.relay_once() == 2  # the first pass, then the document it left pending again
+    stored = await db["cases"].find_one({"_id": "c-1"})
+    assert stored is not None
+    assert (stored["outbox"], stored["outbox_pending"], stored["version"]) == ([], False, 2)
+    values = [
+        decode(r).parse(StringValue).value for r in await read_topic(stack.kafka_bootstrap, topic, at_least=2)
+    ]
+    assert values == ["first", "second"]
+
+
+async def test_relay_survives_a_broker_hiccup_and_retries_with_backoff(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    topic = _name("sk-it-hiccup")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(
+        producer,
+        metrics=metrics,
+        poll_interval_s=0.2,
+        min_backoff_s=0.2,
+        max_backoff_s=1.0,
+        ack_timeout_s=2.0,
+    )
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
+    relay.watch(cases.collection)
+    # Warm up: the producer knows the topic's leader before the broker freezes.
+    await cases.insert({"_id": "warm-up"}, events=[event(topic, "warm-up", "warm-up")])
+    await relay.start()
+    try:
+
+        async def pending(case_id: str) -> bool:
+            document = await db["cases"].find_one({"_id": case_id})
+            return document is not None and document["outbox_pending"]
+
+        await eventually(lambda: _not(pending("warm-up")), what="the warm-up event is relayed")
+        with broker_paused(stack):
+            await cases.insert({"_id": "c-1"}, events=[event(topic, "during hiccup", "c-1")])
+            await eventually(
+                lambda: _positive(metrics, "lawtrail_outbox_publish_failures_total"),
+                timeout_s=20,
+                what="a relay pass fails against the frozen broker",
+            )
+            assert await pending("c-1"), "nothing may be cleared without the broker's ack"
+        await eventually(lambda: _not(pending("c-1")), what="the relay recovers once the broker answers")
+    finally:
+        await relay.stop()
+    values = [
+        decode(r).parse(StringValue).value for r in await read_topic(stack.kafka_bootstrap, topic, at_least=2)
+    ]
+    # At-least-once: the retry may publish again what the frozen broker received; never less.
+    assert values[0] == "warm-up"
+    assert set(values[1:]) == {"during hiccup"}
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
+
+
+async def _positive(metrics: Metrics, name: str) -> bool:
+    return (metrics.registry.get_sample_value(name) or 0) > 0
+
+
+# --- consumer -----------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A handler that records what it applied; can fail some attempts or hold until released."""
+
+    def __init__(self, *, fail_times: int = 0, poison: str | None = None) -> None:
+        self.applied: list[str] = []
+        self.attempts: dict[str, int] = {}
+        self.fail_times = fail_times
+        self.poison = poison
+        self.release = asyncio.Event()
+        self.release.set()
+        self.entered = asyncio.Event()
+
+    async def __call__(self, envelope: Envelope) -> None:
+        value = envelope.parse(StringValue).value
+        self.attempts[value] = self.attempts.get(value, 0) + 1
+        self.entered.set()
+        await self.release.wait()
+        if value == self.poison:
+            raise ValueError(f"cannot apply {value!r}: the projection refuses it")
+        if self.attempts[value] <= self.fail_times:
+            raise RuntimeError(f"transient trouble applying {value!r}")
+        self.applied.append(value)
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, *records: KafkaRecord) -> None:
+    for record in records:
+        await send_and_wait(producer, topic, record)
+
+
+@pytest.fixture
+async def consumer_setup(
+    stack: Stack,
+    settings: ServiceSettings,
+    producer: AIOKafkaProducer,
+    metrics: Metrics,
+    db: AsyncDatabase[Document],
+) -> AsyncIterator[Callable[..., Awaitable[tuple[str, str, EventConsumer]]]]:
+    """Makes a topic, a group and its DLQ, and a started consumer; stops it at the end."""
+    started: list[EventConsumer] = []
+    await ensure_indexes(db, {"inbox": MongoInbox.INDEXES})
+
+    async def make(handler: Any, **options: Any) -> tuple[str, str, EventConsumer]:
+        topic, group = _name("sk-it-events"), _name("sk-it-group")
+        await make_topics(stack, topic, dlq_topic(group))
+        consumer = EventConsumer(
+            settings,
+            topics=[topic],
+            group_id=group,
+            handler=handler,
+            producer=producer,
+            metrics=metrics,
+            inbox=MongoInbox(db["inbox"]),
+            min_backoff_s=0.05,
+            max_backoff_s=0.2,
+            **options,
+        )
+        started.append(consumer)
+        return topic, group, consumer
+
+    yield make
+    for consumer in started:
+        await consumer.stop()
+
+
+async def test_consumer_applies_a_duplicate_once_and_commits(
+    stack: Stack, producer: AIOKafkaProducer, metrics: Metrics, consumer_setup: Any
+) -> None:
+    handler = Recorder()
+    topic, group, consumer = await consumer_setup(handler)
+    first = encode(StringValue(value="linked"), source=SOURCE, subject="rec-1", id="evt-1")
+    same_event_again = encode(StringValue(value="linked"), source=SOURCE, subject="rec-1", id="evt-1")
+    same_id_other_source = encode(
+        StringValue(value="other"), source="/lawtrail/other-svc", subject="rec-1", id="evt-1"
+    )
+    await publish(producer, topic, first, same_event_again, same_id_other_source)
+    await consumer.start()
+
+    async def all_committed() -> bool:
+        return await committed(stack.kafka_bootstrap, group, topic) == 3
+
+    await eventually(all_committed, what="all three records are committed")
+    assert handler.applied == ["linked", "other"]
+    outcome = {"group": group, "topic": topic}
+    assert (
+        metrics.registry.get_sample_value(
+            "lawtrail_consumer_records_total", {**outcome, "outcome": "applied"}
+        )
+        == 2
+    )
+    assert (
+        metrics.registry.get_sample_value(
+            "lawtrail_consumer_records_total", {**outcome, "outcome": "duplicate"}
+        )
+        == 1
+    )
+
+
+async def test_consumer_commits_only_after_the_handler_succeeded(
+    stack: Stack, producer: AIOKafkaProducer, consumer_setup: Any
+) -> None:
+    handler = Recorder(fail_times=2)
+    handler.release.clear()
+    topic, group, consumer = await consumer_setup(handler, max_attempts=5)
+    await publish(producer, topic, encode(StringValue(value="a"), source=SOURCE, subject="x"))
+    await consumer.start()
+    await asyncio.wait_for(handler.entered.wait(), 30)
+    await asyncio.sleep(1.0)  # the handler is busy: nothing may be committed meanwhile
+    assert await committed(stack.kafka_bootstrap, group, topic) is None
+    handler.release.set()
+
+    async def done() -> bool:
+        return await committed(stack.kafka_bootstrap, group, topic) == 1
+
+    await eventually(done, what="the record is committed after it was applied")
+    assert handler.applied == ["a"]
+    assert handler.attempts == {"a": 3}  # two failures retried with backoff, then success
+
+
+async def test_consumer_parks_a_poison_record_in_the_dlq_after_bounded_retries(
+    stack: Stack, producer: AIOKafkaProducer, metrics: Metrics, consumer_setup: Any
+) -> None:
+    handler = Recorder(poison="poison")
+    topic, group, consumer = await consumer_setup(handler, max_attempts=3)
+    poison = encode(StringValue(value="poison"), source=SOURCE, subject="rec-9", id="evt-poison")
+    not_an_event = KafkaRecord(key=b"rec-9", value=b"raw bytes", headers=[("origin", b"legacy")])
+    healthy = encode(StringValue(value="healthy"), source=SOURCE, subject="rec-9")
+    await publish(producer, topic, poison, not_an_event, healthy)
+    await consumer.start()
+
+    async def all_committed() -> bool:
+        return await committed(stack.kafka_bootstrap, group, topic) == 3
+
+    await eventually(all_committed, what="all records are committed (the bad ones parked)")
+    assert handler.attempts == {"poison": 3, "healthy": 1}
+    assert handler.applied == ["healthy"]
+
+    parked = await read_topic(stack.kafka_bootstrap, dlq_topic(group), at_least=2)
+    assert len(parked) == 2
+    first, second = parked
+    headers = dict(first.headers)
+    assert (first.key, first.value) == (poison.key, poison.value)
+    assert headers["ce_id"] == b"evt-poison"  # the original envelope travels along
+    assert headers["dlq_error"] == b"ValueError: cannot apply 'poison': the projection refuses it"
+    assert (headers["dlq_topic"], headers["dlq_partition"], headers["dlq_offset"]) == (
+        topic.encode(),
+        b"0",
+        b"0",
+    )
+    assert (headers["dlq_group"], headers["dlq_attempts"]) == (group.encode(), b"3")
+    second_headers = dict(second.headers)
+    assert second.value == b"raw bytes"
+    assert second_headers["origin"] == b"legacy"
+    assert second_headers["dlq_attempts"] == b"0"  # not an envelope: parked at once, retrying cannot help
+    assert b"not a CloudEvents 1.0 binary-mode record" in second_headers["dlq_error"]
+    outcome = {"group": group, "topic": topic, "outcome": "dead_lettered"}
+    assert metrics.registry.get_sample_value("lawtrail_consumer_records_total", outcome) == 2
+    assert (
+        metrics.registry.get_sample_value("lawtrail_consumer_retries_total", {"group": group, "topic": topic})
+        == 2
+    )
+
+
+async def test_consumer_redelivery_after_restart_is_deduplicated(
+    stack: Stack, producer: AIOKafkaProducer, consumer_setup: Any
+) -> None:
+    """A consumer that applied an event but stopped before committing sees it again, and skips it."""
+    handler = Recorder()
+    router = TypeRouter()
+
+    async def on_string(message: StringValue, envelope: Envelope) -> None:
+        await handler(envelope)
+
+    router.on(StringValue, on_string)
+    topic, group, consumer = await consumer_setup(router)
+    record = encode(StringValue(value="once"), source=SOURCE, subject="rec-1")
+    await publish(producer, topic, record)
+    await consumer.start()
+    await eventually(lambda: _committed_is(stack, group, topic, 1), what="the first delivery is committed")
+    # Rewind the group, as after a crash between applying and committing.
+    rewind = AIOKafkaConsumer(
+        bootstrap_servers=stack.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.stop()
+    await rewind.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        rewind.assign([partition])
+        await rewind.commit({partition: 0})
+    finally:
+        await rewind.stop()
+    await consumer.start()
+    await eventually(lambda: _committed_is(stack, group, topic, 1), what="the redelivery is committed again")
+    await asyncio.sleep(0.5)
+    assert handler.applied == ["once"]
+
+
+async def _committed_is(stack: Stack, group: str, topic: str, offset: int) -> bool:
+    return await committed(stack.kafka_bootstrap, group, topic) == offset
+
+
+async def test_consumer_refuses_to_start_without_its_dlq_topic(
+    stack: Stack, settings: ServiceSettings, producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    topic = _name("sk-it-nodlq")
+    await make_topics(stack, topic)
+    consumer = EventConsumer(
+        settings,
+        topics=[topic],
+        group_id=_name("sk-it-group"),
+        handler=Recorder(),
+        producer=producer,
+        metrics=metrics,
+    )
+    with pytest.raises(RuntimeError, match=r"\.dlq'\] do not exist .*topics\.toml"):
+        await consumer.start()
