@@ -93,12 +93,16 @@ def outbox_entries(
 
 
 def _envelope(entry: Mapping[str, Any]) -> Envelope:
+    time: datetime = entry["time"]
+    if time.tzinfo is None:
+        # A client without tz_aware=True reads BSON dates as naive; they are UTC by definition.
+        time = time.replace(tzinfo=UTC)
     return Envelope(
         id=entry["event_id"],
         source=entry["source"],
         type=entry["type"],
         subject=entry["subject"],
-        time=entry["time"],
+        time=time,
         data=bytes(entry["data"]),
     )
 
