@@ -84,9 +84,19 @@ class EchoServicer:
             return StringValue(value="slept")
         return self._reply(request.value)
 
+    def __init__(self) -> None:
+        self.stream_closed = asyncio.Event()
+
     async def ServerStream(self, request: StringValue, context: Any) -> AsyncIterator[StringValue]:
-        for part in request.value.split(","):
-            yield self._reply(part)
+        try:
+            if request.value == "endless":
+                while True:
+                    yield StringValue(value="tick")
+                    await asyncio.sleep(0.01)
+            for part in request.value.split(","):
+                yield self._reply(part)
+        finally:
+            self.stream_closed.set()
 
     async def ServerWrite(self, request: StringValue, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         for part in request.value.split(","):

@@ -18,7 +18,7 @@ from servicekit.auth.devtoken import generate_keypair
 from servicekit.grpc import GrpcServer, ServiceBinding, check_role_policy
 from servicekit.metrics import Metrics, start_metrics_server
 
-from .conftest import ECHO, ECHO_POLICY
+from .conftest import ECHO, ECHO_POLICY, EchoServicer
 
 StringValue = wrappers_pb2.StringValue
 Mint = Callable[..., str]
@@ -248,6 +248,29 @@ async def test_request_id_is_echoed_or_generated(channel: grpc.aio.Channel, mint
     )
     await generated
     assert len(dict(await generated.initial_metadata())["x-request-id"]) == 32
+
+
+async def test_a_cancelled_stream_closes_the_servicer_and_counts_cancelled(
+    channel: grpc.aio.Channel, mint: Mint, echo_binding: ServiceBinding, metrics: Metrics
+) -> None:
+    call = channel.unary_stream(f"/{ECHO}/ServerStream", **_codec())(
+        StringValue(value="endless"), metadata=_auth(mint())
+    )
+    assert (await call.read()).value == "tick"
+    call.cancel()
+    servicer = echo_binding.servicer
+    assert isinstance(servicer, EchoServicer)
+    await asyncio.wait_for(servicer.stream_closed.wait(), 5)
+    labels = {"grpc_service": ECHO, "grpc_method": "ServerStream", "grpc_type": "server_stream"}
+
+    async def counted() -> bool:
+        return _sample(metrics, "grpc_server_handled_total", **labels, grpc_code="CANCELLED") == 1
+
+    for _ in range(50):
+        if await counted():
+            break
+        await asyncio.sleep(0.05)
+    assert await counted()
 
 
 # --- metrics ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ that rejected calls are counted (an alert on ``grpc_code="UNAUTHENTICATED"`` nee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import re
@@ -101,7 +102,13 @@ def _wrap_stream_response(behaviour: Callable[..., Any], around: _Around) -> Cal
     async def iterator_style(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         async with around(context):
             responses = behaviour(request, context)
-            if hasattr(responses, "__aiter__"):
+            if inspect.isasyncgen(responses):
+                # Close the servicer's generator as soon as the call ends (a cancelled download must
+                # release its file now, not whenever the generator is garbage-collected).
+                async with contextlib.aclosing(responses):
+                    async for response in responses:
+                        yield response
+            elif hasattr(responses, "__aiter__"):
                 async for response in responses:
                     yield response
             else:
