@@ -22,6 +22,7 @@ from lawtrail_local.topics import Topic
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect
 from servicekit.config import ServiceSettings
 from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from servicekit.messaging.consumer import EventConsumer, MongoInbox, TypeRouter, dlq_topic
@@ -491,6 +492,39 @@ async def test_consumer_parks_a_poison_record_in_the_dlq_after_bounded_retries(
     assert (
         metrics.registry.get_sample_value("lawtrail_consumer_retries_total", {"group": group, "topic": topic})
         == 2
+    )
+
+
+async def test_consumer_waits_out_an_outage_without_using_up_attempts(
+    stack: Stack, producer: AIOKafkaProducer, metrics: Metrics, consumer_setup: Any
+) -> None:
+    """A database outage says nothing about the record: it must not push a good event into the DLQ."""
+    outages = 0
+
+    async def handler(envelope: Envelope) -> None:
+        nonlocal outages
+        if outages < 4:
+            outages += 1
+            raise AutoReconnect("127.0.0.1:27017: connection refused")
+
+    topic, group, consumer = await consumer_setup(handler, max_attempts=2)
+    await publish(producer, topic, encode(StringValue(value="a"), source=SOURCE, subject="x"))
+    await consumer.start()
+    await eventually(
+        lambda: _committed_is(stack, group, topic, 1), what="the record is applied after the outage"
+    )
+    outcome = {"group": group, "topic": topic}
+    assert (
+        metrics.registry.get_sample_value(
+            "lawtrail_consumer_records_total", {**outcome, "outcome": "applied"}
+        )
+        == 1
+    )
+    assert (
+        metrics.registry.get_sample_value(
+            "lawtrail_consumer_records_total", {**outcome, "outcome": "dead_lettered"}
+        )
+        is None
     )
 
 

@@ -246,7 +246,7 @@ class EventConsumer:
             log.info("duplicate event skipped")
             self._count(record, "duplicate")
             return
-        attempt = 0
+        attempt = outages = 0
         while True:
             attempt += 1
             try:
@@ -254,9 +254,9 @@ class EventConsumer:
                 break
             except TRANSIENT:
                 attempt -= 1  # an outage is not the record's fault: do not use up its attempts
-                await self._pause(
-                    backoff_delay(1, self._min_backoff_s, self._max_backoff_s), "handler (outage)"
-                )
+                outages += 1
+                delay = backoff_delay(outages, self._min_backoff_s, self._max_backoff_s)
+                await self._pause(delay, "handler (outage)")
             except InvalidEnvelope as error:
                 await self._dead_letter(record, error, attempts=attempt)  # retrying cannot fix a bad payload
                 return
