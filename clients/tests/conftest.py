@@ -31,6 +31,8 @@ class FakeRecordingService(recording_service_pb2_grpc.RecordingServiceServicer):
         # Refuse every upload with INVALID_ARGUMENT and this message.
         self.refuse: str | None = None
         self.begin_calls = 0
+        # Answer this many uploads with ABORTED (a dead stream of the same content still open).
+        self.aborted_uploads = 0
         self.unavailable_begins = 0
 
     def _auth(self, context: grpc.ServicerContext) -> None:
@@ -64,6 +66,9 @@ class FakeRecordingService(recording_service_pb2_grpc.RecordingServiceServicer):
         sha = manifest.sha256
         if self.refuse:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, self.refuse)
+        if self.aborted_uploads:
+            self.aborted_uploads -= 1
+            context.abort(grpc.StatusCode.ABORTED, "another upload of this content is in progress")
         with self.lock:
             if sha in self.stored:
                 return recording_service_pb2.UploadRecordingResponse(

@@ -187,3 +187,18 @@ def test_file_changed_during_upload_is_not_marked(
     [outcome] = station.collect_once()
     assert outcome.status == "deferred"
     assert path.exists()
+
+
+def test_waits_while_a_dead_stream_of_the_same_content_is_still_open(
+    tmp_path: Path, media: MediaClient, fake_media: tuple[FakeRecordingService, str]
+) -> None:
+    service, _ = fake_media
+    dock(tmp_path)
+    service.aborted_uploads = 2
+    waits: list[float] = []
+    station = StationAgent(
+        media, StationConfig(folder=tmp_path, unit="unit-a"), out=io.StringIO(), sleep=waits.append
+    )
+    [outcome] = station.collect_once()
+    assert outcome.status == "collected"
+    assert waits == [0.5, 1.0]

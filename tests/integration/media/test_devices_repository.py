@@ -74,7 +74,7 @@ async def test_r21_device_lifecycle_round_trips_through_mongo(db: AsyncDatabase[
     assert device is not None
     assert device.status is DeviceStatus.OUT_OF_SERVICE
     assert device.faults == [fault]
-    assert device.version == 2
+    assert device.version == 4  # registered, checked, maintained, faulted: one write each
     await h.record_repair(RecordRepair(n, "lens replaced"), HEAD)
     device = await repo.get(n)
     assert device is not None
@@ -137,3 +137,16 @@ async def test_list_by_unit_pages_in_device_number_order(db: AsyncDatabase[dict]
             break
         after = page.next_after
     assert seen == [f"{unit}-D-{i}" for i in range(1, 6)]
+
+
+async def test_r20_history_copy_lost_in_a_crash_is_still_found_and_healed(db: AsyncDatabase[dict]) -> None:  # type: ignore[type-arg]
+    repo = MongoDeviceRepository(db, event_source=SOURCE)
+    h = handlers(repo)
+    n = number()
+    await h.register_device(RegisterDevice(n, "unit-a", "DSJ-X1"), HEAD)
+    check = await h.record_pre_use_check(RecordPreUseCheck(n, 90, 8000 * MIB, 0.0), HEAD)
+    # a crash right after the device write, before the history copy
+    await db["device_checks"].delete_one({"_id": check.check_id})
+    assert await repo.checks_for(n, check.checked_at, check.checked_at) == [check]
+    await h.record_maintenance(RecordMaintenance(n, "cleaned"), HEAD)  # the next write of the device heals it
+    assert await repo.get_check(check.check_id) == check

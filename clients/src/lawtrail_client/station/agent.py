@@ -28,8 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TextIO
 
+from lawtrail.media.v1 import recording_pb2
+
 from lawtrail_client.client import MediaClient
 from lawtrail_client.errors import (
+    Aborted,
     AlreadyExists,
     InvalidArgument,
     LawtrailError,
@@ -41,9 +44,11 @@ from lawtrail_client.errors import (
 from lawtrail_client.station.journal import STATE_DIR, Entry, Journal, fsync_dir, write_atomically
 from lawtrail_client.station.metadata import MEDIA_EXTENSIONS, MetadataError, read_metadata, sidecar_of
 from lawtrail_client.station.progress import ProgressBar, human_bytes
-from lawtrail_client.upload import HashNotConfirmed, sha256_file, upload_file
+from lawtrail_client.upload import HashNotConfirmed, UploadResult, sha256_file, upload_file
 
 COLLECTED_DIR = "collected"
+# Waits before asking again while a previous, dead upload stream of the same content is still open.
+ABORTED_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 _SKIPPED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 # Refusals that will not change by trying again with the same file and metadata.
 _PERMANENT = (InvalidArgument, AlreadyExists, ResourceExhausted, NotFound)
@@ -85,11 +90,13 @@ class StationAgent:
         *,
         out: TextIO,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.media = media
         self.config = config
         self.out = out
         self.clock = clock
+        self.sleep = sleep
         self.journal = Journal(config.folder)
 
     # --- entry points -----------------------------------------------------------------------------
@@ -182,15 +189,7 @@ class StationAgent:
             self.journal.update(name, entry)
 
         try:
-            result = upload_file(
-                self.media,
-                path,
-                metadata.classification,
-                sha256=entry.sha256,
-                max_rate=self.config.max_rate,
-                progress=bar.update,
-                on_resume=resumed,
-            )
+            result = self._upload_waiting_for_stale_stream(path, metadata.classification, entry, bar, resumed)
         except (Unauthenticated, PermissionDenied) as error:
             self._say(f"stopping: {error}")
             raise StationStopped(str(error)) from None
@@ -233,6 +232,35 @@ class StationAgent:
             f"SHA-256 {recording.sha256} confirmed ({how})"
         )
         return Outcome(name, "collected", how, recording.recording_id, recording.sha256)
+
+    def _upload_waiting_for_stale_stream(
+        self,
+        path: Path,
+        classification: recording_pb2.Classification,
+        entry: Entry,
+        bar: ProgressBar,
+        resumed: Callable[[int, int], None],
+    ) -> UploadResult:
+        """Uploads; while the server still holds the stream of a previous, dead attempt (ABORTED: the
+        station crashed and restarted faster than the server noticed), waits a little and asks again."""
+        delays = list(ABORTED_RETRY_DELAYS_S)
+        while True:
+            try:
+                return upload_file(
+                    self.media,
+                    path,
+                    classification,
+                    sha256=entry.sha256,
+                    max_rate=self.config.max_rate,
+                    progress=bar.update,
+                    on_resume=resumed,
+                )
+            except Aborted as error:
+                if not delays:
+                    raise
+                delay = delays.pop(0)
+                self._say(f"waiting {delay:g}s: {error.message}")
+                self.sleep(delay)
 
     def _mark_collected(
         self, path: Path, sidecar: Path | None, entry: Entry, recording_id: str, already_stored: bool

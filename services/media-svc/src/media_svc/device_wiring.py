@@ -85,5 +85,5 @@ def device_wiring(rt: Runtime, settings: DeviceSettings | None = None) -> Device
         binding=binding,
         role_policy=DEVICE_ROLE_POLICY,
         indexes=MongoDeviceRepository.indexes(),
-        outbox_collections=MongoDeviceRepository.COLLECTIONS,
+        outbox_collections=MongoDeviceRepository.OUTBOX_COLLECTIONS,
     )

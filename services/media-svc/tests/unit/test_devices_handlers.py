@@ -68,12 +68,10 @@ class InMemoryDeviceRepository(DeviceRepository):
         device.version += 1
         self.devices[device.device_number] = copy.deepcopy(device)
         self.published.extend(events)
-
-    async def add_check(self, check: PreUseCheck, events: Sequence[DeviceEvent]) -> None:
-        if check.check_id in self.checks:
-            raise AlreadyExists(check.check_id)
-        self.checks[check.check_id] = check
-        self.published.extend(events)
+        for c in device.recent_checks:
+            self.checks.setdefault(c.check_id, c)
+        for m in device.recent_maintenance:
+            self.maintenance.setdefault(m.maintenance_id, m)
 
     async def get_check(self, check_id: str) -> PreUseCheck | None:
         return self.checks.get(check_id)
@@ -85,12 +83,6 @@ class InMemoryDeviceRepository(DeviceRepository):
             if c.device_number == device_number and c.shift_start <= until and c.shift_end > since
         ]
         return sorted(found, key=lambda c: c.checked_at)
-
-    async def add_maintenance(self, record: MaintenanceRecord, events: Sequence[DeviceEvent]) -> None:
-        if record.maintenance_id in self.maintenance:
-            raise AlreadyExists(record.maintenance_id)
-        self.maintenance[record.maintenance_id] = record
-        self.published.extend(events)
 
     async def get_maintenance(self, maintenance_id: str) -> MaintenanceRecord | None:
         return self.maintenance.get(maintenance_id)
@@ -191,6 +183,9 @@ async def test_r20_pre_use_check_recorded_with_verdict_and_event(
     assert check.checked_by == "officer-a"
     assert check.checked_at == clock.now
     assert repo.published[-1] == DeviceChecked(check)
+    stored = await repo.get("BC-1")
+    assert stored is not None
+    assert stored.recent_checks == [check]
 
 
 async def test_r20_retried_pre_use_check_records_once(
@@ -329,3 +324,44 @@ async def test_list_checks_validates_range(handlers: DeviceHandlers, clock: Cloc
 
 def test_shift_default_is_two_twelve_hour_shifts() -> None:
     assert ShiftSchedule().starts == (time(8), time(20))
+
+
+async def test_concurrent_change_is_retried_on_the_reloaded_device(
+    handlers: DeviceHandlers, repo: InMemoryDeviceRepository
+) -> None:
+    await register(handlers)
+    real_get = repo.get
+    raced = False
+
+    async def get_then_someone_else_writes(number: str) -> Device | None:
+        nonlocal raced
+        device = await real_get(number)
+        if not raced:
+            raced = True
+            other = await real_get(number)
+            assert other is not None
+            other.record_maintenance(
+                maintenance_id="m-x", description="other", by="x", at=other.registered_at
+            )
+            await repo.save(other, other.events)
+        return device
+
+    repo.get = get_then_someone_else_writes  # type: ignore[method-assign]
+    check = await handlers.record_pre_use_check(good_check(), OFFICER)
+    device = await real_get("BC-1")
+    assert device is not None
+    assert device.recent_check(check.check_id) == check
+    assert [m.maintenance_id for m in device.recent_maintenance] == ["m-x"]
+
+
+async def test_recent_checks_are_bounded(
+    handlers: DeviceHandlers, repo: InMemoryDeviceRepository, clock: Clock
+) -> None:
+    await register(handlers)
+    for _ in range(70):
+        clock.now += timedelta(minutes=1)
+        await handlers.record_pre_use_check(good_check(), OFFICER)
+    device = await repo.get("BC-1")
+    assert device is not None
+    assert len(device.recent_checks) == 64
+    assert len(repo.checks) == 70  # the history keeps all of them

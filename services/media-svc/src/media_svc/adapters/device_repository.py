@@ -1,11 +1,13 @@
 """MongoDB storage of devices, pre-use checks and maintenance entries (R20, R21).
 
-Three collections, each change one single-document write carrying its events (embedded outbox):
-- `devices`: one document per device (`_id` = device number) with its faults and repairs — they change
-  its status and are rare, so they live on the aggregate; optimistic concurrency by `version`.
-- `device_checks`: one document per pre-use check (`_id` = check id), append-only; queried by device and
-  shift (`checks_for`, used by the recordings ingest to raise R20 findings).
-- `device_maintenance`: one document per maintenance log entry (`_id` = entry id), append-only.
+- `devices`: one document per device (`_id` = device number): faults and repairs, the most recent pre-use
+  checks and maintenance entries, optimistic concurrency by `version`, and the embedded outbox. Every
+  command is one single-document write of this document with its events, so one device's events are
+  published in order (Kafka key = device number).
+- `device_checks` / `device_maintenance`: the history (`_id` = check / entry id), append-only, copied from
+  the device document right after each write. The copy is idempotent and repeated on every write of the
+  device, so a crash between the two writes only delays it: the device document still holds the record
+  (the last 64 checks / 20 entries) and the reads below merge both.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 from servicekit.errors import AlreadyExists
 from servicekit.mongo import IndexSpec, VersionedRepository
 
@@ -27,6 +31,7 @@ CHECKS = "device_checks"
 MAINTENANCE = "device_maintenance"
 
 Document = dict[str, Any]
+DUPLICATE_KEY = 11000
 
 
 class _Devices(VersionedRepository):
@@ -34,18 +39,8 @@ class _Devices(VersionedRepository):
     indexes: ClassVar[Sequence[IndexSpec]] = [IndexSpec([("unit", 1), ("_id", 1)], name="unit_number")]
 
 
-class _Checks(VersionedRepository):
-    what = "pre-use check"
-    indexes: ClassVar[Sequence[IndexSpec]] = [
-        IndexSpec([("device_number", 1), ("shift_start", 1)], name="device_shift")
-    ]
-
-
-class _Maintenance(VersionedRepository):
-    what = "maintenance entry"
-    indexes: ClassVar[Sequence[IndexSpec]] = [
-        IndexSpec([("device_number", 1), ("performed_at", -1)], name="device_performed")
-    ]
+CHECK_INDEXES = [IndexSpec([("device_number", 1), ("shift_start", 1)], name="device_shift")]
+MAINTENANCE_INDEXES = [IndexSpec([("device_number", 1), ("performed_at", -1)], name="device_performed")]
 
 
 class MongoDeviceRepository(DeviceRepository):
@@ -57,7 +52,8 @@ class MongoDeviceRepository(DeviceRepository):
         findings = device_findings_for_recording(device, checks, recorded_from, recorded_to)
     """
 
-    COLLECTIONS: ClassVar[tuple[str, ...]] = (DEVICES, CHECKS, MAINTENANCE)
+    # Collections whose documents carry an outbox (for the relay).
+    OUTBOX_COLLECTIONS: ClassVar[tuple[str, ...]] = (DEVICES,)
 
     def __init__(
         self, db: AsyncDatabase[Document], *, event_source: str, notify: Callable[[], None] | None = None
@@ -66,17 +62,11 @@ class MongoDeviceRepository(DeviceRepository):
         self._check_docs = db[CHECKS]
         self._maintenance_docs = db[MAINTENANCE]
         self._devices = _Devices(db[DEVICES], event_source=event_source, notify=notify)
-        self._checks = _Checks(db[CHECKS], event_source=event_source, notify=notify)
-        self._maintenance = _Maintenance(db[MAINTENANCE], event_source=event_source, notify=notify)
 
     @staticmethod
     def indexes() -> Mapping[str, Sequence[IndexSpec]]:
         """Indexes to create at start (`Wiring(indexes=...)`), outbox index included."""
-        return {
-            DEVICES: _Devices.all_indexes(),
-            CHECKS: _Checks.all_indexes(),
-            MAINTENANCE: _Maintenance.all_indexes(),
-        }
+        return {DEVICES: _Devices.all_indexes(), CHECKS: CHECK_INDEXES, MAINTENANCE: MAINTENANCE_INDEXES}
 
     # --- devices --------------------------------------------------------------------------------
 
@@ -102,6 +92,17 @@ class MongoDeviceRepository(DeviceRepository):
             set_fields=_device_fields(device),
             events=to_outbound(events),
         )
+        await self._keep_history(device)
+
+    async def _keep_history(self, device: Device) -> None:
+        """Copies the device's recent checks and maintenance entries into the history (idempotent)."""
+        await _insert_missing(
+            self._check_docs, [{"_id": c.check_id, **_check_fields(c)} for c in device.recent_checks]
+        )
+        await _insert_missing(
+            self._maintenance_docs,
+            [{"_id": m.maintenance_id, **_maintenance_fields(m)} for m in device.recent_maintenance],
+        )
 
     async def list_by_unit(self, unit: str, after: str | None, limit: int) -> list[Device]:
         query: Document = {"unit": unit}
@@ -110,40 +111,54 @@ class MongoDeviceRepository(DeviceRepository):
         cursor = self._device_docs.find(query, projection={"outbox": False}).sort([("unit", 1), ("_id", 1)])
         return [_device_from(doc) async for doc in cursor.limit(limit)]
 
-    # --- pre-use checks -------------------------------------------------------------------------
-
-    async def add_check(self, check: PreUseCheck, events: Sequence[DeviceEvent]) -> None:
-        await self._checks.insert({"_id": check.check_id, **_check_fields(check)}, events=to_outbound(events))
+    # --- pre-use checks and maintenance ---------------------------------------------------------
 
     async def get_check(self, check_id: str) -> PreUseCheck | None:
-        doc = await self._checks.get(check_id)
+        doc = await self._check_docs.find_one({"_id": check_id})
         return None if doc is None else _check_from(doc)
 
     async def checks_for(self, device_number: str, since: datetime, until: datetime) -> list[PreUseCheck]:
         """Pre-use checks of the device whose shift overlaps [since, until], oldest first."""
         cursor = self._check_docs.find(
-            {"device_number": device_number, "shift_start": {"$lte": until}, "shift_end": {"$gt": since}},
-            projection={"outbox": False},
+            {"device_number": device_number, "shift_start": {"$lte": until}, "shift_end": {"$gt": since}}
         ).sort([("device_number", 1), ("shift_start", 1)])
-        checks = [_check_from(doc) async for doc in cursor]
-        return sorted(checks, key=lambda c: c.checked_at)
-
-    # --- maintenance ----------------------------------------------------------------------------
-
-    async def add_maintenance(self, record: MaintenanceRecord, events: Sequence[DeviceEvent]) -> None:
-        await self._maintenance.insert(
-            {"_id": record.maintenance_id, **_maintenance_fields(record)}, events=to_outbound(events)
-        )
+        found = {doc["_id"]: _check_from(doc) async for doc in cursor}
+        device = await self.get(device_number)
+        for check in device.recent_checks if device else []:
+            if check.shift_start <= until and check.shift_end > since:
+                found.setdefault(check.check_id, check)
+        return sorted(found.values(), key=lambda c: c.checked_at)
 
     async def get_maintenance(self, maintenance_id: str) -> MaintenanceRecord | None:
-        doc = await self._maintenance.get(maintenance_id)
+        doc = await self._maintenance_docs.find_one({"_id": maintenance_id})
         return None if doc is None else _maintenance_from(doc)
 
     async def maintenance_of(self, device_number: str, limit: int) -> list[MaintenanceRecord]:
-        cursor = self._maintenance_docs.find(
-            {"device_number": device_number}, projection={"outbox": False}
-        ).sort([("device_number", 1), ("performed_at", -1)])
-        return [_maintenance_from(doc) async for doc in cursor.limit(limit)]
+        cursor = self._maintenance_docs.find({"device_number": device_number}).sort(
+            [("device_number", 1), ("performed_at", -1)]
+        )
+        found = {doc["_id"]: _maintenance_from(doc) async for doc in cursor.limit(limit)}
+        device = await self.get(device_number)
+        for record in device.recent_maintenance if device else []:
+            found.setdefault(record.maintenance_id, record)
+        return sorted(found.values(), key=lambda m: m.performed_at, reverse=True)[:limit]
+
+
+async def _insert_missing(collection: AsyncCollection[Document], docs: list[Document]) -> None:
+    if not docs:
+        return
+    present = {
+        d["_id"] async for d in collection.find({"_id": {"$in": [d["_id"] for d in docs]}}, {"_id": 1})
+    }
+    missing = [d for d in docs if d["_id"] not in present]
+    if not missing:
+        return
+    try:
+        await collection.insert_many(missing, ordered=False)
+    except BulkWriteError as error:
+        # Another writer copied the same record meanwhile: fine. Anything else is a real failure.
+        if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+            raise
 
 
 # --- documents ↔ domain -------------------------------------------------------------------------
@@ -179,6 +194,10 @@ def _device_fields(device: Device) -> Document:
             }
             for f in device.faults
         ],
+        "recent_checks": [{"check_id": c.check_id, **_check_fields(c)} for c in device.recent_checks],
+        "recent_maintenance": [
+            {"maintenance_id": m.maintenance_id, **_maintenance_fields(m)} for m in device.recent_maintenance
+        ],
     }
 
 
@@ -201,6 +220,10 @@ def _device_from(doc: Document) -> Device:
                 repair_request_id=f.get("repair_request_id"),
             )
             for f in doc.get("faults", [])
+        ],
+        recent_checks=[_check_from({**c, "_id": c["check_id"]}) for c in doc.get("recent_checks", [])],
+        recent_maintenance=[
+            _maintenance_from({**m, "_id": m["maintenance_id"]}) for m in doc.get("recent_maintenance", [])
         ],
         version=doc["version"],
     )

@@ -234,10 +234,16 @@ class MaintenanceRecord:
     performed_at: datetime
 
 
+RECENT_CHECKS = 64
+RECENT_MAINTENANCE = 20
+
+
 @dataclass
 class Device:
-    """A recording device. Faults and repairs live on the device (rare, they change its status);
-    pre-use checks and maintenance entries are separate records (frequent, append-only)."""
+    """A recording device: its faults and repairs (they change its status) and its most recent pre-use
+    checks and maintenance entries. Every change of a device — and so every device event — goes through
+    this one aggregate, so one device's events are published in the order they happened. Older checks and
+    maintenance entries are kept as history records by the repository (`recent_*` are bounded)."""
 
     device_number: str
     unit: str
@@ -245,6 +251,8 @@ class Device:
     registered_by: str
     registered_at: datetime
     faults: list[Fault] = field(default_factory=list)
+    recent_checks: list[PreUseCheck] = field(default_factory=list)
+    recent_maintenance: list[MaintenanceRecord] = field(default_factory=list)
     version: int = 0
     events: list[DeviceEvent] = field(default_factory=list, repr=False, compare=False)
 
@@ -312,6 +320,7 @@ class Device:
             passed=not failures,
             failures=tuple(failures),
         )
+        self.recent_checks = [*self.recent_checks, check][-RECENT_CHECKS:]
         self.events.append(DeviceChecked(check))
         return check
 
@@ -327,6 +336,7 @@ class Device:
             performed_by=by,
             performed_at=at,
         )
+        self.recent_maintenance = [*self.recent_maintenance, record][-RECENT_MAINTENANCE:]
         self.events.append(DeviceMaintained(record))
         return record
 
@@ -370,6 +380,12 @@ class Device:
         self.faults[self.faults.index(current)] = repaired
         self.events.append(DeviceReturnedToService(self.device_number, self.unit, repaired))
         return repaired
+
+    def recent_check(self, check_id: str) -> PreUseCheck | None:
+        return next((c for c in self.recent_checks if c.check_id == check_id), None)
+
+    def recent_maintenance_entry(self, maintenance_id: str) -> MaintenanceRecord | None:
+        return next((m for m in self.recent_maintenance if m.maintenance_id == maintenance_id), None)
 
     def fault_during(self, start: datetime, end: datetime) -> Fault | None:
         """The first fault that kept the device out of service at some instant of [start, end]."""

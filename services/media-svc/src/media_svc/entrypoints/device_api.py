@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any
 from datetime import UTC
+from typing import Any
 
 import grpc
 from lawtrail.common.v1 import common_pb2

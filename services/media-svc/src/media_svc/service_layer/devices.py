@@ -9,12 +9,12 @@ from __future__ import annotations
 import abc
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from servicekit.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from servicekit.errors import AlreadyExists, ConcurrencyConflict, InvalidArgument, NotFound, PermissionDenied
 
 from media_svc.domain.devices import (
     Device,
@@ -53,7 +53,7 @@ class DeviceAlreadyRegistered(AlreadyExists):
 class DeviceRepository(abc.ABC):
     @abc.abstractmethod
     async def get(self, device_number: str) -> Device | None:
-        """The device with its faults, or None when no such device is registered."""
+        """The device with its faults and recent checks, or None when no such device is registered."""
 
     @abc.abstractmethod
     async def add(self, device: Device, events: Sequence[DeviceEvent]) -> None:
@@ -61,26 +61,21 @@ class DeviceRepository(abc.ABC):
 
     @abc.abstractmethod
     async def save(self, device: Device, events: Sequence[DeviceEvent]) -> None:
-        """Writes the device's changed state and its events if nobody changed it since it was read
-        (version), else raises `servicekit.errors.ConcurrencyConflict`."""
+        """Writes the device's changed state (faults, recent checks and maintenance) and its events in one
+        write if nobody changed it since it was read (version), else raises
+        `servicekit.errors.ConcurrencyConflict`. Checks and maintenance entries are kept as history too."""
 
     @abc.abstractmethod
-    async def add_check(self, check: PreUseCheck, events: Sequence[DeviceEvent]) -> None:
-        """Inserts a pre-use check record with its events; raises `AlreadyExists` for a taken id."""
-
-    @abc.abstractmethod
-    async def get_check(self, check_id: str) -> PreUseCheck | None: ...
+    async def get_check(self, check_id: str) -> PreUseCheck | None:
+        """A pre-use check of any device by its id (history), or None."""
 
     @abc.abstractmethod
     async def checks_for(self, device_number: str, since: datetime, until: datetime) -> list[PreUseCheck]:
         """Pre-use checks of the device whose shift overlaps [since, until], oldest first."""
 
     @abc.abstractmethod
-    async def add_maintenance(self, record: MaintenanceRecord, events: Sequence[DeviceEvent]) -> None:
-        """Inserts a maintenance log entry with its events; raises `AlreadyExists` for a taken id."""
-
-    @abc.abstractmethod
-    async def get_maintenance(self, maintenance_id: str) -> MaintenanceRecord | None: ...
+    async def get_maintenance(self, maintenance_id: str) -> MaintenanceRecord | None:
+        """A maintenance entry of any device by its id (history), or None."""
 
     @abc.abstractmethod
     async def maintenance_of(self, device_number: str, limit: int) -> list[MaintenanceRecord]:
@@ -216,61 +211,82 @@ class DeviceHandlers:
 
     async def record_pre_use_check(self, cmd: RecordPreUseCheck, actor: Actor) -> PreUseCheck:
         check_id = _request_id(cmd.request_id) or self._ids()
-        if cmd.request_id:
-            existing = await self._repo.get_check(check_id)
-            if existing is not None:
-                return _same_device(existing, existing.device_number, cmd.device_number, cmd.request_id)
-        device = await self._writable_device(cmd.device_number, actor)
-        check = device.record_check(
-            check_id=check_id,
-            battery_percent=cmd.battery_percent,
-            free_storage_bytes=cmd.free_storage_bytes,
-            clock_offset_s=cmd.clock_offset_s,
-            by=actor.subject,
-            at=self._clock(),
-            policy=self._policy,
-            shifts=self._shifts,
-        )
-        await self._repo.add_check(check, _take_events(device))
-        return check
+
+        async def attempt() -> PreUseCheck:
+            device = await self._writable_device(cmd.device_number, actor)
+            if cmd.request_id:
+                existing = device.recent_check(check_id) or await self._repo.get_check(check_id)
+                if existing is not None:
+                    return _same_device(
+                        existing, existing.device_number, device.device_number, cmd.request_id
+                    )
+            check = device.record_check(
+                check_id=check_id,
+                battery_percent=cmd.battery_percent,
+                free_storage_bytes=cmd.free_storage_bytes,
+                clock_offset_s=cmd.clock_offset_s,
+                by=actor.subject,
+                at=self._clock(),
+                policy=self._policy,
+                shifts=self._shifts,
+            )
+            await self._repo.save(device, _take_events(device))
+            return check
+
+        return await _retrying(attempt)
 
     async def record_maintenance(self, cmd: RecordMaintenance, actor: Actor) -> MaintenanceRecord:
         maintenance_id = _request_id(cmd.request_id) or self._ids()
-        if cmd.request_id:
-            existing = await self._repo.get_maintenance(maintenance_id)
-            if existing is not None:
-                return _same_device(existing, existing.device_number, cmd.device_number, cmd.request_id)
-        device = await self._writable_device(cmd.device_number, actor)
-        record = device.record_maintenance(
-            maintenance_id=maintenance_id, description=cmd.description, by=actor.subject, at=self._clock()
-        )
-        await self._repo.add_maintenance(record, _take_events(device))
-        return record
+
+        async def attempt() -> MaintenanceRecord:
+            device = await self._writable_device(cmd.device_number, actor)
+            if cmd.request_id:
+                existing = device.recent_maintenance_entry(
+                    maintenance_id
+                ) or await self._repo.get_maintenance(maintenance_id)
+                if existing is not None:
+                    return _same_device(
+                        existing, existing.device_number, device.device_number, cmd.request_id
+                    )
+            record = device.record_maintenance(
+                maintenance_id=maintenance_id, description=cmd.description, by=actor.subject, at=self._clock()
+            )
+            await self._repo.save(device, _take_events(device))
+            return record
+
+        return await _retrying(attempt)
 
     async def report_fault(self, cmd: ReportFault, actor: Actor) -> tuple[Device, Fault]:
         """R21: the device is out of service from this instant."""
-        device = await self._writable_device(cmd.device_number, actor)
-        fault = device.report_fault(
-            fault_id=_request_id(cmd.request_id) or self._ids(),
-            description=cmd.description,
-            by=actor.subject,
-            at=self._clock(),
-        )
-        events = _take_events(device)
-        if events:
-            await self._repo.save(device, events)
-        return device, fault
+        fault_id = _request_id(cmd.request_id) or self._ids()
+
+        async def attempt() -> tuple[Device, Fault]:
+            device = await self._writable_device(cmd.device_number, actor)
+            fault = device.report_fault(
+                fault_id=fault_id, description=cmd.description, by=actor.subject, at=self._clock()
+            )
+            events = _take_events(device)
+            if events:
+                await self._repo.save(device, events)
+            return device, fault
+
+        return await _retrying(attempt)
 
     async def record_repair(self, cmd: RecordRepair, actor: Actor) -> tuple[Device, Fault]:
         """R21: the repair record returns the device to service."""
-        device = await self._writable_device(cmd.device_number, actor)
-        fault = device.record_repair(
-            request_id=_request_id(cmd.request_id) or None, note=cmd.note, by=actor.subject, at=self._clock()
-        )
-        events = _take_events(device)
-        if events:
-            await self._repo.save(device, events)
-        return device, fault
+        request_id = _request_id(cmd.request_id) or None
+
+        async def attempt() -> tuple[Device, Fault]:
+            device = await self._writable_device(cmd.device_number, actor)
+            fault = device.record_repair(
+                request_id=request_id, note=cmd.note, by=actor.subject, at=self._clock()
+            )
+            events = _take_events(device)
+            if events:
+                await self._repo.save(device, events)
+            return device, fault
+
+        return await _retrying(attempt)
 
     async def get_device(self, device_number: str, actor: Actor) -> Device:
         device = await self._load(device_number)
@@ -333,6 +349,17 @@ class DeviceHandlers:
                 )
             raise _not_found(device.device_number)
         return device
+
+
+async def _retrying(attempt: Callable[[], Awaitable[T]], attempts: int = 3) -> T:
+    """Runs a command again (reloading the device) when a concurrent change to the same device won."""
+    for remaining in range(attempts - 1, -1, -1):
+        try:
+            return await attempt()
+        except ConcurrencyConflict:
+            if not remaining:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _not_found(device_number: str) -> DeviceNotFound:
