@@ -5,6 +5,7 @@ a whole case from opening to archive with its case file (R3, R6, R10)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -327,3 +328,27 @@ async def test_r10_a_levy_case_from_opening_to_archive(case_svc, as_role, unit, 
         "DocumentFiled",
         "CaseArchived",
     ]
+
+
+async def test_r04_concurrent_changes_of_one_case_are_all_kept(case_svc, as_role, unit, kit):
+    """FerretDB v1 loses concurrent updates of one document unless case-svc serialises its writes
+    (adapters/serialized.py); every one of these concurrent activities must survive, each once."""
+    officer = as_role("OFFICER")
+    case = (await officer("OpenCase", kit.open_request(unit))).case
+    requests = [kit.activity_request(case.case_id, place=f"地点 {i}") for i in range(12)]
+    await asyncio.gather(*(officer("RecordActivity", r) for r in requests))
+    stored = (await officer("GetCase", api.GetCaseRequest(case_id=case.case_id))).case
+    assert sorted(a.place for a in stored.activities) == sorted(r.place for r in requests)
+    assert stored.version == 1 + len(requests)
+    found = await kit.read_events(
+        case_svc.stack.kafka_bootstrap,
+        kit.CASE_TOPIC,
+        lambda seen: sum(e.type.endswith("ActivityRecorded") for _, e in seen) >= len(requests),
+        key=case.case_id,
+    )
+    published = {
+        e.parse(case_events_pb2.ActivityRecorded).activity.activity_id
+        for _, e in found
+        if e.type.endswith("ActivityRecorded")
+    }
+    assert published == {a.activity_id for a in stored.activities}

@@ -25,6 +25,7 @@ from servicekit.config import ServiceSettings
 from servicekit.messaging.consumer import EventConsumer, MongoInbox
 from servicekit.messaging.producer import create_producer
 from servicekit.metrics import Metrics
+from servicekit.mongo import ensure_indexes
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +58,14 @@ async def test_kill_9_between_write_and_relay_then_the_restarted_service_publish
     )
     event = next(e for _, e in found if e.type == OPENED).parse(case_events_pb2.CaseOpened)
     assert (event.case_id, event.unit) == (case.case_id, unit)
-    stored_id = case_svc.db()["cases"].find_one({"_id": case.case_id})
 
     async def cleared() -> bool:
         doc = case_svc.db()["cases"].find_one({"_id": case.case_id})
         return doc["outbox"] == [] and doc["outbox_pending"] is False
 
     await kit.eventually(cleared, "the relay cleared the published entry")
-    assert stored_id["version"] == 1  # the relay's bookkeeping does not change the case's version
+    # The relay's bookkeeping does not change the case's version.
+    assert case_svc.db()["cases"].find_one({"_id": case.case_id})["version"] == 1
 
 
 async def test_a_consumer_that_receives_the_same_event_twice_applies_it_once(case_svc, as_role, unit, kit):
@@ -91,8 +92,9 @@ async def test_a_consumer_that_receives_the_same_event_twice_applies_it_once(cas
         service_name="it-consumer", kafka_bootstrap_servers=bootstrap, mongo_uri=case_svc.stack.mongo_uri
     )
     mongo = AsyncMongoClient(case_svc.stack.mongo_uri, tz_aware=True)
-    inbox_collection = mongo[f"it_{group.replace('-', '_')}"]["inbox"]
-    await inbox_collection.create_index([("source", 1), ("id", 1)], unique=True)
+    inbox_db = mongo[f"it_{group.replace('-', '_')}"]
+    await ensure_indexes(inbox_db, {"inbox": MongoInbox.INDEXES})
+    inbox_collection = inbox_db["inbox"]
     applied: list[str] = []
     sentinel_seen = asyncio.Event()
 
@@ -113,7 +115,6 @@ async def test_a_consumer_that_receives_the_same_event_twice_applies_it_once(cas
         producer=producer,
         metrics=Metrics(CollectorRegistry()),
         inbox=MongoInbox(inbox_collection),
-        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:

@@ -7,6 +7,7 @@ real wiring. Each test opens its own cases with fresh ids; nothing is shared bet
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 from collections.abc import Sequence
@@ -48,8 +49,10 @@ class InMemoryCaseRepository(CaseRepository):
         self.outbox: list[e.CaseEvent] = []
         self.writes = 0
         self.conflicts_to_inject = 0
+        self.conflicts = 0
 
     async def get(self, case_id: str) -> Case:
+        await asyncio.sleep(0)  # a real database suspends here: let concurrent requests interleave
         if case_id not in self.stored:
             raise NotFound(f"case {case_id} not found")
         return copy.deepcopy(self.stored[case_id])
@@ -60,10 +63,12 @@ class InMemoryCaseRepository(CaseRepository):
         self._write(case, 1)
 
     async def save(self, case: Case) -> None:
+        await asyncio.sleep(0)
         if self.conflicts_to_inject:
             self.conflicts_to_inject -= 1
             raise ConcurrencyConflict("injected")
         if self.stored[case.case_id].version != case.version:
+            self.conflicts += 1
             raise ConcurrencyConflict("changed meanwhile")
         self._write(case, case.version + 1)
 

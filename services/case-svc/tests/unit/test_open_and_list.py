@@ -3,6 +3,7 @@ nothing written; idempotent retries; ListCases filters and cursor paging; the re
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -159,3 +160,12 @@ async def test_an_id_clash_without_a_request_id_is_reported(world):
     case = await world.open()
     with pytest.raises(AlreadyExists):
         await world.cases.add(case)
+
+
+async def test_r04_concurrent_requests_on_one_case_take_turns_and_all_count(world):
+    case = await world.open()
+    await asyncio.gather(*(world.activity(case.case_id, place=f"地点 {i}") for i in range(20)))
+    stored = await world.cases.get(case.case_id)
+    assert len(stored.activities) == 20
+    assert stored.version == 21
+    assert world.cases.conflicts == 0  # they took turns instead of overwriting each other's reads

@@ -8,8 +8,11 @@ again, a few times, before it gives up with ABORTED. Server time comes from the 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import random
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,6 +65,8 @@ class CaseHandlers:
         self.rules = rules
         self.clock = clock
         self.max_attempts = max_attempts
+        # One lock per case being changed; a lock disappears when no request holds or awaits it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # ------------------------------------------------------------------ reads
 
@@ -206,16 +211,27 @@ class CaseHandlers:
     async def _change_async(
         self, case_id: str, decide: Callable[[Case, datetime], Awaitable[R]]
     ) -> tuple[Case, R]:
-        for _ in range(self.max_attempts):
-            case = await self.cases.get(case_id)
-            result = await decide(case, self.clock())
-            if not case.events:
-                return case, result  # nothing changed (a repeat, or an already-set flag)
-            try:
-                await self.cases.save(case)
-            except ConcurrencyConflict:
-                continue  # someone changed the case meanwhile: decide again on the new state
-            return case, result
+        # Requests for one case in this process take turns (they would only conflict); requests in
+        # other processes are caught by the optimistic version and decided again after a short pause.
+        async with self._lock_for(case_id):
+            for attempt in range(self.max_attempts):
+                if attempt:
+                    await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))  # jitter
+                case = await self.cases.get(case_id)
+                result = await decide(case, self.clock())
+                if not case.events:
+                    return case, result  # nothing changed (a repeat, or an already-set flag)
+                try:
+                    await self.cases.save(case)
+                except ConcurrencyConflict:
+                    continue  # someone changed the case meanwhile: decide again on the new state
+                return case, result
         raise ConcurrencyConflict(
             f"case {case_id} changed {self.max_attempts} times while this request was deciding; try again"
         )
+
+    def _lock_for(self, case_id: str) -> asyncio.Lock:
+        lock = self._locks.get(case_id)
+        if lock is None:
+            lock = self._locks[case_id] = asyncio.Lock()
+        return lock
