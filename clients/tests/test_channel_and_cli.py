@@ -164,3 +164,20 @@ def test_cli_collect_once_end_to_end_on_the_fake(
     assert cli.main([*args, "--unit", "unit-a", "--settle", "0"]) == 0
     assert (folder / "collected" / name).exists()
     assert "1 collected, 0 not collected" in capsys.readouterr().err
+
+
+def test_dev_token_passes_through_to_servicekit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [
+        "dev-token",
+        "--subject",
+        "station-7",
+        "--unit",
+        "unit-a",
+        "--roles",
+        "SERVICE",
+        "--scopes",
+        "media.upload",
+    ]
+    assert cli.main([*args, "--data-dir", str(tmp_path)]) == 0
+    claims = cli.token_claims(capsys.readouterr().out.strip())
+    assert (claims["sub"], claims["unit"], claims["roles"]) == ("station-7", "unit-a", ["SERVICE"])
