@@ -322,6 +322,57 @@ async def test_relay_survives_a_broker_hiccup_and_retries_with_backoff(
     assert set(values[1:]) == {"during hiccup"}
 
 
+async def test_concurrent_commands_and_the_relay_lose_nothing_on_ferretdb(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """FerretDB v1.24.2 applies racing updates of one document non-atomically; servicekit's
+    per-document lock must keep optimistic concurrency and the outbox exact anyway."""
+    topic = _name("sk-it-concurrent")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(producer, metrics=metrics, poll_interval_s=0.05)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
+    relay.watch(cases.collection)
+    await cases.insert({"_id": "c-1", "count": 0}, events=[event(topic, "opened", "c-1")])
+    conflicts = 0
+
+    async def command(worker: int) -> None:
+        nonlocal conflicts
+        for step in range(5):
+            while True:
+                current = await cases.get_or_raise("c-1")
+                try:
+                    await cases.update(
+                        "c-1",
+                        expected_version=current["version"],
+                        set_fields={"count": current["count"] + 1},
+                        events=[event(topic, f"w{worker}-s{step}", "c-1")],
+                    )
+                    break
+                except ConcurrencyConflict:
+                    conflicts += 1
+
+    await relay.start()
+    try:
+        await asyncio.gather(*(command(worker) for worker in range(8)))
+
+        async def cleared() -> bool:
+            document = await db["cases"].find_one({"_id": "c-1"})
+            return document is not None and document["outbox"] == [] and not document["outbox_pending"]
+
+        await eventually(cleared, what="every event is relayed")
+    finally:
+        await relay.stop()
+    stored = await cases.get_or_raise("c-1")
+    assert (stored["count"], stored["version"]) == (40, 41), f"lost updates ({conflicts} conflicts retried)"
+    values = [
+        decode(r).parse(StringValue).value
+        for r in await read_topic(stack.kafka_bootstrap, topic, at_least=41)
+    ]
+    expected = {"opened"} | {f"w{w}-s{s}" for w in range(8) for s in range(5)}
+    assert set(values) == expected
+    assert len(values) == len(expected), "each event is published once when nothing fails"
+
+
 async def _not(check: Awaitable[bool]) -> bool:
     return not await check
 

@@ -5,7 +5,8 @@ transactions, so every command changes ONE document — the aggregate's state, i
 outbox entries together. Only single-field, compound and unique indexes (FerretDB has no TTL or
 partial ones). Update operators used here were checked against the real FerretDB; notably ``$pull``
 with a condition and ``$push`` with ``$slice``/``$position`` are silently ignored by it, so none of
-them appears below.
+them appears below. FerretDB also applies racing updates of one document non-atomically, so every
+write here holds ``document_lock`` (see ``servicekit.doclock``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from servicekit.config import ServiceSettings
+from servicekit.doclock import document_lock
 from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from servicekit.messaging.outbox import (
     LEASE_FIELD,
@@ -38,6 +40,7 @@ __all__ = [
     "VersionedRepository",
     "apply_once",
     "create_client",
+    "document_lock",
     "ensure_indexes",
 ]
 
@@ -182,7 +185,8 @@ class VersionedRepository:
             update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
         if unset:
             update["$unset"] = dict.fromkeys(unset, "")
-        result = await self.collection.update_one({"_id": id, VERSION_FIELD: expected_version}, update)
+        async with document_lock(self.collection, id):
+            result = await self.collection.update_one({"_id": id, VERSION_FIELD: expected_version}, update)
         if result.matched_count == 0:
             current = await self.collection.find_one({"_id": id}, projection={VERSION_FIELD: 1})
             if current is None:
@@ -230,14 +234,17 @@ async def apply_once(
     if APPLIED_FIELD in full.get("$push", {}) or APPLIED_FIELD in full.get("$set", {}):
         raise ValueError(f"{APPLIED_FIELD!r} is managed by apply_once")
     full.setdefault("$push", {})[APPLIED_FIELD] = mark
-    try:
-        result = await collection.update_one({"_id": id, APPLIED_FIELD: {"$ne": mark}}, full, upsert=upsert)
-    except DuplicateKeyError:
-        return False  # the document exists and already holds the mark, so the upsert tried to insert
-    if result.matched_count == 0 and result.upserted_id is None:
-        return False
-    # Trim separately (FerretDB ignores $push's $slice): at most one mark over the limit per apply.
-    await collection.update_one(
-        {"_id": id, f"{APPLIED_FIELD}.{keep}": {"$exists": True}}, {"$pop": {APPLIED_FIELD: -1}}
-    )
+    async with document_lock(collection, id):
+        try:
+            result = await collection.update_one(
+                {"_id": id, APPLIED_FIELD: {"$ne": mark}}, full, upsert=upsert
+            )
+        except DuplicateKeyError:
+            return False  # the document exists and already holds the mark, so the upsert tried to insert
+        if result.matched_count == 0 and result.upserted_id is None:
+            return False
+        # Trim separately (FerretDB ignores $push's $slice): at most one mark over the limit per apply.
+        await collection.update_one(
+            {"_id": id, f"{APPLIED_FIELD}.{keep}": {"$exists": True}}, {"$pop": {APPLIED_FIELD: -1}}
+        )
     return True

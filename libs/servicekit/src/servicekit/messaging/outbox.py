@@ -35,6 +35,7 @@ from google.protobuf.message import Message
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
+from servicekit.doclock import document_lock
 from servicekit.logging import log_context
 from servicekit.messaging._backoff import backoff_delay
 from servicekit.messaging.envelope import Envelope, to_record
@@ -56,6 +57,8 @@ PENDING_FIELD = "outbox_pending"
 LEASE_FIELD = "outbox_lease_until"
 
 Document = dict[str, Any]
+# Pending documents looked up per query; a pass repeats the query until none is left.
+_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -209,10 +212,14 @@ class OutboxRelay:
         published = 0
         for collection in self._collections:
             while not self._stopping:
-                document = await self._claim(collection)
-                if document is None:
+                claimed = 0
+                for document_id in await self._pending_ids(collection):
+                    document = await self._claim(collection, document_id)
+                    if document is not None:
+                        claimed += 1
+                        published += await self._publish(collection, document)
+                if not claimed:
                     break
-                published += await self._publish(collection, document)
         return published
 
     async def _acknowledged(self, acks: list[asyncio.Future[Any]]) -> None:
@@ -234,17 +241,27 @@ class OutboxRelay:
         for ack in acks:
             ack.result()  # raises the first send that failed
 
-    async def _claim(self, collection: AsyncCollection[Document]) -> Document | None:
+    @staticmethod
+    def _claimable(now: datetime) -> Document:
+        return {
+            PENDING_FIELD: True,
+            "$or": [{LEASE_FIELD: {"$exists": False}}, {LEASE_FIELD: None}, {LEASE_FIELD: {"$lt": now}}],
+        }
+
+    async def _pending_ids(self, collection: AsyncCollection[Document]) -> list[Any]:
+        cursor = collection.find(self._claimable(datetime.now(UTC)), projection={"_id": 1}).limit(_BATCH)
+        return [document["_id"] async for document in cursor]
+
+    async def _claim(self, collection: AsyncCollection[Document], document_id: Any) -> Document | None:
+        """Lease ``document_id`` if it is still pending and unleased; its document, or None."""
         now = datetime.now(UTC)
-        return await collection.find_one_and_update(
-            {
-                PENDING_FIELD: True,
-                "$or": [{LEASE_FIELD: {"$exists": False}}, {LEASE_FIELD: None}, {LEASE_FIELD: {"$lt": now}}],
-            },
-            {"$set": {LEASE_FIELD: now + self._lease}},
-            # No projection: FerretDB v1.24.2's findAndModify does not implement `fields`.
-            return_document=ReturnDocument.AFTER,
-        )
+        async with document_lock(collection, document_id):
+            return await collection.find_one_and_update(
+                {"_id": document_id, **self._claimable(now)},
+                {"$set": {LEASE_FIELD: now + self._lease}},
+                # No projection: FerretDB v1.24.2's findAndModify does not implement `fields`.
+                return_document=ReturnDocument.AFTER,
+            )
 
     async def _publish(self, collection: AsyncCollection[Document], document: Document) -> int:
         entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
@@ -264,20 +281,23 @@ class OutboxRelay:
             await self._acknowledged(acks)
         except BaseException:
             # Let another pass (after backoff) or another replica retry right away.
-            await collection.update_one(
-                {"_id": document["_id"], LEASE_FIELD: document[LEASE_FIELD]}, {"$unset": {LEASE_FIELD: ""}}
-            )
+            async with document_lock(collection, document["_id"]):
+                await collection.update_one(
+                    {"_id": document["_id"], LEASE_FIELD: document[LEASE_FIELD]},
+                    {"$unset": {LEASE_FIELD: ""}},
+                )
             raise
         # Remove exactly the entries published (new ones may have been appended meanwhile), then clear
         # the flag only if the outbox is now empty — both single-document, conditional updates.
         update: Document = {"$unset": {LEASE_FIELD: ""}}
         if entries:
             update["$pullAll"] = {OUTBOX_FIELD: entries}
-        await collection.update_one({"_id": document["_id"]}, update)
-        await collection.update_one(
-            {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
-            {"$set": {PENDING_FIELD: False}},
-        )
+        async with document_lock(collection, document["_id"]):
+            await collection.update_one({"_id": document["_id"]}, update)
+            await collection.update_one(
+                {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
+                {"$set": {PENDING_FIELD: False}},
+            )
         for entry in entries:
             self._metrics.outbox_published.labels(topic=entry["topic"]).inc()
         if entries:
