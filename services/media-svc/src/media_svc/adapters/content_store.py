@@ -62,7 +62,8 @@ class LocalPartialUpload(PartialUpload):
         self._unflushed += len(data)
         if self._unflushed >= EARLY_FLUSH_BYTES and (self._flusher is None or not self._flusher.is_alive()):
             self._unflushed = 0
-            self._flusher = threading.Thread(target=_quiet_fdatasync, args=(fd,), daemon=True)
+            # The flusher syncs through its own descriptor, so `close` never waits for it.
+            self._flusher = threading.Thread(target=_quiet_fdatasync, args=(os.dup(fd),), daemon=True)
             self._flusher.start()
 
     def read_back(self, block: int) -> Iterator[bytes]:
@@ -87,7 +88,8 @@ class LocalPartialUpload(PartialUpload):
         os.fsync(self.fd)
 
     def close(self) -> None:
-        self._join_flusher()
+        """Releases the lock and the descriptor at once (safe to call from cleanup code that must not
+        wait: a cancelled RPC); the bytes stay for a resume. Idempotent."""
         if self._fd is not None:
             fd, self._fd = self._fd, None
             with contextlib.suppress(OSError):
@@ -96,8 +98,11 @@ class LocalPartialUpload(PartialUpload):
 
 
 def _quiet_fdatasync(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.fdatasync(fd)
+    try:
+        with contextlib.suppress(OSError):
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 class LocalContentStore(ContentStore):

@@ -234,11 +234,23 @@ class RecordingHandlers:
                 self._metrics.upload_rejected("media_kind")
                 raise
             await asyncio.to_thread(self._store.commit, partial)
+        except BaseException as error:
+            log.info(
+                "upload of %s stopped at byte %d of %d: %s",
+                sha,
+                partial.size,
+                size,
+                type(error).__name__,
+                extra={"sha256": sha, "discarded": discard},
+            )
+            raise
         finally:
+            # Synchronous on purpose: a cancelled RPC may be cancelled again at any await, and the
+            # partial's lock must be released whatever happens (both calls are quick).
             if discard:
-                await asyncio.to_thread(self._store.discard_partial, partial)
+                self._store.discard_partial(partial)
             else:
-                await asyncio.to_thread(partial.close)
+                partial.close()
         return await self._record(manifest, sha, facts, digest.block_hashes(), actor)
 
     async def _receive(
@@ -273,9 +285,11 @@ class RecordingHandlers:
                     if len(in_flight) >= _MAX_IN_FLIGHT:
                         await in_flight.popleft()
             finally:
-                # Whatever happened, let the writer finish what it was given (the partial stays consistent).
+                # Leaving the `with` waits (synchronously, so even under cancellation) until the writer
+                # has finished what it was given: the partial stays consistent. Failures of those
+                # writes are reported by the await above or not at all (the upload failed anyway).
                 for pending in in_flight:
-                    await asyncio.shield(pending)
+                    pending.add_done_callback(_retrieve)
         if received < size:
             self._metrics.upload_rejected("incomplete")
             raise UploadIncomplete(
@@ -422,6 +436,11 @@ class RecordingHandlers:
                 return
             except ConcurrencyConflict:
                 continue
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _absorb(partial: PartialUpload, digest: ContentDigest, chunk: bytes) -> None:

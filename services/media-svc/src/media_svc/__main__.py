@@ -1,0 +1,17 @@
+"""`python -m media_svc`: run media-svc (recordings and devices) until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+
+from servicekit.app import run_service
+
+from media_svc.bootstrap import MediaSettings, bootstrap
+
+
+def main() -> None:
+    asyncio.run(run_service(MediaSettings(), bootstrap))
+
+
+if __name__ == "__main__":
+    main()
