@@ -3,6 +3,7 @@ outbox relayed to `lawtrail.media.v1.events` (what the recordings ingest reads: 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lawtrail_local.stack import Stack
 from media_svc.adapters.device_repository import MongoDeviceRepository
+from media_svc.adapters.serialized_writes import SerializedWrites
 from media_svc.domain.devices import (
     MIB,
     DeviceStatus,
@@ -150,3 +152,42 @@ async def test_r20_history_copy_lost_in_a_crash_is_still_found_and_healed(db: As
     assert await repo.checks_for(n, check.checked_at, check.checked_at) == [check]
     await h.record_maintenance(RecordMaintenance(n, "cleaned"), HEAD)  # the next write of the device heals it
     assert await repo.get_check(check.check_id) == check
+
+
+async def test_concurrent_commands_on_one_device_lose_nothing(db: AsyncDatabase[dict]) -> None:  # type: ignore[type-arg]
+    """Concurrent commands on one device: every command that reports success is stored (the others report
+    a conflict after their retries), and the version counts exactly the stored changes."""
+    repo = MongoDeviceRepository(db, event_source=SOURCE)
+    h = handlers(repo)
+    n = number()
+    await h.register_device(RegisterDevice(n, "unit-a", "DSJ-X1"), HEAD)
+
+    async def one_check(i: int) -> str | None:
+        try:
+            return (
+                await h.record_pre_use_check(RecordPreUseCheck(n, 90, 8000 * MIB, 0.0, f"c{i}-{n}"), HEAD)
+            ).check_id
+        except ConcurrencyConflict:
+            return None
+
+    results = await asyncio.gather(*(one_check(i) for i in range(12)))
+    succeeded = {r for r in results if r}
+    device = await repo.get(n)
+    assert device is not None
+    assert {c.check_id for c in device.recent_checks} == succeeded
+    assert device.version == 1 + len(succeeded)
+    assert len(succeeded) >= 3
+
+
+async def test_serialized_writes_keep_concurrent_updates_of_one_document(db: AsyncDatabase[dict]) -> None:  # type: ignore[type-arg]
+    """The stopgap for FerretDB v1.24.2, which loses concurrent updates of one document (read, change,
+    write back, no transaction): through `SerializedWrites` none is lost."""
+    collection = SerializedWrites(db[f"serialized_{uuid.uuid4().hex[:6]}"])
+    await collection.insert_one({"_id": 1, "a": 0, "b": 0})
+
+    async def increment(field: str, times: int) -> None:
+        for _ in range(times):
+            await collection.update_one({"_id": 1}, {"$inc": {field: 1}})
+
+    await asyncio.gather(increment("a", 150), increment("b", 150), increment("a", 150))
+    assert await collection.find_one({"_id": 1}) == {"_id": 1, "a": 300, "b": 150}

@@ -67,12 +67,16 @@ class DeviceWiring:
     binding: ServiceBinding
     role_policy: Mapping[str, frozenset[str]]
     indexes: Mapping[str, Sequence[IndexSpec]]
+    # Collections the relay must watch by name (none: `device_wiring` registers its own with the relay).
     outbox_collections: Sequence[str]
 
 
 def device_wiring(rt: Runtime, settings: DeviceSettings | None = None) -> DeviceWiring:
     settings = settings or DeviceSettings()
     repository = MongoDeviceRepository(rt.db, event_source=rt.settings.event_source, notify=rt.relay.notify)
+    # The relay watches the repository's write-serialised `devices` collection (see
+    # adapters/serialized_writes.py), so it is not listed in `outbox_collections` by name.
+    rt.relay.watch(repository.device_collection)
     handlers = DeviceHandlers(repository, policy=settings.policy(), shifts=settings.shifts())
     binding = ServiceBinding(
         device_service_pb2_grpc.add_DeviceServiceServicer_to_server,
@@ -85,5 +89,5 @@ def device_wiring(rt: Runtime, settings: DeviceSettings | None = None) -> Device
         binding=binding,
         role_policy=DEVICE_ROLE_POLICY,
         indexes=MongoDeviceRepository.indexes(),
-        outbox_collections=MongoDeviceRepository.OUTBOX_COLLECTIONS,
+        outbox_collections=(),
     )

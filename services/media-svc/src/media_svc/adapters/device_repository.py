@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,6 +23,7 @@ from servicekit.errors import AlreadyExists
 from servicekit.mongo import IndexSpec, VersionedRepository
 
 from media_svc.adapters.device_events import to_outbound
+from media_svc.adapters.serialized_writes import SerializedWrites
 from media_svc.domain.devices import Device, DeviceEvent, Fault, MaintenanceRecord, PreUseCheck
 from media_svc.service_layer.devices import DeviceAlreadyRegistered, DeviceRepository
 
@@ -52,16 +53,16 @@ class MongoDeviceRepository(DeviceRepository):
         findings = device_findings_for_recording(device, checks, recorded_from, recorded_to)
     """
 
-    # Collections whose documents carry an outbox (for the relay).
-    OUTBOX_COLLECTIONS: ClassVar[tuple[str, ...]] = (DEVICES,)
-
     def __init__(
         self, db: AsyncDatabase[Document], *, event_source: str, notify: Callable[[], None] | None = None
     ) -> None:
-        self._device_docs = db[DEVICES]
+        # Every write to `devices` in this process — ours and the outbox relay's (it watches
+        # `device_collection`) — takes one lock: FerretDB v1 loses concurrent updates of one document.
+        self.device_collection = cast("AsyncCollection[Document]", SerializedWrites(db[DEVICES]))
+        self._device_docs = self.device_collection
         self._check_docs = db[CHECKS]
         self._maintenance_docs = db[MAINTENANCE]
-        self._devices = _Devices(db[DEVICES], event_source=event_source, notify=notify)
+        self._devices = _Devices(self.device_collection, event_source=event_source, notify=notify)
 
     @staticmethod
     def indexes() -> Mapping[str, Sequence[IndexSpec]]:
