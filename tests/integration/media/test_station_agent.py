@@ -232,12 +232,6 @@ def test_r11a_station_collects_a_folder_of_real_recordings_end_to_end(
     assert "0 collected, 0 not collected" in again.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="media-svc keeps the partial upload locked after its client dies mid-stream: "
-    "RecordingHandlers.upload ends with CancelledError without partial.close(), so every later "
-    "UploadRecording of that content is ABORTED until media-svc restarts. Remove this mark once fixed.",
-)
 def test_station_killed_mid_upload_resumes_from_the_servers_offset(
     tmp_path: Path, media_svc: tuple[ServiceProcess, bytes], station_token: str, head: MediaClient
 ) -> None:
