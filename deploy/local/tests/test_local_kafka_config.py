@@ -72,3 +72,8 @@ def test_editing_the_wrapper_changes_the_binary_name(tmp_path: Path) -> None:
 def test_go_sum_is_committed_with_the_ferretdb_requirement() -> None:
     go_sum = (FERRETDB_MODULE / "go.sum").read_text()
     assert "github.com/FerretDB/FerretDB v1.24.2 h1:" in go_sum
+
+
+def test_cluster_id_never_starts_with_a_dash() -> None:
+    # StorageTool would parse `-t -abc…` as an unknown option and fail to format the log directory.
+    assert not any(new_cluster_id().startswith("-") for _ in range(2000))

@@ -115,8 +115,15 @@ def server_properties(*, port: int, controller_port: int, log_dirs: Path) -> str
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes as 22 characters of unpadded base64url."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes as 22 characters of unpadded base64url.
+
+    One that starts with `-` is drawn again: StorageTool's argument parser would read it as an option
+    (`-t -Xa…`) and fail the format (seen about once in ten starts).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaBroker:
