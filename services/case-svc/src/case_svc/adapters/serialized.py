@@ -25,7 +25,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 
 class SerializedWrites:
-    """An `AsyncCollection` whose writes run one at a time; reads and everything else pass through."""
+    """An `AsyncCollection` whose updates run one at a time; reads and inserts pass through (a new
+    document cannot lose a concurrent update: nobody else can have read it yet)."""
 
     def __init__(self, collection: AsyncCollection[Any]) -> None:
         self._collection = collection
@@ -33,14 +34,6 @@ class SerializedWrites:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._collection, name)
-
-    async def insert_one(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._collection.insert_one(*args, **kwargs)
-
-    async def insert_many(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._collection.insert_many(*args, **kwargs)
 
     async def update_one(self, *args: Any, **kwargs: Any) -> Any:
         async with self._lock:
