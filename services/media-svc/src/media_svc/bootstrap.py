@@ -17,6 +17,7 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 | `LAWTRAIL_MEDIA_SCRUB_INITIAL_DELAY_S` | `600` | first scheduled scrub after start |
 | `LAWTRAIL_MEDIA_GRANT_PUBLIC_KEYS` | dev key in `<data dir>/keys` | PEM files of trusted grant issuers |
 | `LAWTRAIL_MEDIA_CONTINUITY_SWEEP_S` | `30` | how often segments left pending by a crash are settled |
+| `LAWTRAIL_MEDIA_DOWNLOAD_BLOCKS_PER_MESSAGE` | `2` | verified 1 MiB blocks per download message (1–3) |
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class MediaSettings(ServiceSettings):
     media_scrub_initial_delay_s: float = Field(default=600.0, ge=0)
     media_grant_public_keys: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     media_continuity_sweep_s: float = Field(default=30.0, gt=0)
+    media_download_blocks_per_message: int = Field(default=2, ge=1, le=3)
 
     @field_validator("media_grant_public_keys", mode="before")
     @classmethod
@@ -146,6 +148,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         access_log=access_log,
         recording_handlers=handlers,
         metrics=metrics,
+        blocks_per_chunk=settings.media_download_blocks_per_message,
     )
     scrubber = FixityScrubber(
         recordings=recordings, store=store, runs=runs, recording_handlers=handlers, metrics=metrics

@@ -25,7 +25,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from servicekit.errors import AlreadyExists
-from servicekit.mongo import IndexSpec, VersionedRepository
+from servicekit.mongo import IndexSpec, VersionedRepository, document_lock
 
 from media_svc.adapters.recording_events import to_outbound
 from media_svc.domain.access import ContentAccessed
@@ -270,7 +270,9 @@ class MongoRecordingRepository(RecordingRepository):
         return [recording_from(d) async for d in cursor]
 
     async def mark_in_series(self, recording_id: str) -> None:
-        await self._docs.update_one({"_id": recording_id}, {"$set": {"continuity_pending": False}})
+        # Every write to a document holds its lock (FerretDB v1 applies racing updates non-atomically).
+        async with document_lock(self._docs, recording_id):
+            await self._docs.update_one({"_id": recording_id}, {"$set": {"continuity_pending": False}})
 
     async def scrub_batch(self, after_id: str, limit: int) -> list[ScrubItem]:
         cursor = (
@@ -502,21 +504,24 @@ class MongoScrubRunRepository(ScrubRunRepository):
 
     async def try_lock(self, run_id: str, until: datetime, now: datetime) -> bool:
         try:
-            got = await self._lock.find_one_and_update(
-                {"_id": _LOCK_ID, "$or": [{"holder": None}, {"holder": run_id}, {"until": {"$lt": now}}]},
-                {"$set": {"holder": run_id, "until": until}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
+            async with document_lock(self._lock, _LOCK_ID):
+                got = await self._lock.find_one_and_update(
+                    {"_id": _LOCK_ID, "$or": [{"holder": None}, {"holder": run_id}, {"until": {"$lt": now}}]},
+                    {"$set": {"holder": run_id, "until": until}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
         except DuplicateKeyError:
             return False
         return got is not None and got.get("holder") == run_id
 
     async def release(self, run_id: str) -> None:
-        await self._lock.update_one({"_id": _LOCK_ID, "holder": run_id}, {"$set": {"holder": None}})
+        async with document_lock(self._lock, _LOCK_ID):
+            await self._lock.update_one({"_id": _LOCK_ID, "holder": run_id}, {"$set": {"holder": None}})
 
     async def put(self, run: ScrubRun) -> None:
-        await self._runs.replace_one({"_id": run.run_id}, _run_doc(run), upsert=True)
+        async with document_lock(self._runs, run.run_id):
+            await self._runs.replace_one({"_id": run.run_id}, _run_doc(run), upsert=True)
 
     async def running(self) -> ScrubRun | None:
         lock = await self._lock.find_one({"_id": _LOCK_ID})

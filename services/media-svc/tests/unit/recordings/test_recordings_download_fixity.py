@@ -58,7 +58,7 @@ async def test_r16_download_with_a_grant_streams_verified_content_and_logs_the_a
     assert [a.recording_id for a in app.access_log.records] == [r.recording_id], "logged before any byte"
     blocks = [b async for b in download.blocks]
     assert b"".join(blocks) == data_of(media.long_video)
-    assert all(len(b) == MIB for b in blocks[:-1])
+    assert all(len(b) == 2 * MIB for b in blocks[:-1]), "two verified 1 MiB blocks per message"
     access = app.access_log.records[0]
     assert (access.subject, access.grant_id, access.purpose, access.approver) == (
         "reviewer-1",
@@ -136,7 +136,7 @@ async def test_r23_a_flipped_byte_stops_the_download_with_data_loss_before_the_b
     with pytest.raises(IntegrityFailure, match=r"block 2 .* does not match") as err:
         await drain()
     assert isinstance(err.value, DataLoss)
-    assert len(released) == 2, "only the verified blocks before the bad one were released"
+    assert [len(b) for b in released] == [2 * MIB], "only blocks 0–1, verified, before the bad block 2"
     failed = [e for e in app.events() if isinstance(e, IntegrityCheckFailed)]
     assert [(e.recording_id, e.detected_by, e.first_bad_offset) for e in failed] == [
         (r.recording_id, "download", 2 * MIB)

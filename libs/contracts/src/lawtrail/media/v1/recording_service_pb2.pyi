@@ -656,7 +656,7 @@ class DownloadRecordingResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
-    """Next verified block of the content, in order (1 MiB, the last one shorter)."""
+    """Next bytes of the content, in order: whole verified 1 MiB blocks (2 MiB per message; the last shorter)."""
     @_builtins.property
     def header(self) -> Global___DownloadHeader:
         """First message only."""

@@ -156,8 +156,8 @@ class RecordingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DownloadRecording(self, request, context):
-        """Streams a recording's content under an access grant (R16): first a `header`, then `chunk`s of the
-        1 MiB blocks in order. Emits ContentAccessed before the first byte. Every block is verified against
+        """Streams a recording's content under an access grant (R16): first a `header`, then `chunk`s of
+        verified 1 MiB blocks in order. Emits ContentAccessed before the first byte. Every block is verified against
         the hashes recorded at ingest before it is sent; a mismatch stops the stream with DATA_LOSS and emits
         IntegrityCheckFailed. Roles: any authenticated caller holding a grant for it (VIEW or DOWNLOAD).
         """

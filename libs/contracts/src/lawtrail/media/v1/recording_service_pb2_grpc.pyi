@@ -74,8 +74,8 @@ class RecordingServiceStub:
     Roles: any authenticated caller, unit-scoped.
     """
     DownloadRecording: _grpc.UnaryStreamMultiCallable[_recording_service_pb2.DownloadRecordingRequest, _recording_service_pb2.DownloadRecordingResponse]
-    """Streams a recording's content under an access grant (R16): first a `header`, then `chunk`s of the
-    1 MiB blocks in order. Emits ContentAccessed before the first byte. Every block is verified against
+    """Streams a recording's content under an access grant (R16): first a `header`, then `chunk`s of
+    verified 1 MiB blocks in order. Emits ContentAccessed before the first byte. Every block is verified against
     the hashes recorded at ingest before it is sent; a mismatch stops the stream with DATA_LOSS and emits
     IntegrityCheckFailed. Roles: any authenticated caller holding a grant for it (VIEW or DOWNLOAD).
     """
@@ -129,8 +129,8 @@ class RecordingServiceAsyncStub(RecordingServiceStub):
     Roles: any authenticated caller, unit-scoped.
     """
     DownloadRecording: _aio.UnaryStreamMultiCallable[_recording_service_pb2.DownloadRecordingRequest, _recording_service_pb2.DownloadRecordingResponse]  # type: ignore[assignment]
-    """Streams a recording's content under an access grant (R16): first a `header`, then `chunk`s of the
-    1 MiB blocks in order. Emits ContentAccessed before the first byte. Every block is verified against
+    """Streams a recording's content under an access grant (R16): first a `header`, then `chunk`s of
+    verified 1 MiB blocks in order. Emits ContentAccessed before the first byte. Every block is verified against
     the hashes recorded at ingest before it is sent; a mismatch stops the stream with DATA_LOSS and emits
     IntegrityCheckFailed. Roles: any authenticated caller holding a grant for it (VIEW or DOWNLOAD).
     """
@@ -229,8 +229,8 @@ class RecordingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recording_service_pb2.DownloadRecordingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_recording_service_pb2.DownloadRecordingResponse], _abc.AsyncIterator[_recording_service_pb2.DownloadRecordingResponse]]:
-        """Streams a recording's content under an access grant (R16): first a `header`, then `chunk`s of the
-        1 MiB blocks in order. Emits ContentAccessed before the first byte. Every block is verified against
+        """Streams a recording's content under an access grant (R16): first a `header`, then `chunk`s of
+        verified 1 MiB blocks in order. Emits ContentAccessed before the first byte. Every block is verified against
         the hashes recorded at ingest before it is sent; a mismatch stops the stream with DATA_LOSS and emits
         IntegrityCheckFailed. Roles: any authenticated caller holding a grant for it (VIEW or DOWNLOAD).
         """
