@@ -224,11 +224,13 @@ class RecordingHandlers:
                     f"the bytes received hash to SHA-256 {digest.hexdigest()}, not the declared {sha}; "
                     "nothing was stored — upload the file again from offset 0"
                 )
-            await asyncio.to_thread(partial.sync)
+            # Make the bytes durable and probe them at the same time (fsync waits for the disk,
+            # ffprobe for its own process; neither needs the other).
+            _, probe = await asyncio.gather(
+                asyncio.to_thread(partial.sync), self._prober.probe(partial.local_path())
+            )
             try:
-                facts = interpret_probe(
-                    await self._prober.probe(partial.local_path()), manifest.classification.media_kind
-                )
+                facts = interpret_probe(probe, manifest.classification.media_kind)
             except InvalidArgument:
                 discard = True
                 self._metrics.upload_rejected("media_kind")
