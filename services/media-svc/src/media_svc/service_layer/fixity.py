@@ -19,6 +19,7 @@ from media_svc.service_layer.ports import (
     NullMetrics,
     RecordingMetrics,
     RecordingRepository,
+    ScrubItem,
     ScrubRunRepository,
 )
 from media_svc.service_layer.recordings import RecordingHandlers, new_id, utc_now_ms
@@ -78,34 +79,26 @@ class FixityScrubber:
             await self._publish(run)
             last_progress = time.monotonic()
             after = ""
+            # Pipelined: the next recording is re-hashed (in a thread) while the result of the previous
+            # one is written to the database, so the database round trips hide behind the hashing.
+            pending: tuple[ScrubItem, asyncio.Future[str | None]] | None = None
             while True:
                 batch = await self._recordings.scrub_batch(after, _BATCH)
                 if not batch:
                     break
                 for item in batch:
                     after = item.recording_id
-                    actual = await asyncio.to_thread(self._store.digest, item.sha256)
-                    ok = actual == item.sha256
-                    if ok:
-                        await self._handlers.record_verified(item.recording_id)
-                    else:
-                        await self._handlers.record_integrity_failure(
-                            item.recording_id,
-                            actual_sha256=actual or "",
-                            first_bad_offset=-1,
-                            detected_by="scrub",
-                            detail=(
-                                "stored content is missing"
-                                if actual is None
-                                else f"stored content hashes to {actual}, not the SHA-256 recorded at ingest"
-                            ),
-                        )
-                    run.checked(item.size_bytes, ok)
+                    hashing = asyncio.ensure_future(asyncio.to_thread(self._store.digest, item.sha256))
+                    if pending is not None:
+                        await self._conclude(run, *pending)
+                    pending = (item, hashing)
                     if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
                         last_progress = time.monotonic()
                         await self._publish(run)
                         now = self._clock()
                         await self._runs.try_lock(run.run_id, now + LOCK_LEASE, now)
+            if pending is not None:
+                await self._conclude(run, *pending)
             run.finish(self._clock())
             await self._publish(run)
             log.info(
@@ -119,6 +112,25 @@ class FixityScrubber:
             raise
         finally:
             await asyncio.shield(self._runs.release(run.run_id))
+
+    async def _conclude(self, run: ScrubRun, item: ScrubItem, hashing: asyncio.Future[str | None]) -> None:
+        actual = await hashing
+        ok = actual == item.sha256
+        if ok:
+            await self._handlers.record_verified(item.recording_id)
+        else:
+            await self._handlers.record_integrity_failure(
+                item.recording_id,
+                actual_sha256=actual or "",
+                first_bad_offset=-1,
+                detected_by="scrub",
+                detail=(
+                    "stored content is missing"
+                    if actual is None
+                    else f"stored content hashes to {actual}, not the SHA-256 recorded at ingest"
+                ),
+            )
+        run.checked(item.size_bytes, ok)
 
     async def _publish(self, run: ScrubRun) -> None:
         await self._runs.put(run)
