@@ -42,10 +42,11 @@ class FfprobeProber(MediaProber):
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self._timeout)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             log.warning("ffprobe timed out after %.0f s on %s", self._timeout, path.name)
             return {}
+        finally:
+            if proc.returncode is None:  # timed out, or the upload was cancelled: leave no process behind
+                proc.kill()
         if proc.returncode != 0:
             log.info("ffprobe could not read %s: %s", path.name, err.decode(errors="replace").strip()[:500])
             return {}
