@@ -286,6 +286,8 @@ class RecordingHandlers:
                     in_flight.append(loop.run_in_executor(worker, _absorb, partial, digest, chunk))
                     if len(in_flight) >= _MAX_IN_FLIGHT:
                         await in_flight.popleft()
+                while in_flight:  # the last writes: their failures (a full disk) must surface here
+                    await in_flight.popleft()
             finally:
                 # Leaving the `with` waits (synchronously, so even under cancellation) until the writer
                 # has finished what it was given: the partial stays consistent. Failures of those
