@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -211,9 +212,12 @@ class RecordingHandlers:
 
         partial = await asyncio.to_thread(self._store.open_partial, sha, offset)
         discard = False  # True when the partial can never succeed and must not be resumed
+        phases: dict[str, float] = {}
+        began = time.perf_counter()
         try:
             try:
                 digest = await self._receive(partial, offset, size, chunks)
+                phases["receive_s"] = time.perf_counter() - began
             except TooManyBytes:
                 discard = True
                 raise
@@ -229,6 +233,7 @@ class RecordingHandlers:
             _, probe = await asyncio.gather(
                 asyncio.to_thread(partial.sync), self._prober.probe(partial.local_path())
             )
+            phases["sync_probe_s"] = time.perf_counter() - began - phases["receive_s"]
             try:
                 facts = interpret_probe(probe, manifest.classification.media_kind)
             except InvalidArgument:
@@ -236,6 +241,7 @@ class RecordingHandlers:
                 self._metrics.upload_rejected("media_kind")
                 raise
             await asyncio.to_thread(self._store.commit, partial)
+            phases["commit_s"] = time.perf_counter() - began - phases["receive_s"] - phases["sync_probe_s"]
         except BaseException as error:
             log.info(
                 "upload of %s stopped at byte %d of %d: %s",
@@ -253,7 +259,18 @@ class RecordingHandlers:
                 self._store.discard_partial(partial)
             else:
                 partial.close()
-        return await self._record(manifest, sha, facts, digest.block_hashes(), actor)
+        recorded = time.perf_counter()
+        result = await self._record(manifest, sha, facts, digest.block_hashes(), actor)
+        phases["record_s"] = time.perf_counter() - recorded
+        log.info(
+            "upload of %s stored: %d bytes from offset %d in %.3f s",
+            sha,
+            size,
+            offset,
+            time.perf_counter() - began,
+            extra={"sha256": sha, **{k: round(v, 4) for k, v in phases.items()}},
+        )
+        return result
 
     async def _receive(
         self, partial: PartialUpload, offset: int, size: int, chunks: AsyncIterator[bytes]
