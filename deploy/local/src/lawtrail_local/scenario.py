@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from lawtrail.case.v1 import case_events_pb2, case_pb2, case_service_pb2
 from lawtrail_client import CaseClient
 from servicekit.auth.devtoken import mint_token
@@ -31,13 +31,15 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-async def _end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
-    partitions = [TopicPartition(CASE_TOPIC, p) for p in consumer.partitions_for_topic(CASE_TOPIC) or ()]
-    consumer.assign(partitions)
-    offsets: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-    for tp, offset in offsets.items():
-        consumer.seek(tp, offset)
-    return offsets
+async def _from_now_on(consumer: AIOKafkaConsumer) -> None:
+    """Wait until every partition is assigned and positioned at its end: only new events are read."""
+    deadline = time.monotonic() + 15.0
+    while not consumer.assignment():
+        if time.monotonic() > deadline:
+            raise StackError(f"no partitions of {CASE_TOPIC} assigned: is the stack up (`make up`)?")
+        await asyncio.sleep(0.1)
+    for tp in consumer.assignment():
+        await consumer.position(tp)  # resolves auto_offset_reset=latest now, before the case is opened
 
 
 async def _read_case_opened(consumer: AIOKafkaConsumer, case_id: str, timeout_s: float) -> None:
@@ -62,20 +64,24 @@ async def _read_case_opened(consumer: AIOKafkaConsumer, case_id: str, timeout_s:
     raise StackError(f"no CaseOpened event for case {case_id} on {CASE_TOPIC} within {timeout_s:.0f} s")
 
 
-async def _run(data_dir: Path) -> None:
-    stack = Stack(data_dir)
-    case_svc = stack.service(service_spec("case-svc"))
-    key = case_svc.dev_private_key
-    if not key.exists():
-        raise StackError(f"no dev key at {key}: is the stack up (`make up`)?")
+async def tour(kafka_bootstrap: str, case_address: str, private_key_pem: bytes) -> str:
+    """Open a case at `case_address` with a token signed by the dev key; read its CaseOpened back.
+
+    Returns the case id.
+    """
     officer, unit = "officer-demo", "unit-demo"
-    token = mint_token(key.read_bytes(), subject=officer, unit=unit, roles=["OFFICER"], ttl_s=600)
+    token = mint_token(private_key_pem, subject=officer, unit=unit, roles=["OFFICER"], ttl_s=600)
     _say(f"1. minted a dev token for {officer} (OFFICER of {unit}), valid 10 minutes")
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        CASE_TOPIC,
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
-        await _end_offsets(consumer)  # read only what happens from now on
+        await _from_now_on(consumer)
         request = case_service_pb2.OpenCaseRequest(
             act_type=case_pb2.ACT_TYPE_INSPECTION,
             unit=unit,
@@ -88,26 +94,32 @@ async def _run(data_dir: Path) -> None:
         )
 
         def open_case() -> case_service_pb2.OpenCaseResponse:
-            with CaseClient.connect(case_svc.grpc_address, token=token) as client:
+            with CaseClient.connect(case_address, token=token) as client:
                 response: case_service_pb2.OpenCaseResponse = client.cases.OpenCase(request)
                 return response
 
         opened = await asyncio.to_thread(open_case)
         case = opened.case
         _say(
-            f"2. opened case {case.case_id} on case-svc ({case_svc.grpc_address}): "
+            f"2. opened case {case.case_id} on case-svc ({case_address}): "
             f"stage {case_pb2.Stage.Name(case.stage)}"
         )
         await _read_case_opened(consumer, case.case_id, timeout_s=30.0)
     finally:
         await consumer.stop()
     _say("Done. The logs follow; press Ctrl-C to stop the stack.")
+    return str(case.case_id)
 
 
 def run(data_dir: Path) -> int:
-    """Run the scenario against the stack whose data lives in `data_dir`."""
+    """Run the scenario against the stack whose data lives in `data_dir` (default ports)."""
+    stack = Stack(data_dir)
+    case_svc = stack.service(service_spec("case-svc"))
+    key = case_svc.dev_private_key
     try:
-        asyncio.run(_run(data_dir))
+        if not key.exists():
+            raise StackError(f"no dev key at {key}: is the stack up (`make up`)?")
+        asyncio.run(tour(stack.kafka_bootstrap, case_svc.grpc_address, key.read_bytes()))
     except StackError as exc:
         stderr_progress(f"scenario failed: {exc}")
         return 1
