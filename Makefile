@@ -63,9 +63,8 @@ down: ## stop what `make up` started
 logs: ## follow the logs of the local stack
 	$(RUN) python -m lawtrail_local logs
 
-run: up ## up + a short guided scenario + logs until Ctrl-C, then a clean stop
-	@trap '$(RUN) python -m lawtrail_local down' EXIT; \
-	  $(RUN) python -m lawtrail_local scenario && $(RUN) python -m lawtrail_local logs
+run: setup ## up + a short guided scenario + logs until Ctrl-C, then a clean stop
+	$(RUN) python -m lawtrail_local run
 
 bench: setup ## benchmarks: ratios measured in one run
 	$(RUN) python -m bench

@@ -66,9 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--no-follow", action="store_true", help="print and exit")
     logs.set_defaults(command=_logs)
 
-    scenario = commands.add_parser("scenario", help="a short guided tour of the running stack (`make run`)")
+    scenario = commands.add_parser("scenario", help="a short guided tour of the running stack")
     scenario.set_defaults(command=_scenario)
+
+    run = commands.add_parser(
+        "run", help="up, the guided scenario, logs until Ctrl-C, then down (`make run`)"
+    )
+    run.add_argument("--timeout", type=float, default=120.0, help="seconds each part may take to get ready")
+    run.set_defaults(command=_run, no_services=False, names=[], lines=10, no_follow=False, purge=False)
     return parser
+
+
+def _run(args: argparse.Namespace, data_dir: Path) -> int:
+    """`make run`: one process owns the whole session, so Ctrl-C (or a failed step) always stops the stack."""
+    try:
+        _up(args, data_dir)
+        if _scenario(args, data_dir) != 0:
+            return 1
+        return _logs(args, data_dir)  # follows until Ctrl-C
+    finally:
+        stderr_progress("stopping the local stack…")
+        _down(args, data_dir)
 
 
 def _scenario(args: argparse.Namespace, data_dir: Path) -> int:
