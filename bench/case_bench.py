@@ -173,6 +173,7 @@ async def run(
     sizes: tuple[int, int] = (10_000, 100_000),
     list_samples: int = 100,
     list_budget_s: float = 300.0,
+    open_case_only: bool = False,
 ) -> dict[str, float]:
     """Runs the whole benchmark; prints what it measures through `report`; returns the figures."""
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-case-bench-"))
@@ -237,6 +238,8 @@ async def run(
             )
 
             await wait_for_relay(db[CASES], report)
+            if open_case_only:
+                return figures
             query_unit = "unit-0"
             request = api.ListCasesRequest(unit=query_unit, page=common_pb2.PageRequest(page_size=50))
 
@@ -297,11 +300,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="small sizes: a smoke test of the benchmark itself"
     )
+    parser.add_argument(
+        "--open-case-only",
+        action="store_true",
+        help="measure OpenCase (and the relay's drain) only, no ListCases",
+    )
     args = parser.parse_args(argv if argv is not None else [])
     if args.quick:
-        asyncio.run(run(calls_1=50, calls_10=200, sizes=(1_000, 3_000), list_samples=20))
+        asyncio.run(
+            run(
+                calls_1=50,
+                calls_10=200,
+                sizes=(1_000, 3_000),
+                list_samples=20,
+                open_case_only=args.open_case_only,
+            )
+        )
     else:
-        asyncio.run(run())
+        asyncio.run(run(open_case_only=args.open_case_only))
 
 
 if __name__ == "__main__":

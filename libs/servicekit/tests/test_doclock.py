@@ -4,7 +4,7 @@ import asyncio
 import gc
 
 from pymongo import AsyncMongoClient
-from servicekit.doclock import _locks, document_lock
+from servicekit.doclock import _locks, document_lock, serialized
 
 
 async def test_one_lock_per_document_serializes_its_writers() -> None:
@@ -31,3 +31,81 @@ async def test_one_lock_per_document_serializes_its_writers() -> None:
         assert ("db.cases", "c-1") not in _locks
     finally:
         await client.close()
+
+
+async def test_the_task_holding_a_document_lock_may_take_it_again() -> None:
+    """A use case holds the lock across read → decide → write; the write inside takes it again."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient("mongodb://127.0.0.1:9/", connect=False)
+    try:
+        lock = document_lock(client["db"]["cases"], "c-1")
+        order: list[str] = []
+
+        async def use_case(name: str) -> None:
+            async with lock:
+                order.append(f"{name} read")
+                await asyncio.sleep(0.01)
+                async with lock:  # the repository's write
+                    order.append(f"{name} write")
+
+        await asyncio.gather(use_case("a"), use_case("b"))
+        assert order == ["a read", "a write", "b read", "b write"]
+        assert not lock.locked()
+    finally:
+        await client.close()
+
+
+class FakeCollection:
+    """Records when each write runs; every write takes a while (a database round trip)."""
+
+    full_name = "db.fake"
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    async def _write(self, what: str) -> None:
+        self.log.append(f"{what} start")
+        await asyncio.sleep(0.01)
+        self.log.append(f"{what} end")
+
+    async def update_one(self, filter: dict[str, object], update: dict[str, object]) -> None:
+        document_id = filter.get("_id")
+        await self._write(f"one {document_id}" if isinstance(document_id, int) else "one ?")
+
+    async def update_many(self, filter: dict[str, object], update: dict[str, object]) -> None:
+        await self._write("many")
+
+    async def find_one(self, filter: dict[str, object]) -> str:
+        return "read"
+
+
+async def test_serialized_writes_by_id_lock_the_document_others_the_collection() -> None:
+    raw = FakeCollection()
+    collection = serialized(raw)  # type: ignore[arg-type]
+    assert serialized(collection) is collection  # wrapping twice is harmless
+    assert await collection.find_one({"_id": 1}) == "read"  # reads pass through
+
+    # Two documents: in parallel. One document: one after the other.
+    await asyncio.gather(
+        collection.update_one({"_id": 1}, {}), collection.update_one({"_id": 2}, {"$inc": {"n": 1}})
+    )
+    assert raw.log[:2] == ["one 1 start", "one 2 start"]
+    raw.log.clear()
+    await asyncio.gather(
+        collection.update_one({"_id": 1}, {}), collection.update_one({"_id": {"$eq": 1}}, {})
+    )
+    assert [entry.rsplit(" ", 1)[1] for entry in raw.log] == ["start", "end", "start", "end"]
+
+    # A write not addressed by _id holds the collection: nothing runs beside it.
+    for other in ({"unit": "u"}, {"_id": {"$in": [1, 2]}}):
+        raw.log.clear()
+        await asyncio.gather(
+            collection.update_one({"_id": 1}, {}),
+            collection.update_many(other, {}),
+            collection.update_one(other, {}),
+            collection.update_one({"_id": 2}, {}),
+        )
+        many = raw.log.index("many start")
+        assert raw.log[many + 1] == "many end"
+        one = raw.log.index("one ? start")
+        assert raw.log[one + 1] == "one ? end"
+        assert len(raw.log) == 8

@@ -152,8 +152,10 @@ async def test_repository_versions_conflicts_and_outbox_on_ferretdb(db: AsyncDat
     await ensure_indexes(db, {"cases": Cases.all_indexes()})
     await ensure_indexes(db, {"cases": Cases.all_indexes()})  # idempotent: a restart re-declares them
     assert {"outbox_pending", "unit_1_opened_at_-1"} <= set(await db["cases"].index_information())
-    notified: list[None] = []
-    cases = Cases(db["cases"], event_source=SOURCE, notify=lambda: notified.append(None))
+    notified: list[tuple[str, list[Any]]] = []
+    cases = Cases(
+        db["cases"], event_source=SOURCE, notify=lambda coll, ids: notified.append((coll.name, list(ids)))
+    )
 
     await cases.insert(
         {"_id": "c-1", "unit": "unit-a", "stage": "OPEN"}, events=[event("t", "opened", "c-1")]
@@ -183,7 +185,7 @@ async def test_repository_versions_conflicts_and_outbox_on_ferretdb(db: AsyncDat
     assert stored["stage"] == "INVESTIGATION"
     assert stored["outbox_pending"] is True
     assert [StringValue.FromString(e["data"]).value for e in stored["outbox"]] == ["opened", "advanced"]
-    assert len(notified) == 2
+    assert notified == [("cases", ["c-1"]), ("cases", ["c-1"])]
 
 
 async def test_apply_once_applies_each_event_once_and_bounds_its_memory(db: AsyncDatabase[Document]) -> None:
@@ -208,7 +210,7 @@ async def test_relay_publishes_in_order_waits_for_ack_then_clears(
 ) -> None:
     topic = _name("sk-it-outbox")
     await make_topics(stack, topic)
-    relay = OutboxRelay(producer, metrics=metrics, poll_interval_s=0.2)
+    relay = OutboxRelay(producer, metrics=metrics)
     cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
     relay.watch(cases.collection)
     await ensure_indexes(db, {"cases": Cases.all_indexes()})
@@ -286,7 +288,6 @@ async def test_relay_survives_a_broker_hiccup_and_retries_with_backoff(
     relay = OutboxRelay(
         producer,
         metrics=metrics,
-        poll_interval_s=0.2,
         min_backoff_s=0.2,
         max_backoff_s=1.0,
         ack_timeout_s=2.0,
@@ -329,7 +330,7 @@ async def test_concurrent_commands_and_the_relay_lose_nothing_on_ferretdb(
     per-document lock must keep optimistic concurrency and the outbox exact anyway."""
     topic = _name("sk-it-concurrent")
     await make_topics(stack, topic)
-    relay = OutboxRelay(producer, metrics=metrics, poll_interval_s=0.05)
+    relay = OutboxRelay(producer, metrics=metrics)
     cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
     relay.watch(cases.collection)
     await cases.insert({"_id": "c-1", "count": 0}, events=[event(topic, "opened", "c-1")])

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lawtrail_local.stack import Stack
 from media_svc.adapters.device_repository import MongoDeviceRepository
-from media_svc.adapters.serialized_writes import SerializedWrites
 from media_svc.domain.devices import (
     MIB,
     DeviceStatus,
@@ -31,7 +30,7 @@ from media_svc.service_layer.devices import (
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from servicekit.errors import ConcurrencyConflict
-from servicekit.mongo import ensure_indexes
+from servicekit.mongo import ensure_indexes, serialized
 
 pytestmark = pytest.mark.integration
 
@@ -180,9 +179,9 @@ async def test_concurrent_commands_on_one_device_lose_nothing(db: AsyncDatabase[
 
 
 async def test_serialized_writes_keep_concurrent_updates_of_one_document(db: AsyncDatabase[dict]) -> None:  # type: ignore[type-arg]
-    """The stopgap for FerretDB v1.24.2, which loses concurrent updates of one document (read, change,
-    write back, no transaction): through `SerializedWrites` none is lost."""
-    collection = SerializedWrites(db[f"serialized_{uuid.uuid4().hex[:6]}"])
+    """FerretDB v1.24.2 loses concurrent updates of one document (read, change, write back, no
+    transaction): through servicekit's `serialized` collection (per-document locks) none is lost."""
+    collection = serialized(db[f"serialized_{uuid.uuid4().hex[:6]}"])
     await collection.insert_one({"_id": 1, "a": 0, "b": 0})
 
     async def increment(field: str, times: int) -> None:

@@ -111,7 +111,7 @@ async def run_service(
         await _ping(mongo, settings)
         db = mongo[settings.mongo_database]
         producer = create_producer(settings)
-        relay = OutboxRelay(producer, metrics=metrics)
+        relay = OutboxRelay(producer, metrics=metrics, sweep_interval_s=settings.outbox_sweep_interval_s)
         runtime = Runtime(settings, metrics, mongo, db, producer, relay, verifier)
 
         wiring = await bootstrap(runtime)

@@ -47,6 +47,10 @@ class ServiceSettings(BaseSettings):
     # CloudEvents `source` of the events this service publishes; part of the consumers' dedupe key,
     # so it must be the same on every replica and never change.
     event_source: str = ""
+    # The outbox relay publishes what this process's writers notify, by _id; a full sweep for pending
+    # documents (a collection scan on FerretDB v1) runs at start and then every this many seconds —
+    # entries written by another replica or left by a crashed one wait at most this long.
+    outbox_sweep_interval_s: float = Field(default=60.0, gt=0)
 
     @field_validator("auth_public_keys", mode="before")
     @classmethod

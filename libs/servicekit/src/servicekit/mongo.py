@@ -6,7 +6,7 @@ outbox entries together. Only single-field, compound and unique indexes (FerretD
 partial ones). Update operators used here were checked against the real FerretDB; notably ``$pull``
 with a condition and ``$push`` with ``$slice``/``$position`` are silently ignored by it, so none of
 them appears below. FerretDB also applies racing updates of one document non-atomically, so every
-write here holds ``document_lock`` (see ``servicekit.doclock``).
+write here goes through ``serialized(collection)`` (see ``servicekit.doclock``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from servicekit.config import ServiceSettings
-from servicekit.doclock import document_lock
+from servicekit.doclock import DocumentLock, document_lock, serialized
 from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from servicekit.messaging.outbox import (
     LEASE_FIELD,
@@ -37,14 +37,19 @@ __all__ = [
     "VERSION_FIELD",
     "Document",
     "IndexSpec",
+    "Notify",
     "VersionedRepository",
     "apply_once",
     "create_client",
     "document_lock",
     "ensure_indexes",
+    "serialized",
 ]
 
 Document = dict[str, Any]
+# Told after every write that stored outbox entries: the collection and the ids of the documents
+# (``OutboxRelay.notify``), so the relay reads exactly those by ``_id``.
+Notify = Callable[[AsyncCollection[Document], Sequence[Any]], None]
 VERSION_FIELD = "version"
 APPLIED_FIELD = "applied_events"
 _RESERVED = frozenset({"_id", VERSION_FIELD, OUTBOX_FIELD, PENDING_FIELD, LEASE_FIELD})
@@ -122,11 +127,18 @@ class VersionedRepository:
         collection: AsyncCollection[Document],
         *,
         event_source: str,
-        notify: Callable[[], None] | None = None,
+        notify: Notify | None = None,
     ) -> None:
-        self.collection = collection
+        # Every write goes through the process-wide per-document locks (FerretDB v1 races).
+        self.collection = serialized(collection)
         self._event_source = event_source
         self._notify = notify
+
+    def exclusive(self, id: Any) -> DocumentLock:
+        """The document's write lock, to hold across read → decide → ``update`` so that requests
+        for one aggregate in this process take turns instead of conflicting (re-entrant: the
+        ``update`` inside takes it again). Optional: correctness rests on the version check."""
+        return document_lock(self.collection, id)
 
     @classmethod
     def all_indexes(cls) -> list[IndexSpec]:
@@ -158,7 +170,7 @@ class VersionedRepository:
         except DuplicateKeyError:
             raise AlreadyExists(f"{self.what} {document['_id']!r} already exists") from None
         if entries and self._notify:
-            self._notify()
+            self._notify(self.collection, [document["_id"]])
 
     async def update(
         self,
@@ -185,8 +197,7 @@ class VersionedRepository:
             update["$push"] = {OUTBOX_FIELD: {"$each": entries}}
         if unset:
             update["$unset"] = dict.fromkeys(unset, "")
-        async with document_lock(self.collection, id):
-            result = await self.collection.update_one({"_id": id, VERSION_FIELD: expected_version}, update)
+        result = await self.collection.update_one({"_id": id, VERSION_FIELD: expected_version}, update)
         if result.matched_count == 0:
             current = await self.collection.find_one({"_id": id}, projection={VERSION_FIELD: 1})
             if current is None:
@@ -196,7 +207,7 @@ class VersionedRepository:
                 f"{current.get(VERSION_FIELD)}, expected {expected_version}): reload it and retry"
             )
         if entries and self._notify:
-            self._notify()
+            self._notify(self.collection, [id])
         return expected_version + 1
 
     def _refuse_reserved(self, fields: Mapping[str, Any], *, allow_id: bool = False) -> None:
@@ -234,17 +245,15 @@ async def apply_once(
     if APPLIED_FIELD in full.get("$push", {}) or APPLIED_FIELD in full.get("$set", {}):
         raise ValueError(f"{APPLIED_FIELD!r} is managed by apply_once")
     full.setdefault("$push", {})[APPLIED_FIELD] = mark
-    async with document_lock(collection, id):
-        try:
-            result = await collection.update_one(
-                {"_id": id, APPLIED_FIELD: {"$ne": mark}}, full, upsert=upsert
-            )
-        except DuplicateKeyError:
-            return False  # the document exists and already holds the mark, so the upsert tried to insert
-        if result.matched_count == 0 and result.upserted_id is None:
-            return False
-        # Trim separately (FerretDB ignores $push's $slice): at most one mark over the limit per apply.
-        await collection.update_one(
-            {"_id": id, f"{APPLIED_FIELD}.{keep}": {"$exists": True}}, {"$pop": {APPLIED_FIELD: -1}}
-        )
+    collection = serialized(collection)  # each update below holds the document's lock
+    try:
+        result = await collection.update_one({"_id": id, APPLIED_FIELD: {"$ne": mark}}, full, upsert=upsert)
+    except DuplicateKeyError:
+        return False  # the document exists and already holds the mark, so the upsert tried to insert
+    if result.matched_count == 0 and result.upserted_id is None:
+        return False
+    # Trim separately (FerretDB ignores $push's $slice): at most one mark over the limit per apply.
+    await collection.update_one(
+        {"_id": id, f"{APPLIED_FIELD}.{keep}": {"$exists": True}}, {"$pop": {APPLIED_FIELD: -1}}
+    )
     return True

@@ -12,10 +12,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
 
 from lawtrail.case.v1 import case_service_pb2_grpc
-from pymongo.asynchronous.collection import AsyncCollection
 from servicekit.app import ConsumerSpec, Runtime, Wiring
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
@@ -27,7 +25,6 @@ from case_svc.adapters.repository import (
     MongoCaseRepository,
     MongoContentStore,
 )
-from case_svc.adapters.serialized import SerializedWrites
 from case_svc.domain.rules import RuleBook
 from case_svc.entrypoints.consumers import GROUP_ID, MEDIA_TOPIC, media_events_router
 from case_svc.entrypoints.grpc_api import SERVICE, CaseApi, role_policy
@@ -81,11 +78,9 @@ def build_handlers(
 async def bootstrap(rt: Runtime) -> Wiring:
     settings = rt.settings
     rules = load_rules(getattr(settings, "case_rules_file", None))
-    # Every write to `cases` — the repository's and the relay's — goes through one lock (see
-    # adapters/serialized.py: FerretDB v1 loses concurrent updates of one document).
-    cases = cast("AsyncCollection[Any]", SerializedWrites(rt.db[CASES]))
-    rt.relay.watch(cases)
-    documents = CaseDocuments(cases, event_source=settings.event_source, notify=rt.relay.notify)
+    # The repository and the relay both write `cases` through servicekit's per-document locks
+    # (servicekit.doclock: FerretDB v1 loses concurrent updates of one document).
+    documents = CaseDocuments(rt.db[CASES], event_source=settings.event_source, notify=rt.relay.notify)
     handlers = build_handlers(MongoCaseRepository(documents), MongoContentStore(rt.db[CONTENTS]), rules=rules)
     return Wiring(
         services=[
@@ -95,7 +90,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         ],
         role_policy=role_policy(),
         indexes={CASES: CaseDocuments.all_indexes()},
-        outbox_collections=(),  # watched above, through the lock
+        outbox_collections=[CASES],
         consumers=[
             ConsumerSpec([MEDIA_TOPIC], GROUP_ID, media_events_router(handlers), inbox_collection=INBOX)
         ],

@@ -8,6 +8,7 @@ real wiring. Each test opens its own cases with fresh ids; nothing is shared bet
 from __future__ import annotations
 
 import asyncio
+import collections
 import copy
 import hashlib
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ class InMemoryCaseRepository(CaseRepository):
         self.writes = 0
         self.conflicts_to_inject = 0
         self.conflicts = 0
+        self.turns: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
 
     async def get(self, case_id: str) -> Case:
         await asyncio.sleep(0)  # a real database suspends here: let concurrent requests interleave
@@ -71,6 +73,9 @@ class InMemoryCaseRepository(CaseRepository):
             self.conflicts += 1
             raise ConcurrencyConflict("changed meanwhile")
         self._write(case, case.version + 1)
+
+    def exclusive(self, case_id: str) -> asyncio.Lock:
+        return self.turns[case_id]
 
     def _write(self, case: Case, version: int) -> None:
         self.writes += 1

@@ -74,8 +74,8 @@ class DeviceWiring:
 def device_wiring(rt: Runtime, settings: DeviceSettings | None = None) -> DeviceWiring:
     settings = settings or DeviceSettings()
     repository = MongoDeviceRepository(rt.db, event_source=rt.settings.event_source, notify=rt.relay.notify)
-    # The relay watches the repository's write-serialised `devices` collection (see
-    # adapters/serialized_writes.py), so it is not listed in `outbox_collections` by name.
+    # The relay watches the repository's `devices` collection (writes through servicekit's
+    # per-document locks, servicekit.doclock), so it is not listed in `outbox_collections` by name.
     rt.relay.watch(repository.device_collection)
     handlers = DeviceHandlers(repository, policy=settings.policy(), shifts=settings.shifts())
     binding = ServiceBinding(

@@ -35,7 +35,7 @@ from google.protobuf.message import Message
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
-from servicekit.doclock import document_lock
+from servicekit.doclock import serialized
 from servicekit.logging import log_context
 from servicekit.messaging._backoff import backoff_delay
 from servicekit.messaging.envelope import Envelope, to_record
@@ -57,8 +57,9 @@ PENDING_FIELD = "outbox_pending"
 LEASE_FIELD = "outbox_lease_until"
 
 Document = dict[str, Any]
-# Pending documents looked up per query; a pass repeats the query until none is left.
+# Pending documents looked up per query; a sweep repeats the query until none is left.
 _BATCH = 100
+_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,14 @@ def _envelope(entry: Mapping[str, Any]) -> Envelope:
 class OutboxRelay:
     """Publishes pending outbox entries of the watched collections, then clears them.
 
-    Runs as one background task per process. Wakes on ``notify()`` (called by the repository after a
-    write with events) and every ``poll_interval_s`` (entries left by a crash, or written by another
-    replica). A document is claimed with a lease of ``lease_s`` so two replicas do not publish the
-    same entries at once; an expired lease (a crashed relay) is simply claimed again.
+    Runs as one background task per process. The writers of this process tell it which documents
+    just got entries (``notify(collection, ids)``, called by the repository after each such write);
+    it reads exactly those by ``_id`` — the one filter FerretDB v1 pushes down to SQLite — so a busy
+    service never makes it scan a collection. A full sweep for pending documents (a query on
+    ``outbox_pending``, a collection scan on FerretDB) runs only at start (entries left by a crash)
+    and every ``sweep_interval_s`` (entries written by another replica, or whose lease expired). A
+    document is claimed with a lease of ``lease_s`` so two replicas do not publish the same entries
+    at once; an expired lease (a crashed relay) is simply claimed again by a later sweep.
     """
 
     def __init__(
@@ -125,7 +130,7 @@ class OutboxRelay:
         *,
         metrics: Metrics,
         collections: Sequence[AsyncCollection[Document]] = (),
-        poll_interval_s: float = 1.0,
+        sweep_interval_s: float = 60.0,
         min_backoff_s: float = 0.1,
         max_backoff_s: float = 30.0,
         lease_s: float = 30.0,
@@ -133,28 +138,43 @@ class OutboxRelay:
     ) -> None:
         self._producer = producer
         self._metrics = metrics
-        self._collections = list(collections)
-        self._poll_interval_s = poll_interval_s
+        self._collections: dict[str, AsyncCollection[Document]] = {}
+        for collection in collections:
+            self._add(collection)
+        self._sweep_interval_s = sweep_interval_s
         self._min_backoff_s = min_backoff_s
         self._max_backoff_s = max_backoff_s
         self._lease = timedelta(seconds=lease_s)
         self._ack_timeout_s = ack_timeout_s
         self._wake = asyncio.Event()
+        # Per watched collection (full name): ids of documents told to have new entries, in order.
+        self._hinted: dict[str, dict[Any, None]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+
+    def _add(self, collection: AsyncCollection[Document]) -> None:
+        self._collections[collection.full_name] = serialized(collection)
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         """Relay the outbox of ``collection`` too (call before ``start``)."""
         if self._task is not None:
             raise RuntimeError("watch() collections before starting the relay")
-        self._collections.append(collection)
+        self._add(collection)
 
-    def notify(self) -> None:
-        """Publish soon: new entries were just written."""
+    def notify(self, collection: AsyncCollection[Document] | None = None, ids: Iterable[Any] = ()) -> None:
+        """Publish soon: entries were just written to documents ``ids`` of ``collection``.
+
+        Without a collection (or for one not watched) it only wakes the relay; those entries are then
+        found by the next full sweep.
+        """
+        if collection is not None and collection.full_name in self._collections:
+            hinted = self._hinted.setdefault(collection.full_name, {})
+            for document_id in ids:
+                hinted[document_id] = None
         self._wake.set()
 
     async def start(self) -> None:
-        """Start relaying in the background."""
+        """Start relaying in the background (the first pass is a full sweep: crash recovery)."""
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
@@ -172,11 +192,18 @@ class OutboxRelay:
             self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         failures = 0
+        next_sweep = loop.time()  # at once: entries a crash left behind
         while not self._stopping:
             self._wake.clear()
+            sweep = loop.time() >= next_sweep
             try:
-                await self.relay_once()
+                if sweep:
+                    await self.relay_once()
+                    next_sweep = loop.time() + self._sweep_interval_s
+                else:
+                    await self.relay_hinted()
                 failures = 0
             except Exception:
                 failures += 1
@@ -190,7 +217,9 @@ class OutboxRelay:
                 )
                 await self._sleep(delay, wake_on_notify=False)
                 continue
-            await self._sleep(self._poll_interval_s, wake_on_notify=True)
+            if any(self._hinted.values()):
+                continue  # written while this pass ran
+            await self._sleep(next_sweep - loop.time(), wake_on_notify=True)
 
     async def _sleep(self, seconds: float, *, wake_on_notify: bool) -> None:
         """Wait ``seconds``; a notify ends the wait early only outside a backoff, a stop always does."""
@@ -207,10 +236,35 @@ class OutboxRelay:
                 return
             self._wake.clear()  # a notify during backoff is remembered by the pass that follows anyway
 
-    async def relay_once(self) -> int:
-        """One pass over every watched collection; the number of entries published and cleared."""
+    async def relay_hinted(self) -> int:
+        """Publish the documents notified since the last pass, each read by ``_id``; entries published."""
         published = 0
-        for collection in self._collections:
+        for name, collection in self._collections.items():
+            while not self._stopping:
+                hinted = self._hinted.pop(name, None)
+                if not hinted:
+                    break
+                ids = list(hinted)
+                try:
+                    for n, document_id in enumerate(ids):
+                        document = await self._claim(collection, document_id)
+                        if document is not None:
+                            published += await self._publish(collection, document)
+                        ids[n] = _DONE
+                except BaseException:
+                    # Keep what is not published yet (and whatever was notified meanwhile) for the retry.
+                    again = self._hinted.setdefault(name, {})
+                    self._hinted[name] = {**dict.fromkeys(i for i in ids if i is not _DONE), **again}
+                    raise
+        return published
+
+    async def relay_once(self) -> int:
+        """A full sweep of every watched collection; the number of entries published and cleared.
+
+        Also publishes what was notified. Repeats the (non-``_id``) query until nothing is claimable.
+        """
+        published = await self.relay_hinted()
+        for collection in self._collections.values():
             while not self._stopping:
                 claimed = 0
                 for document_id in await self._pending_ids(collection):
@@ -255,13 +309,13 @@ class OutboxRelay:
     async def _claim(self, collection: AsyncCollection[Document], document_id: Any) -> Document | None:
         """Lease ``document_id`` if it is still pending and unleased; its document, or None."""
         now = datetime.now(UTC)
-        async with document_lock(collection, document_id):
-            return await collection.find_one_and_update(
-                {"_id": document_id, **self._claimable(now)},
-                {"$set": {LEASE_FIELD: now + self._lease}},
-                # No projection: FerretDB v1.24.2's findAndModify does not implement `fields`.
-                return_document=ReturnDocument.AFTER,
-            )
+        # Addressed by _id: pushed down on FerretDB, and holds the document's lock (serialized).
+        return await collection.find_one_and_update(
+            {"_id": document_id, **self._claimable(now)},
+            {"$set": {LEASE_FIELD: now + self._lease}},
+            # No projection: FerretDB v1.24.2's findAndModify does not implement `fields`.
+            return_document=ReturnDocument.AFTER,
+        )
 
     async def _publish(self, collection: AsyncCollection[Document], document: Document) -> int:
         entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
@@ -281,23 +335,23 @@ class OutboxRelay:
             await self._acknowledged(acks)
         except BaseException:
             # Let another pass (after backoff) or another replica retry right away.
-            async with document_lock(collection, document["_id"]):
-                await collection.update_one(
-                    {"_id": document["_id"], LEASE_FIELD: document[LEASE_FIELD]},
-                    {"$unset": {LEASE_FIELD: ""}},
-                )
+            await collection.update_one(
+                {"_id": document["_id"], LEASE_FIELD: document[LEASE_FIELD]},
+                {"$unset": {LEASE_FIELD: ""}},
+            )
             raise
         # Remove exactly the entries published (new ones may have been appended meanwhile), then clear
         # the flag only if the outbox is now empty — both single-document, conditional updates.
         update: Document = {"$unset": {LEASE_FIELD: ""}}
         if entries:
             update["$pullAll"] = {OUTBOX_FIELD: entries}
-        async with document_lock(collection, document["_id"]):
-            await collection.update_one({"_id": document["_id"]}, update)
-            await collection.update_one(
-                {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
-                {"$set": {PENDING_FIELD: False}},
-            )
+        # Each is one command holding the document's lock; the second's condition is checked
+        # atomically, so an entry appended in between keeps the flag set.
+        await collection.update_one({"_id": document["_id"]}, update)
+        await collection.update_one(
+            {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
+            {"$set": {PENDING_FIELD: False}},
+        )
         for entry in entries:
             self._metrics.outbox_published.labels(topic=entry["topic"]).inc()
         if entries:

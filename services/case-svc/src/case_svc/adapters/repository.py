@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from bson import Binary
@@ -85,6 +86,10 @@ class MongoCaseRepository(CaseRepository):
         await self.documents.insert({"_id": case.case_id, **case_to_doc(case)}, events=outbound(case.events))
         case.version = 1
         case.events.clear()
+
+    def exclusive(self, case_id: str) -> AbstractAsyncContextManager[object]:
+        # servicekit's per-document lock: the same one every write to the case document takes.
+        return self.documents.exclusive(case_id)
 
     async def save(self, case: Case) -> None:
         case.version = await self.documents.update(

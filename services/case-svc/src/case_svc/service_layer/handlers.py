@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import logging
 import random
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,8 +64,6 @@ class CaseHandlers:
         self.rules = rules
         self.clock = clock
         self.max_attempts = max_attempts
-        # One lock per case being changed; a lock disappears when no request holds or awaits it.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # ------------------------------------------------------------------ reads
 
@@ -213,7 +210,7 @@ class CaseHandlers:
     ) -> tuple[Case, R]:
         # Requests for one case in this process take turns (they would only conflict); requests in
         # other processes are caught by the optimistic version and decided again after a short pause.
-        async with self._lock_for(case_id):
+        async with self.cases.exclusive(case_id):
             for attempt in range(self.max_attempts):
                 if attempt:
                     await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))  # jitter
@@ -229,9 +226,3 @@ class CaseHandlers:
         raise ConcurrencyConflict(
             f"case {case_id} changed {self.max_attempts} times while this request was deciding; try again"
         )
-
-    def _lock_for(self, case_id: str) -> asyncio.Lock:
-        lock = self._locks.get(case_id)
-        if lock is None:
-            lock = self._locks[case_id] = asyncio.Lock()
-        return lock

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,6 +68,11 @@ class CaseRepository(abc.ABC):
     @abc.abstractmethod
     async def save(self, case: Case) -> None:
         """Stores a changed case if nobody changed it since it was read; raises ConcurrencyConflict."""
+
+    @abc.abstractmethod
+    def exclusive(self, case_id: str) -> AbstractAsyncContextManager[object]:
+        """Held across get → decide → save: requests for one case in this process take turns instead
+        of conflicting (re-entrant for `save` inside). Other processes are caught by the version."""
 
     @abc.abstractmethod
     async def list(self, where: CaseFilter, after: ListPosition | None, limit: int) -> Sequence[CaseSummary]:

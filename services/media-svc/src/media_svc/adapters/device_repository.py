@@ -12,18 +12,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 from servicekit.errors import AlreadyExists
-from servicekit.mongo import IndexSpec, VersionedRepository
+from servicekit.mongo import IndexSpec, Notify, VersionedRepository
 
 from media_svc.adapters.device_events import to_outbound
-from media_svc.adapters.serialized_writes import SerializedWrites
 from media_svc.domain.devices import Device, DeviceEvent, Fault, MaintenanceRecord, PreUseCheck
 from media_svc.service_layer.devices import DeviceAlreadyRegistered, DeviceRepository
 
@@ -54,15 +53,15 @@ class MongoDeviceRepository(DeviceRepository):
     """
 
     def __init__(
-        self, db: AsyncDatabase[Document], *, event_source: str, notify: Callable[[], None] | None = None
+        self, db: AsyncDatabase[Document], *, event_source: str, notify: Notify | None = None
     ) -> None:
-        # Every write to `devices` in this process — ours and the outbox relay's (it watches
-        # `device_collection`) — takes one lock: FerretDB v1 loses concurrent updates of one document.
-        self.device_collection = cast("AsyncCollection[Document]", SerializedWrites(db[DEVICES]))
-        self._device_docs = self.device_collection
         self._check_docs = db[CHECKS]
         self._maintenance_docs = db[MAINTENANCE]
-        self._devices = _Devices(self.device_collection, event_source=event_source, notify=notify)
+        # Every write to `devices` in this process — ours and the outbox relay's — holds servicekit's
+        # per-document lock (servicekit.doclock: FerretDB v1 loses concurrent updates of one document).
+        self._devices = _Devices(db[DEVICES], event_source=event_source, notify=notify)
+        self.device_collection = self._devices.collection
+        self._device_docs = self.device_collection
 
     @staticmethod
     def indexes() -> Mapping[str, Sequence[IndexSpec]]:

@@ -15,7 +15,7 @@ criterion is covered.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -25,7 +25,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from servicekit.errors import AlreadyExists
-from servicekit.mongo import IndexSpec, VersionedRepository, document_lock
+from servicekit.mongo import IndexSpec, Notify, VersionedRepository, serialized
 
 from media_svc.adapters.recording_events import to_outbound
 from media_svc.domain.access import ContentAccessed
@@ -202,10 +202,11 @@ _SEARCH_PROJECTION = {"block_hashes": 0, "outbox": 0}
 
 class MongoRecordingRepository(RecordingRepository):
     def __init__(
-        self, db: AsyncDatabase[Document], *, event_source: str, notify: Callable[[], None] | None = None
+        self, db: AsyncDatabase[Document], *, event_source: str, notify: Notify | None = None
     ) -> None:
-        self._docs: AsyncCollection[Document] = db[RECORDINGS]
         self._repo = _Recordings(db[RECORDINGS], event_source=event_source, notify=notify)
+        # Writes hold servicekit's per-document locks (FerretDB v1 applies racing updates non-atomically).
+        self._docs: AsyncCollection[Document] = self._repo.collection
 
     @staticmethod
     def indexes() -> Sequence[IndexSpec]:
@@ -270,9 +271,7 @@ class MongoRecordingRepository(RecordingRepository):
         return [recording_from(d) async for d in cursor]
 
     async def mark_in_series(self, recording_id: str) -> None:
-        # Every write to a document holds its lock (FerretDB v1 applies racing updates non-atomically).
-        async with document_lock(self._docs, recording_id):
-            await self._docs.update_one({"_id": recording_id}, {"$set": {"continuity_pending": False}})
+        await self._docs.update_one({"_id": recording_id}, {"$set": {"continuity_pending": False}})
 
     async def scrub_batch(self, after_id: str, limit: int) -> list[ScrubItem]:
         cursor = (
@@ -371,7 +370,7 @@ class _Series(VersionedRepository):
 
 class MongoSeriesRepository(SeriesRepository):
     def __init__(
-        self, db: AsyncDatabase[Document], *, event_source: str, notify: Callable[[], None] | None = None
+        self, db: AsyncDatabase[Document], *, event_source: str, notify: Notify | None = None
     ) -> None:
         self._docs: AsyncCollection[Document] = db[SERIES]
         self._repo = _Series(db[SERIES], event_source=event_source, notify=notify)
@@ -428,7 +427,7 @@ class _Access(VersionedRepository):
 
 class MongoAccessLog(AccessLog):
     def __init__(
-        self, db: AsyncDatabase[Document], *, event_source: str, notify: Callable[[], None] | None = None
+        self, db: AsyncDatabase[Document], *, event_source: str, notify: Notify | None = None
     ) -> None:
         self._repo = _Access(db[ACCESS], event_source=event_source, notify=notify)
 
@@ -495,8 +494,9 @@ def _run_from(d: Mapping[str, Any]) -> ScrubRun:
 
 class MongoScrubRunRepository(ScrubRunRepository):
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._runs: AsyncCollection[Document] = db[SCRUB_RUNS]
-        self._lock: AsyncCollection[Document] = db[SCRUB_LOCK]
+        # Writes hold servicekit's per-document locks (FerretDB v1 applies racing updates non-atomically).
+        self._runs: AsyncCollection[Document] = serialized(db[SCRUB_RUNS])
+        self._lock: AsyncCollection[Document] = serialized(db[SCRUB_LOCK])
 
     @staticmethod
     def indexes() -> Mapping[str, Sequence[IndexSpec]]:
@@ -504,24 +504,21 @@ class MongoScrubRunRepository(ScrubRunRepository):
 
     async def try_lock(self, run_id: str, until: datetime, now: datetime) -> bool:
         try:
-            async with document_lock(self._lock, _LOCK_ID):
-                got = await self._lock.find_one_and_update(
-                    {"_id": _LOCK_ID, "$or": [{"holder": None}, {"holder": run_id}, {"until": {"$lt": now}}]},
-                    {"$set": {"holder": run_id, "until": until}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
+            got = await self._lock.find_one_and_update(
+                {"_id": _LOCK_ID, "$or": [{"holder": None}, {"holder": run_id}, {"until": {"$lt": now}}]},
+                {"$set": {"holder": run_id, "until": until}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
         except DuplicateKeyError:
             return False
         return got is not None and got.get("holder") == run_id
 
     async def release(self, run_id: str) -> None:
-        async with document_lock(self._lock, _LOCK_ID):
-            await self._lock.update_one({"_id": _LOCK_ID, "holder": run_id}, {"$set": {"holder": None}})
+        await self._lock.update_one({"_id": _LOCK_ID, "holder": run_id}, {"$set": {"holder": None}})
 
     async def put(self, run: ScrubRun) -> None:
-        async with document_lock(self._runs, run.run_id):
-            await self._runs.replace_one({"_id": run.run_id}, _run_doc(run), upsert=True)
+        await self._runs.replace_one({"_id": run.run_id}, _run_doc(run), upsert=True)
 
     async def running(self) -> ScrubRun | None:
         lock = await self._lock.find_one({"_id": _LOCK_ID})
