@@ -6,10 +6,12 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lawtrail.media.v1 import recording_service_pb2 as pb
 from media_svc.domain.access import AccessGrant, GrantedAction, GrantResource, ResourceKind
 from media_svc.domain.fixity import ScrubState
 from media_svc.domain.recordings import IntegrityCheckFailed, IntegrityStatus, Recording
-from media_svc.service_layer.downloads import IntegrityFailure
+from media_svc.entrypoints.recording_api import chunk_response
+from media_svc.service_layer.downloads import FRAME_HEADROOM, IntegrityFailure, VerifiedChunk
 from recordings_support import OFFICER, App, Media, chunks_of, classification, data_of, manifest_for
 from servicekit.errors import DataLoss, PermissionDenied
 
@@ -46,7 +48,8 @@ REVIEWER = OFFICER.__class__("reviewer-1", "unit-a", frozenset({"INSPECTOR"}))
 
 async def read_all(app: App, recording_id: str, token: str) -> bytes:
     download = await app.downloads.open(recording_id, token, REVIEWER)
-    return b"".join([b async for b in download.blocks])
+    # A chunk's buffer is reused for the next one: copy each before asking for the next.
+    return b"".join([bytes(b.data) async for b in download.blocks])
 
 
 async def test_r16_download_with_a_grant_streams_verified_content_and_logs_the_access(
@@ -56,7 +59,7 @@ async def test_r16_download_with_a_grant_streams_verified_content_and_logs_the_a
     token = grant(app, resources=(GrantResource(ResourceKind.RECORDING, r.recording_id),))
     download = await app.downloads.open(r.recording_id, token, REVIEWER)
     assert [a.recording_id for a in app.access_log.records] == [r.recording_id], "logged before any byte"
-    blocks = [b async for b in download.blocks]
+    blocks = [bytes(b.data) async for b in download.blocks]
     assert b"".join(blocks) == data_of(media.long_video)
     assert all(len(b) == 2 * MIB for b in blocks[:-1]), "two verified 1 MiB blocks per message"
     access = app.access_log.records[0]
@@ -131,7 +134,7 @@ async def test_r23_a_flipped_byte_stops_the_download_with_data_loss_before_the_b
 
     async def drain() -> None:
         async for block in download.blocks:
-            released.append(block)
+            released.append(bytes(block.data))
 
     with pytest.raises(IntegrityFailure, match=r"block 2 .* does not match") as err:
         await drain()
@@ -180,3 +183,13 @@ async def test_fixity_scrub_runs_once_at_a_time(app: App, media: Media) -> None:
     await stored(app, media)
     assert await app.runs.try_lock("someone-else", datetime.now(UTC), datetime.now(UTC))
     assert await app.scrubber.run(triggered_by="test") is None
+
+
+@pytest.mark.parametrize("size", [1, 127, 128, 16383, 16384, MIB, 2 * MIB, 3 * MIB])
+def test_a_chunk_response_parsed_from_its_headroom_is_the_message_built_from_the_bytes(size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    buffer = bytearray(b"\xff" * FRAME_HEADROOM) + data + b"\xee" * 7  # a reused, larger buffer
+    chunk = VerifiedChunk(buffer, size)
+    built = pb.DownloadRecordingResponse(chunk=data)
+    assert chunk_response(chunk) == built
+    assert chunk_response(chunk).SerializeToString() == built.SerializeToString()
