@@ -15,7 +15,6 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,8 +63,9 @@ MAX_CHUNK_BYTES = MIB
 DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 * MIB
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-# Chunks handed to the writer thread but not yet written: bounds memory per upload (≤ 8 MiB).
-_MAX_IN_FLIGHT = 8
+# Chunks received while the writer thread is busy, handed to it together (a batch): bounds memory per
+# upload (≤ 16 MiB: one batch being written, the next one waiting).
+_MAX_BATCH = 8
 
 
 def utc_now_ms() -> datetime:
@@ -276,14 +276,17 @@ class RecordingHandlers:
         self, partial: PartialUpload, offset: int, size: int, chunks: AsyncIterator[bytes]
     ) -> ContentDigest:
         """Hashes and writes the stream in a worker thread (hashlib and file writes release the GIL), so
-        receiving the next chunk overlaps with storing the previous one."""
+        receiving the next chunks overlaps with storing the previous ones. The chunks that arrive while
+        the writer is busy go to it as one batch: one hand-off between the threads per batch, not per
+        chunk (each hand-off wakes a thread and waits for the GIL)."""
         loop = asyncio.get_running_loop()
         digest = ContentDigest()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest") as worker:
             if offset:
                 await loop.run_in_executor(worker, _rehash, partial, digest, offset)
             received = offset
-            in_flight: deque[asyncio.Future[None]] = deque()
+            waiting: list[bytes] = []
+            busy: asyncio.Future[None] | None = None
             try:
                 async for chunk in chunks:
                     if not chunk:
@@ -300,17 +303,24 @@ class RecordingHandlers:
                             f"received more than the declared size_bytes {size}; nothing was stored — "
                             "upload the file again from offset 0 with its real size"
                         )
-                    in_flight.append(loop.run_in_executor(worker, _absorb, partial, digest, chunk))
-                    if len(in_flight) >= _MAX_IN_FLIGHT:
-                        await in_flight.popleft()
-                while in_flight:  # the last writes: their failures (a full disk) must surface here
-                    await in_flight.popleft()
+                    waiting.append(chunk)
+                    if busy is not None and not busy.done() and len(waiting) < _MAX_BATCH:
+                        continue
+                    if busy is not None:
+                        await busy  # a write failure (a full disk) surfaces here
+                    busy = loop.run_in_executor(worker, _absorb, partial, digest, waiting)
+                    waiting = []
+                if busy is not None:
+                    await busy
+                if waiting:  # the last writes: their failures must surface here
+                    busy = loop.run_in_executor(worker, _absorb, partial, digest, waiting)
+                    await busy
             finally:
                 # Leaving the `with` waits (synchronously, so even under cancellation) until the writer
                 # has finished what it was given: the partial stays consistent. Failures of those
                 # writes are reported by the await above or not at all (the upload failed anyway).
-                for pending in in_flight:
-                    pending.add_done_callback(_retrieve)
+                if busy is not None:
+                    busy.add_done_callback(_retrieve)
         if received < size:
             self._metrics.upload_rejected("incomplete")
             raise UploadIncomplete(
@@ -464,9 +474,10 @@ def _retrieve(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-def _absorb(partial: PartialUpload, digest: ContentDigest, chunk: bytes) -> None:
-    partial.write(chunk)
-    digest.update(chunk)
+def _absorb(partial: PartialUpload, digest: ContentDigest, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        partial.write(chunk)
+        digest.update(chunk)
 
 
 def _rehash(partial: PartialUpload, digest: ContentDigest, offset: int) -> None:
