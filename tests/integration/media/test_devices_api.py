@@ -11,10 +11,8 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer
-from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.common.v1 import common_pb2
 from lawtrail.media.v1 import device_events_pb2
@@ -33,6 +31,7 @@ from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
 from servicekit.auth.devtoken import ensure_dev_keys, generate_keypair, mint_token
 from servicekit.messaging.envelope import decode
+from servicekit.testing import empty_request, invoke
 
 pytestmark = pytest.mark.integration
 
@@ -252,16 +251,11 @@ async def test_device_events_reach_the_topic_keyed_by_device_number(stack: Stack
     assert seen == ["DeviceRegistered", "DeviceChecked", "DeviceFaultReported", "DeviceReturnedToService"]
 
 
-def _any_request(method: MethodDescriptor) -> Message:
-    return message_factory.GetMessageClass(method.input_type)()
-
-
 @pytest.mark.parametrize("method", list(DEVICE_SERVICE.methods), ids=lambda m: m.name)
 def test_every_device_rpc_refuses_missing_expired_forged_and_underprivileged_tokens(
     media_svc: tuple[ServiceProcess, Tokens], method: MethodDescriptor
 ) -> None:
     service, tokens = media_svc
-    path = f"/{DEVICE_SERVICE.full_name}/{method.name}"
     forged = mint_token(generate_keypair()[0], subject="eve", unit="unit-a", roles=["UNIT_HEAD"])
     cases = {
         "missing": ("", grpc.StatusCode.UNAUTHENTICATED),
@@ -274,14 +268,9 @@ def test_every_device_rpc_refuses_missing_expired_forged_and_underprivileged_tok
         ),
     }
     with grpc.insecure_channel(service.grpc_address) as channel:
-        call = channel.unary_unary(
-            path,
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=lambda b: b,
-        )
         for what, (token, expected) in cases.items():
             metadata = [("authorization", f"Bearer {token}")] if token else []
             with pytest.raises(grpc.RpcError) as raised:
-                call(_any_request(method), metadata=metadata, timeout=10)
+                invoke(channel, method, empty_request(method), metadata=metadata)
             assert raised.value.code() == expected, f"{method.name} with a {what} token"
             assert raised.value.details(), f"{method.name} with a {what} token: no message"
