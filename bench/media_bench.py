@@ -10,7 +10,9 @@ the same run on the same bytes (issue 4 "Tests and figures").
 `main()` starts its own Kafka + FerretDB + media-svc on free ports in a temporary directory (never a stack
 left running by `make run`), and prints the figures. Run: `make bench` or `python -m bench media`.
 Options (environment): MEDIA_BENCH_MIB (content size, default 256), MEDIA_BENCH_REPEAT (paired runs,
-default 5; each ratio is taken within a pair measured back to back, and the median is reported).
+default 7; each ratio is taken within a pair measured back to back, and the median is reported).
+Before the pairs, one warm-up round of every operation and baseline is run and not counted (the first
+upload also pays for the first database writes, the first ffprobe and connection set-up).
 """
 
 from __future__ import annotations
@@ -298,6 +300,7 @@ def measure(stack: Stack, work: Path, mib: int, repeat: int, say: Callable[[str]
     data = content.read_bytes()
     size = len(data)
     say(f"content: {size / MIB:.1f} MiB ({content.name}); starting media-svc…")
+    load_start = os.getloadavg()[0]
     media = MediaService(stack, work)
     bare = BareStream()
     ingest_ratios, download_ratios, scrub_ratios = [], [], []
@@ -305,6 +308,14 @@ def measure(stack: Stack, work: Path, mib: int, repeat: int, say: Callable[[str]
         k: [] for k in ("sha", "write", "bare", "ingest", "download", "digest", "scrub")
     }
     try:
+        # Warm-up, not counted: a distinct variant (its recording is scrubbed with the others, and
+        # the scrub baseline hashes the same stored files, so it stays fair).
+        say("warm-up round (not counted)…")
+        warm = variant(data, repeat)
+        raw_write_fsync_s(warm, media.data_dir)
+        bare.send_s(warm)
+        raw_sha256_s(warm)
+        media.download_s(media.ingest_s(warm, repeat)[1].recording)
         recordings: list[rpb.Recording] = []
         for n in range(repeat):
             same = variant(data, n)
@@ -320,7 +331,11 @@ def measure(stack: Stack, work: Path, mib: int, repeat: int, say: Callable[[str]
             speeds["write"].append(_mbps(size, write))
             speeds["bare"].append(_mbps(size, stream))
             speeds["ingest"].append(_mbps(size, elapsed))
-            say(f"ingest {n + 1}/{repeat}: ratio {ingest_ratios[-1]:.2f}")
+            say(
+                f"ingest {n + 1}/{repeat}: ratio {ingest_ratios[-1]:.2f} (ingest "
+                f"{speeds['ingest'][-1]:.0f} MiB/s, write+fsync {speeds['write'][-1]:.0f}, "
+                f"bare gRPC {speeds['bare'][-1]:.0f})"
+            )
         for n, recording in enumerate(recordings):
             same = variant(data, n)
             sha_before = raw_sha256_s(same)
@@ -329,7 +344,10 @@ def measure(stack: Stack, work: Path, mib: int, repeat: int, say: Callable[[str]
             download_ratios.append(sha / download)
             speeds["sha"].append(_mbps(size, sha))
             speeds["download"].append(_mbps(size, download))
-            say(f"download {n + 1}/{repeat}: ratio {download_ratios[-1]:.2f}")
+            say(
+                f"download {n + 1}/{repeat}: ratio {download_ratios[-1]:.2f} (download "
+                f"{speeds['download'][-1]:.0f} MiB/s, SHA-256 {speeds['sha'][-1]:.0f})"
+            )
         # The scrub and its baseline re-hash the same stored files, both with a warm page cache.
         paths = media.stored_paths()
         total = sum(p.stat().st_size for p in paths)
@@ -343,11 +361,19 @@ def measure(stack: Stack, work: Path, mib: int, repeat: int, say: Callable[[str]
             scrub_ratios.append(digest / scrub)
             speeds["digest"].append(_mbps(total, digest))
             speeds["scrub"].append(_mbps(total, scrub))
-            say(f"scrub {n + 1}/{repeat}: ratio {scrub_ratios[-1]:.2f}")
+            say(
+                f"scrub {n + 1}/{repeat}: ratio {scrub_ratios[-1]:.2f} (scrub "
+                f"{speeds['scrub'][-1]:.0f} MiB/s, file_digest {speeds['digest'][-1]:.0f})"
+            )
     finally:
         bare.close()
         media.close()
-    f = {"size_mib": size / MIB, "repeat": float(repeat)}
+    f = {
+        "size_mib": size / MIB,
+        "repeat": float(repeat),
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+    }
     for name, values in speeds.items():
         f[f"{name}_mbps"] = statistics.median(values)
     for name, ratios in (("ingest", ingest_ratios), ("download", download_ratios), ("scrub", scrub_ratios)):
@@ -367,7 +393,8 @@ def report(f: dict[str, float]) -> str:
     return "\n".join(
         [
             f"media-svc benchmark — {f['size_mib']:.0f} MiB of real video, "
-            f"{f['repeat']:.0f} paired runs, medians",
+            f"{f['repeat']:.0f} paired runs after a warm-up, medians "
+            f"(load average {f['load_start']:.1f} → {f['load_end']:.1f} on {os.cpu_count()} cores)",
             f"  raw SHA-256 (1 core)          {f['sha_mbps']:8.0f} MiB/s",
             f"  raw write + fsync             {f['write_mbps']:8.0f} MiB/s",
             f"  bare gRPC client stream       {f['bare_mbps']:8.0f} MiB/s",
@@ -384,7 +411,7 @@ def report(f: dict[str, float]) -> str:
 
 def main() -> None:
     mib = int(os.environ.get("MEDIA_BENCH_MIB", "256"))
-    repeat = int(os.environ.get("MEDIA_BENCH_REPEAT", "5"))
+    repeat = int(os.environ.get("MEDIA_BENCH_REPEAT", "7"))
 
     def say(text: str) -> None:
         print(f"[media-bench] {text}", file=sys.stderr, flush=True)
