@@ -63,8 +63,8 @@ MAX_CHUNK_BYTES = MIB
 DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 * MIB
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-# Chunks received while the writer thread is busy, handed to it together (a batch): bounds memory per
-# upload (≤ 16 MiB: one batch being written, the next one waiting).
+# Chunks received while the writer and hasher threads are busy, handed to them together (a batch):
+# bounds memory per upload (≤ 16 MiB: one batch being stored, the next one waiting).
 _MAX_BATCH = 8
 
 
@@ -275,18 +275,23 @@ class RecordingHandlers:
     async def _receive(
         self, partial: PartialUpload, offset: int, size: int, chunks: AsyncIterator[bytes]
     ) -> ContentDigest:
-        """Hashes and writes the stream in a worker thread (hashlib and file writes release the GIL), so
-        receiving the next chunks overlaps with storing the previous ones. The chunks that arrive while
-        the writer is busy go to it as one batch: one hand-off between the threads per batch, not per
-        chunk (each hand-off wakes a thread and waits for the GIL)."""
-        loop = asyncio.get_running_loop()
+        """Writes the stream in one worker thread and hashes it in another (file writes and hashlib
+        release the GIL), so receiving the next chunks, writing and hashing the previous ones overlap.
+        The chunks that arrive while the workers are busy go to them as one batch: one hand-off
+        between the threads per batch, not per chunk (each hand-off wakes a thread and waits for the
+        GIL). Measured on 2 cores: writing (the kernel's copy into the page cache) and the two SHA-256
+        passes each take about as long as receiving; side by side, later uploads of a run (fresh
+        page-cache pages) took 1.05–1.2 s instead of 1.2–1.4 s per 256 MiB."""
         digest = ContentDigest()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest") as worker:
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write") as writer,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-hash") as hasher,
+        ):
             if offset:
-                await loop.run_in_executor(worker, _rehash, partial, digest, offset)
+                await asyncio.get_running_loop().run_in_executor(hasher, _rehash, partial, digest, offset)
             received = offset
             waiting: list[bytes] = []
-            busy: asyncio.Future[None] | None = None
+            busy: _Batch | None = None
             try:
                 async for chunk in chunks:
                     if not chunk:
@@ -307,20 +312,20 @@ class RecordingHandlers:
                     if busy is not None and not busy.done() and len(waiting) < _MAX_BATCH:
                         continue
                     if busy is not None:
-                        await busy  # a write failure (a full disk) surfaces here
-                    busy = loop.run_in_executor(worker, _absorb, partial, digest, waiting)
+                        await busy.finished()  # a write failure (a full disk) surfaces here
+                    busy = _Batch(writer, hasher, partial, digest, waiting)
                     waiting = []
                 if busy is not None:
-                    await busy
+                    await busy.finished()
                 if waiting:  # the last writes: their failures must surface here
-                    busy = loop.run_in_executor(worker, _absorb, partial, digest, waiting)
-                    await busy
+                    busy = _Batch(writer, hasher, partial, digest, waiting)
+                    await busy.finished()
             finally:
                 # Leaving the `with` waits (synchronously, so even under cancellation) until the writer
                 # has finished what it was given: the partial stays consistent. Failures of those
                 # writes are reported by the await above or not at all (the upload failed anyway).
                 if busy is not None:
-                    busy.add_done_callback(_retrieve)
+                    busy.retrieve()
         if received < size:
             self._metrics.upload_rejected("incomplete")
             raise UploadIncomplete(
@@ -474,9 +479,43 @@ def _retrieve(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-def _absorb(partial: PartialUpload, digest: ContentDigest, chunks: list[bytes]) -> None:
+class _Batch:
+    """Chunks being stored: written by the writer thread while the hasher thread hashes them (both
+    release the GIL, so on two cores the write and the two SHA-256 passes run side by side)."""
+
+    def __init__(
+        self,
+        writer: ThreadPoolExecutor,
+        hasher: ThreadPoolExecutor,
+        partial: PartialUpload,
+        digest: ContentDigest,
+        chunks: list[bytes],
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._written = loop.run_in_executor(writer, _write_all, partial, chunks)
+        self._hashed = loop.run_in_executor(hasher, _hash_all, digest, chunks)
+
+    def done(self) -> bool:
+        return self._written.done() and self._hashed.done()
+
+    async def finished(self) -> None:
+        try:
+            await self._written
+        finally:
+            await self._hashed
+
+    def retrieve(self) -> None:
+        self._written.add_done_callback(_retrieve)
+        self._hashed.add_done_callback(_retrieve)
+
+
+def _write_all(partial: PartialUpload, chunks: list[bytes]) -> None:
     for chunk in chunks:
         partial.write(chunk)
+
+
+def _hash_all(digest: ContentDigest, chunks: list[bytes]) -> None:
+    for chunk in chunks:
         digest.update(chunk)
 
 
