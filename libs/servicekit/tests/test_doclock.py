@@ -2,9 +2,11 @@
 
 import asyncio
 import gc
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from pymongo import AsyncMongoClient
-from servicekit.doclock import _locks, document_lock, serialized
+from servicekit.doclock import _locks, _matches, _Unsupported, document_lock, serialized
 
 
 async def test_one_lock_per_document_serializes_its_writers() -> None:
@@ -109,3 +111,34 @@ async def test_serialized_writes_by_id_lock_the_document_others_the_collection()
         one = raw.log.index("one ? start")
         assert raw.log[one + 1] == "one ? end"
         assert len(raw.log) == 8
+
+
+def test_the_filter_check_used_on_ferretdb_decides_like_mongodb() -> None:
+    """On FerretDB a conditional write by _id is decided in Python under the lock (only `{_id: x}` is
+    pushed down there); the check must agree with MongoDB on the filters servicekit writes with."""
+    now = datetime.now(UTC)
+    doc = {
+        "_id": "c-1",
+        "version": 3,
+        "outbox_pending": True,
+        "outbox": [],
+        "applied_events": ["s e1", "s e2"],
+        "lease": now.replace(tzinfo=None),  # a client without tz_aware reads naive UTC
+    }
+    claimable = {"$or": [{"gone": {"$exists": False}}, {"gone": None}, {"gone": {"$lt": now}}]}
+    assert _matches(doc, {"_id": "c-1", "version": 3})
+    assert not _matches(doc, {"_id": "c-1", "version": 2})
+    assert not _matches(doc, {"_id": "c-1", "version": True})  # BSON: a bool is not a number
+    assert _matches(doc, {"_id": "c-1", "outbox_pending": True, **claimable})
+    assert not _matches(doc, {"_id": "c-1", "lease": {"$lt": now - timedelta(seconds=1)}})
+    assert _matches(doc, {"_id": "c-1", "lease": now})
+    assert _matches(doc, {"_id": "c-1", "outbox_pending": True, "outbox": {"$size": 0}})
+    assert not _matches({**doc, "outbox": [{"x": 1}]}, {"_id": "c-1", "outbox": {"$size": 0}})
+    assert not _matches(doc, {"_id": "c-1", "applied_events": {"$ne": "s e2"}})
+    assert _matches(doc, {"_id": "c-1", "applied_events": {"$ne": "s e3"}})
+    assert _matches(doc, {"_id": "c-1", "applied_events.1": {"$exists": True}})
+    assert not _matches(doc, {"_id": "c-1", "applied_events.2": {"$exists": True}})
+    assert _matches(doc, {"_id": "c-1", "holder": None, "version": {"$in": [1, 3]}})
+    for unknown in ({"outbox": {"$elemMatch": {"x": 1}}}, {"$where": "1"}, {"outbox": []}):
+        with pytest.raises(_Unsupported):
+            _matches(doc, unknown)

@@ -18,17 +18,29 @@ filter (measured: 200 concurrent ``$inc`` from one client left the counter at 43
 
 With one process per service (the local stack and the tests) that makes writes atomic on FerretDB
 too. Two processes writing one FerretDB database still race: run one replica per service there.
+
+FerretDB v1 also pushes down to SQLite only a filter that is exactly ``{"_id": x}``: any other
+filter — ``{"_id": x, "version": 3}`` too — reads and decodes the whole collection (FerretDB#3235,
+#3599; 3000 documents: ~200 ms instead of ~2 ms). So on FerretDB (told by ``buildInfo``), a
+conditional write addressed by ``_id`` is done under the document's lock as: read ``{"_id": x}``,
+check the rest of the filter in Python, write with ``{"_id": x}`` alone. That is the same
+decision the database would make, because no other writer of this process can come between the read
+and the write (the lock), and FerretDB needs one writing process anyway. A filter with an operator
+the check does not know falls back to the database's own evaluation. MongoDB always gets the
+original filter (atomic across replicas).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
-from weakref import WeakValueDictionary
+from weakref import WeakKeyDictionary, WeakValueDictionary
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.results import DeleteResult, UpdateResult
 
 __all__ = ["DocumentLock", "SerializedCollection", "document_lock", "serialized"]
 
@@ -161,6 +173,146 @@ _BY_FILTER = frozenset(
 _COLLECTION_WIDE = frozenset({"update_many", "delete_many", "insert_many", "bulk_write", "drop"})
 
 
+# --- FerretDB: conditional writes by _id, decided under the lock -------------------------------------
+
+_ferretdb: WeakKeyDictionary[Any, bool] = WeakKeyDictionary()
+
+
+async def _is_ferretdb(collection: Any) -> bool:
+    """Whether ``collection`` lives on FerretDB (its ``buildInfo`` says so); asked once per client."""
+    database = getattr(collection, "database", None)
+    client = getattr(database, "client", None)
+    if client is None:
+        return False
+    known = _ferretdb.get(client)
+    if known is None:
+        info = await client.admin.command("buildInfo")
+        known = _ferretdb[client] = "ferretdbVersion" in info
+    return known
+
+
+class _Unsupported(Exception):
+    """The filter uses something ``_matches`` does not evaluate: let the database do it."""
+
+
+_ABSENT = object()
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _lookup(document: Any, path: str) -> Any:
+    value = document
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part, _ABSENT)
+        elif isinstance(value, list) and part.isdigit():
+            index = int(part)
+            value = value[index] if index < len(value) else _ABSENT
+        elif isinstance(value, list):
+            raise _Unsupported(path)  # a path into an array of documents
+        else:
+            return _ABSENT
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(b, Mapping | list) or isinstance(a, Mapping):
+        raise _Unsupported("document or array equality")
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, datetime) and isinstance(b, datetime):
+        return _utc(a) == _utc(b)
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and bool(a == b)
+
+
+def _equals(value: Any, wanted: Any) -> bool:
+    """MongoDB's ``{field: wanted}``: null matches a missing field; an array matches by element."""
+    if isinstance(wanted, Mapping | list):
+        raise _Unsupported("document or array equality")
+    if wanted is None:
+        return value is _ABSENT or value is None or (isinstance(value, list) and None in value)
+    if value is _ABSENT:
+        return False
+    if isinstance(value, list):
+        return any(_same(element, wanted) for element in value)
+    return _same(value, wanted)
+
+
+def _compare(value: Any, op: str, bound: Any) -> bool:
+    a: Any
+    b: Any
+    if isinstance(value, list):
+        raise _Unsupported("comparison on an array")
+    if isinstance(value, datetime) and isinstance(bound, datetime):
+        a, b = _utc(value), _utc(bound)
+    elif (
+        isinstance(value, int | float)
+        and isinstance(bound, int | float)
+        and not isinstance(value, bool)
+        and not isinstance(bound, bool)
+    ) or (isinstance(value, str) and isinstance(bound, str)):
+        a, b = value, bound
+    elif value is _ABSENT or value is None:
+        return False
+    else:
+        raise _Unsupported("comparison across types")
+    return bool({"$lt": a < b, "$lte": a <= b, "$gt": a > b, "$gte": a >= b}[op])
+
+
+def _field_matches(value: Any, condition: Any) -> bool:
+    if not (isinstance(condition, Mapping) and condition and all(str(k).startswith("$") for k in condition)):
+        return _equals(value, condition)
+    for op, argument in condition.items():
+        if op == "$eq":
+            ok = _equals(value, argument)
+        elif op == "$ne":
+            ok = not _equals(value, argument)
+        elif op == "$exists":
+            ok = (value is not _ABSENT) == bool(argument)
+        elif op in ("$lt", "$lte", "$gt", "$gte"):
+            ok = _compare(value, op, argument)
+        elif op == "$in" and isinstance(argument, list):
+            ok = any(_equals(value, a) for a in argument)
+        elif op == "$size" and isinstance(argument, int) and not isinstance(argument, bool):
+            ok = isinstance(value, list) and len(value) == argument
+        else:
+            raise _Unsupported(op)
+        if not ok:
+            return False
+    return True
+
+
+def _matches(document: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
+    """Whether ``document`` matches ``filter``, for the operators servicekit's writes use; raises
+    ``_Unsupported`` for anything else."""
+    for key, condition in filter.items():
+        if key == "$or" and isinstance(condition, list):
+            if not any(_matches(document, branch) for branch in condition):
+                return False
+        elif key == "$and" and isinstance(condition, list):
+            if not all(_matches(document, branch) for branch in condition):
+                return False
+        elif str(key).startswith("$"):
+            raise _Unsupported(key)
+        elif not _field_matches(_lookup(document, key), condition):
+            return False
+    return True
+
+
+_NO_MATCH: dict[str, Any] = {
+    "update_one": lambda: UpdateResult({"n": 0, "nModified": 0, "ok": 1.0}, acknowledged=True),
+    "replace_one": lambda: UpdateResult({"n": 0, "nModified": 0, "ok": 1.0}, acknowledged=True),
+    "delete_one": lambda: DeleteResult({"n": 0, "ok": 1.0}, acknowledged=True),
+    "find_one_and_update": lambda: None,
+    "find_one_and_replace": lambda: None,
+    "find_one_and_delete": lambda: None,
+}
+
+
 class SerializedCollection:
     """An ``AsyncCollection`` whose writes hold ``document_lock`` (one document) or the collection
     (several); reads and everything else pass through. Build it with ``serialized(collection)``."""
@@ -173,7 +325,11 @@ class SerializedCollection:
         if name == "insert_one":
             return self._one(attribute, lambda args, kwargs: _id_of_new(args, kwargs))
         if name in _BY_FILTER:
-            return self._one(attribute, lambda args, kwargs: _addressed_id(_filter_of(args, kwargs)))
+            return self._one(
+                attribute,
+                lambda args, kwargs: _addressed_id(_filter_of(args, kwargs)),
+                conditional=name,
+            )
         if name in _COLLECTION_WIDE:
             return self._all(attribute)
         return attribute
@@ -181,7 +337,7 @@ class SerializedCollection:
     def __repr__(self) -> str:
         return f"serialized({self.unwrapped!r})"
 
-    def _one(self, method: Any, addressed: Any) -> Any:
+    def _one(self, method: Any, addressed: Any, conditional: str | None = None) -> Any:
         async def write(*args: Any, **kwargs: Any) -> Any:
             document_id = addressed(args, kwargs)
             if document_id is _MISSING:
@@ -190,11 +346,37 @@ class SerializedCollection:
             async with document_lock(self.unwrapped, document_id):
                 await gate.acquire_shared()
                 try:
+                    if conditional is not None:
+                        return await self._by_id(conditional, method, document_id, args, kwargs)
                     return await method(*args, **kwargs)
                 finally:
                     await gate.release_shared()
 
         return write
+
+    async def _by_id(
+        self, name: str, method: Any, document_id: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """A write addressed by ``_id``, under its lock; on FerretDB decided here (module docstring)."""
+        filter = _filter_of(args, kwargs)
+        by_id = {"_id": document_id}
+        if filter == by_id or not await _is_ferretdb(self.unwrapped):
+            return await method(*args, **kwargs)
+        current = await self.unwrapped.find_one(by_id)
+        upsert = bool(kwargs.get("upsert"))
+        try:
+            matched = current is not None and _matches(current, filter)
+        except _Unsupported:
+            return await method(*args, **kwargs)
+        if not matched:
+            if upsert:
+                return await method(*args, **kwargs)  # insert (or DuplicateKeyError) as the database decides
+            return _NO_MATCH[name]()
+        if args:
+            args = (by_id, *args[1:])
+        else:
+            kwargs = {**kwargs, "filter": by_id}
+        return await method(*args, **kwargs)
 
     def _all(self, method: Any) -> Any:
         async def write(*args: Any, **kwargs: Any) -> Any:
