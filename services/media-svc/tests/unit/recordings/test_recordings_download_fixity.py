@@ -193,3 +193,14 @@ def test_a_chunk_response_parsed_from_its_headroom_is_the_message_built_from_the
     built = pb.DownloadRecordingResponse(chunk=data)
     assert chunk_response(chunk) == built
     assert chunk_response(chunk).SerializeToString() == built.SerializeToString()
+
+
+def test_the_allocator_thresholds_are_left_to_the_operator_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from media_svc.entrypoints import recording_api
+
+    monkeypatch.setattr(recording_api, "_allocator_tuned", False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")
+    assert recording_api.keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    assert recording_api.keep_freed_memory() is True  # glibc (the service's platform) has mallopt
+    assert recording_api.keep_freed_memory() is True  # once
