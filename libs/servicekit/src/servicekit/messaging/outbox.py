@@ -149,6 +149,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         # Per watched collection (full name): ids of documents told to have new entries, in order.
         self._hinted: dict[str, dict[Any, None]] = {}
+        # The earliest lease expiry of a pending document seen by the last sweep (brings the next one closer).
+        self._leased_until: datetime | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -202,6 +204,9 @@ class OutboxRelay:
                 if sweep:
                     await self.relay_once()
                     next_sweep = loop.time() + self._sweep_interval_s
+                    if self._leased_until is not None:
+                        expires_in = (self._leased_until - datetime.now(UTC)).total_seconds() + 0.5
+                        next_sweep = min(next_sweep, loop.time() + max(expires_in, 0.5))
                 else:
                     await self.relay_hinted()
                 failures = 0
@@ -264,6 +269,7 @@ class OutboxRelay:
         Also publishes what was notified. Repeats the (non-``_id``) query until nothing is claimable.
         """
         published = await self.relay_hinted()
+        self._leased_until = None
         for collection in self._collections.values():
             while not self._stopping:
                 claimed = 0
@@ -274,7 +280,23 @@ class OutboxRelay:
                         published += await self._publish(collection, document)
                 if not claimed:
                     break
+            await self._note_leases(collection)
         return published
+
+    async def _note_leases(self, collection: AsyncCollection[Document]) -> None:
+        """Remember when the earliest lease on a pending document expires: a relay that died while
+        publishing (e.g. this process before a restart) leaves one, and the next sweep should claim the
+        document then rather than a whole ``sweep_interval_s`` later."""
+        leased = await collection.find_one(
+            {PENDING_FIELD: True, LEASE_FIELD: {"$gte": datetime.now(UTC)}},
+            projection={LEASE_FIELD: 1},
+            sort=[(LEASE_FIELD, 1)],
+        )
+        if leased is not None:
+            until: datetime = leased[LEASE_FIELD]
+            until = until.replace(tzinfo=UTC) if until.tzinfo is None else until
+            if self._leased_until is None or until < self._leased_until:
+                self._leased_until = until
 
     async def _acknowledged(self, acks: list[asyncio.Future[Any]]) -> None:
         """Wait for the broker's ack of every send, at most ``ack_timeout_s``.
@@ -340,18 +362,29 @@ class OutboxRelay:
                 {"$unset": {LEASE_FIELD: ""}},
             )
             raise
-        # Remove exactly the entries published (new ones may have been appended meanwhile), then clear
-        # the flag only if the outbox is now empty — both single-document, conditional updates.
-        update: Document = {"$unset": {LEASE_FIELD: ""}}
-        if entries:
-            update["$pullAll"] = {OUTBOX_FIELD: entries}
-        # Each is one command holding the document's lock; the second's condition is checked
-        # atomically, so an entry appended in between keeps the flag set.
-        await collection.update_one({"_id": document["_id"]}, update)
-        await collection.update_one(
-            {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
-            {"$set": {PENDING_FIELD: False}},
+        # Usually nothing was appended meanwhile: then the outbox still holds exactly the entries read
+        # (entries are only appended, and removed only under our lease), so one update clears it all.
+        cleared = await collection.update_one(
+            {
+                "_id": document["_id"],
+                LEASE_FIELD: document[LEASE_FIELD],
+                OUTBOX_FIELD: {"$size": len(entries)},
+            },
+            {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}, "$unset": {LEASE_FIELD: ""}},
         )
+        if not cleared.matched_count:
+            # Remove exactly the entries published (new ones were appended meanwhile, or the lease was
+            # lost), then clear the flag only if the outbox is now empty — both single-document,
+            # conditional updates, each holding the document's lock; an entry appended in between
+            # keeps the flag set.
+            update: Document = {"$unset": {LEASE_FIELD: ""}}
+            if entries:
+                update["$pullAll"] = {OUTBOX_FIELD: entries}
+            await collection.update_one({"_id": document["_id"]}, update)
+            await collection.update_one(
+                {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
+                {"$set": {PENDING_FIELD: False}},
+            )
         for entry in entries:
             self._metrics.outbox_published.labels(topic=entry["topic"]).inc()
         if entries:
