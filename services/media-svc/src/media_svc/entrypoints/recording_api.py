@@ -216,7 +216,6 @@ class RecordingApi(recording_service_pb2_grpc.RecordingServiceServicer):
         downloads: DownloadHandlers,
         scrubber: FixityScrubber,
     ) -> None:
-        keep_freed_memory()
         self._recordings = recordings
         self._continuity = continuity
         self._downloads = downloads
