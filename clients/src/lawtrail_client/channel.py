@@ -183,6 +183,10 @@ def open_channel(
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.keepalive_time_ms", 30_000),
+        # gRPC's default reconnect backoff grows to 120 s: a station whose server restarted would sit idle
+        # for minutes. Reconnect attempts stay at most 5 s apart instead.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
     base = (
         grpc.secure_channel(target, tls.credentials(), options=options)
