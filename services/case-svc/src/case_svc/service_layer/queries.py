@@ -7,13 +7,11 @@ instead of silently returning a wrong page.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from servicekit.errors import InvalidArgument
+from servicekit.paging import decode_page_token, encode_page_token, filters_fingerprint, foreign_page_token
 
 from case_svc.domain import validation as v
 from case_svc.domain.model import ActType, CaseFlag, Stage
@@ -75,7 +73,8 @@ class ListCases:
 
 
 def fingerprint(where: CaseFilter) -> str:
-    canonical = json.dumps(
+    """The filters a page token was issued for: a token is only valid with the same filters."""
+    return filters_fingerprint(
         {
             "units": sorted(where.units) if where.units is not None else None,
             "stage": where.stage,
@@ -86,34 +85,22 @@ def fingerprint(where: CaseFilter) -> str:
             "cause_prefix": where.cause_prefix,
             "from": where.opened_from.isoformat() if where.opened_from else None,
             "to": where.opened_to.isoformat() if where.opened_to else None,
-        },
-        sort_keys=True,
-        ensure_ascii=False,
+        }
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def encode_token(where: CaseFilter, position: ListPosition) -> str:
-    raw = json.dumps({"f": fingerprint(where), "t": position.opened_at.isoformat(), "id": position.case_id})
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_page_token([position.opened_at.isoformat(), position.case_id], filters=fingerprint(where))
 
 
 def decode_token(where: CaseFilter, token: str) -> ListPosition | None:
-    if not token:
+    position = decode_page_token(token, filters=fingerprint(where))
+    if position is None:
         return None
     try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        fp, at, case_id = raw["f"], datetime.fromisoformat(raw["t"]), raw["id"]
-        if not isinstance(fp, str) or not isinstance(case_id, str) or at.tzinfo is None:
+        at, case_id = datetime.fromisoformat(position[0]), position[1]
+        if not isinstance(case_id, str) or at.tzinfo is None or len(position) != 2:
             raise ValueError(token)
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArgument(
-            "page.page_token: not a token this service issued; pass the next_page_token of the previous page "
-            "or leave it empty for the first page"
-        ) from None
-    if fp != fingerprint(where):
-        raise InvalidArgument(
-            "page.page_token: issued for different filters; repeat the request with the filters of the first "
-            "page, or leave the token empty to start over"
-        )
+    except (ValueError, TypeError, IndexError):
+        raise foreign_page_token() from None
     return ListPosition(at, case_id)

@@ -6,8 +6,6 @@ Domain errors become status codes in servicekit's error interceptor; the roles e
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
@@ -16,6 +14,7 @@ import grpc
 from lawtrail.common.v1 import common_pb2
 from lawtrail.media.v1 import device_service_pb2 as pb
 from lawtrail.media.v1 import device_service_pb2_grpc
+from servicekit import paging
 from servicekit.auth import Role, current_principal
 from servicekit.errors import InvalidArgument
 
@@ -141,28 +140,19 @@ class DeviceApi(device_service_pb2_grpc.DeviceServiceServicer):
 
 # --- paging -------------------------------------------------------------------------------------
 
-_CURSOR_PREFIX = "dev1:"
-
 
 def encode_page_token(after: str | None) -> str:
-    if after is None:
-        return ""
-    return base64.urlsafe_b64encode((_CURSOR_PREFIX + after).encode()).decode()
+    """The token of the page after device number `after`; empty after the last page."""
+    return "" if after is None else paging.encode_page_token([after])
 
 
 def decode_page_token(token: str) -> str | None:
-    if not token:
+    position = paging.decode_page_token(token, field="page_token")
+    if position is None:
         return None
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    if not text.startswith(_CURSOR_PREFIX):
-        raise InvalidArgument(
-            "page_token is not one this service issued: pass the next_page_token of the previous "
-            "ListDevices response unchanged, or leave it empty for the first page"
-        )
-    return text[len(_CURSOR_PREFIX) :]
+    if len(position) != 1 or not isinstance(position[0], str):
+        raise paging.foreign_page_token("page_token")
+    return position[0]
 
 
 # --- domain → protobuf --------------------------------------------------------------------------

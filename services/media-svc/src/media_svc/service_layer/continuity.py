@@ -8,8 +8,6 @@ series never misses a segment (single-document atomicity only: no transactions).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from servicekit.errors import (
     InvalidArgument,
     PermissionDenied,
 )
+from servicekit.paging import decode_page_token, encode_page_token, foreign_page_token
 
 from media_svc.domain.continuity import Explanation, Gap, Segment, Series, series_id
 from media_svc.domain.recordings import Attribution, Recording
@@ -203,15 +202,13 @@ class ContinuityHandlers:
 
 
 def _encode(series_id_: str) -> str:
-    return base64.urlsafe_b64encode(series_id_.encode()).decode().rstrip("=")
+    return encode_page_token([series_id_])
 
 
 def _decode(token: str) -> str:
-    if not token:
+    position = decode_page_token(token, field="page_token")
+    if position is None:
         return ""
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (ValueError, binascii.Error):
-        raise InvalidArgument(
-            "page_token is not a token this service issued; start again without it"
-        ) from None
+    if len(position) != 1 or not isinstance(position[0], str):
+        raise foreign_page_token("page_token")
+    return position[0]

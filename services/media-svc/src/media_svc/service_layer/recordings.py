@@ -9,9 +9,6 @@ its bytes in an invisible partial keyed by the declared SHA-256, so it can resum
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 import logging
 import time
 import uuid
@@ -29,6 +26,7 @@ from servicekit.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from servicekit.paging import decode_page_token, encode_page_token, foreign_page_token
 
 from media_svc.domain.devices import device_findings_for_recording
 from media_svc.domain.fixity import ContentDigest
@@ -542,21 +540,18 @@ def _page_size(requested: int) -> int:
 
 
 def encode_cursor(cursor: SearchCursor) -> str:
-    raw = json.dumps([int(cursor.recorded_from.timestamp() * 1000), cursor.recording_id])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_page_token([int(cursor.recorded_from.timestamp() * 1000), cursor.recording_id])
 
 
 def decode_cursor(token: str) -> SearchCursor | None:
-    if not token:
+    position = decode_page_token(token, field="page_token")
+    if position is None:
         return None
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        millis, rid = json.loads(raw)
+        millis, rid = position
         return SearchCursor(datetime.fromtimestamp(int(millis) / 1000, UTC), str(rid))
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidArgument(
-            "page_token is not a token this service issued; start again without it"
-        ) from None
+    except (ValueError, TypeError, OverflowError):
+        raise foreign_page_token("page_token") from None
 
 
 __all__: Sequence[str] = [
