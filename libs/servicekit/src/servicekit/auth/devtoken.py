@@ -41,14 +41,14 @@ def generate_keypair() -> tuple[bytes, bytes]:
     return private_pem, public_pem
 
 
-def ensure_dev_keys(data_dir: Path) -> tuple[Path, Path]:
-    """Create ``<data_dir>/keys/dev-{private,public}.pem`` once; return (private path, public path).
+def ensure_keypair(data_dir: Path, name: str) -> tuple[Path, Path]:
+    """Create ``<data_dir>/keys/<name>-{private,public}.pem`` once; return (private path, public path).
 
     The private key is written owner-only (0600) and never overwritten: replacing it would silently
     invalidate every token already handed out and the public key running services loaded at start.
     """
     keys = data_dir / "keys"
-    private_path, public_path = keys / "dev-private.pem", keys / "dev-public.pem"
+    private_path, public_path = keys / f"{name}-private.pem", keys / f"{name}-public.pem"
     if private_path.exists() and public_path.exists():
         return private_path, public_path
     keys.mkdir(parents=True, exist_ok=True)
@@ -59,6 +59,11 @@ def ensure_dev_keys(data_dir: Path) -> tuple[Path, Path]:
         out.write(private_pem)
     public_path.write_bytes(public_pem)
     return private_path, public_path
+
+
+def ensure_dev_keys(data_dir: Path) -> tuple[Path, Path]:
+    """The local development key pair of bearer tokens: ``<data_dir>/keys/dev-{private,public}.pem``."""
+    return ensure_keypair(data_dir, "dev")
 
 
 def mint_token(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.protobuf.message import DecodeError
 from lawtrail.common.v1 import access_grant_pb2 as pb
+from servicekit.auth.devtoken import ensure_keypair
 from servicekit.errors import InvalidArgument, PermissionDenied
 
 from media_svc.domain.access import AccessGrant, GrantedAction, GrantResource, ResourceKind
@@ -156,16 +156,4 @@ class Ed25519GrantVerifier(GrantVerifier):
 def ensure_dev_grant_keys(data_dir: Path) -> tuple[Path, Path]:
     """Create `<data_dir>/keys/access-grant-dev-{private,public}.pem` once (local development only: until
     access-svc issues grants, `lawtrail_local`'s scenario and the tests mint grants with it)."""
-    from servicekit.auth.devtoken import generate_keypair
-
-    keys = data_dir / "keys"
-    private_path, public_path = keys / "access-grant-dev-private.pem", keys / "access-grant-dev-public.pem"
-    if private_path.exists() and public_path.exists():
-        return private_path, public_path
-    keys.mkdir(parents=True, exist_ok=True)
-    private_pem, public_pem = generate_keypair()
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(private_pem)
-    public_path.write_bytes(public_pem)
-    return private_path, public_path
+    return ensure_keypair(data_dir, "access-grant-dev")
