@@ -174,7 +174,9 @@ async def test_r08_every_rpc_rejects_missing_expired_forged_and_underprivileged_
     case_svc, channel, unit, kit
 ):
     tokens = _tokens(case_svc, unit)
-    inspector = case_svc.token("ivan", unit, "INSPECTOR")  # a valid token whose role no RPC admits
+    # A valid token whose role no RPC of CaseService admits (R8: the archive room has no case rights;
+    # inspectors read every unit's cases since the one permission policy, docs/permissions.md).
+    archive_room = case_svc.token("ivan", unit, "ARCHIVE_ROOM")
     methods = api.DESCRIPTOR.services_by_name["CaseService"].methods
     assert len(methods) == 13
     for method in methods:
@@ -184,6 +186,6 @@ async def test_r08_every_rpc_rejects_missing_expired_forged_and_underprivileged_
                 await kit.Caller(channel, token)(method.name, request)
             assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (method.name, name)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await kit.Caller(channel, inspector)(method.name, request)
+            await kit.Caller(channel, archive_room)(method.name, request)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, method.name
-        assert "INSPECTOR" in refused.value.details()
+        assert "ARCHIVE_ROOM" in refused.value.details()

@@ -17,10 +17,30 @@ from typing import Any
 
 from servicekit.errors import InvalidArgument
 
-__all__ = ["decode_page_token", "encode_page_token", "filters_fingerprint", "foreign_page_token"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "decode_page_token",
+    "encode_page_token",
+    "filters_fingerprint",
+    "foreign_page_token",
+    "page_size",
+]
 
 FIELD = "page.page_token"
+# Every list of every service: 0 asks for the default page size; more than the maximum is refused.
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
 _MAX_TOKEN_CHARS = 1024
+
+
+def page_size(requested: int, field: str = "page.page_size") -> int:
+    """The effective page size of a `PageRequest.page_size`: 0 -> the default; out of range is refused."""
+    if requested < 0 or requested > MAX_PAGE_SIZE:
+        raise InvalidArgument(
+            f"{field}: {requested} is out of range; use 1–{MAX_PAGE_SIZE} (0 = {DEFAULT_PAGE_SIZE})"
+        )
+    return requested or DEFAULT_PAGE_SIZE
 
 
 def filters_fingerprint(filters: Any) -> str:

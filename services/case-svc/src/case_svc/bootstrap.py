@@ -8,13 +8,12 @@ consumer of media events, for `servicekit.app.run_service` (see `__main__`).
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 from lawtrail.case.v1 import case_service_pb2_grpc
 from servicekit.app import ConsumerSpec, Runtime, Wiring
+from servicekit.clock import Clock, utc_now
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 
@@ -59,18 +58,12 @@ def load_rules(path: Path | None = None) -> RuleBook:
         raise SystemExit(f"case rules {where} are invalid: {exc}") from exc
 
 
-def utc_now() -> datetime:
-    """Server time for every record: UTC, to the millisecond (what the database keeps)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 def build_handlers(
     cases: CaseRepository,
     contents: ContentStore,
     *,
     rules: RuleBook | None = None,
-    clock: Callable[[], datetime] = utc_now,
+    clock: Clock = utc_now,
 ) -> CaseHandlers:
     return CaseHandlers(cases, contents, rules or load_rules(), clock)
 

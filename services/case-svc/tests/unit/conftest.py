@@ -24,7 +24,6 @@ from case_svc.domain.case import Case
 from case_svc.domain.model import (
     Activity,
     ActivityKind,
-    Actor,
     ActType,
     CaseFlag,
     Document,
@@ -33,13 +32,13 @@ from case_svc.domain.model import (
     PartyKind,
     Procedure,
     RecordMode,
-    Role,
     Stage,
 )
 from case_svc.domain.rules import RuleBook
 from case_svc.service_layer.handlers import CaseHandlers
 from case_svc.service_layer.ports import CaseFilter, CaseRepository, CaseSummary, ContentStore, ListPosition
 from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from servicekit.policy import Actor, Role
 
 T0 = datetime(2026, 5, 4, 1, 0, tzinfo=UTC)
 

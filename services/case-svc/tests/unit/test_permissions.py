@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 from case_svc.domain import commands as c
-from case_svc.domain.model import CaseFlag, IncidentKind, Role, Stage
+from case_svc.domain.model import CaseFlag, IncidentKind, Stage
 from case_svc.domain.permissions import ROLES_FOR, Action
 from case_svc.service_layer.queries import ListCases
 from servicekit.errors import PermissionDenied
+from servicekit.policy import Role
 
 
 async def test_r08_officers_open_cases_only_in_their_own_unit(world):
@@ -38,7 +39,9 @@ async def test_r08_a_unit_head_approves_only_their_own_units_cases(world):
 
 async def test_r08_officers_of_another_unit_can_neither_read_nor_act(world):
     case = await world.open()
-    with pytest.raises(PermissionDenied, match=r"may not read cases of unit 'unit-a'.*only LEGAL_OFFICE may"):
+    with pytest.raises(
+        PermissionDenied, match=r"may not read cases of unit 'unit-a'.*only INSPECTOR, LEGAL_OFFICE may"
+    ):
         await world.handlers.get_case(case.case_id, world.other_officer)
     with pytest.raises(PermissionDenied):
         await world.activity(case.case_id, by=world.other_officer)

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from servicekit.config import ServiceSettings
 from servicekit.errors import Unauthenticated
+from servicekit.policy import Actor, Role
 
-__all__ = ["Principal", "Role", "TokenVerifier", "acting_as", "current_principal"]
-
-
-class Role(StrEnum):
-    """The roles of the architecture (Security); a token's ``roles`` claim holds these names."""
-
-    OFFICER = "OFFICER"
-    UNIT_HEAD = "UNIT_HEAD"
-    ARCHIVIST = "ARCHIVIST"
-    LEGAL_OFFICE = "LEGAL_OFFICE"
-    ARCHIVE_ROOM = "ARCHIVE_ROOM"
-    INSPECTOR = "INSPECTOR"
-    # Service accounts (other departments, other Lawtrail services); what they may do is in `scopes`.
-    SERVICE = "SERVICE"
+__all__ = ["Actor", "Principal", "Role", "TokenVerifier", "acting_as", "current_actor", "current_principal"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +46,11 @@ def current_principal() -> Principal:
     if principal is None:
         raise Unauthenticated("no authenticated caller in this context: the call did not pass authentication")
     return principal
+
+
+def current_actor() -> Actor:
+    """The caller of the RPC being handled as the domain's `Actor` (roles and scopes together)."""
+    return Actor.of(current_principal())
 
 
 @contextmanager

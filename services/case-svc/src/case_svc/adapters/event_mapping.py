@@ -15,7 +15,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.case.v1 import case_events_pb2 as ev
 from lawtrail.case.v1 import case_pb2 as pb
 from lawtrail.common.v1 import common_pb2
+from servicekit.clock import to_ms
 from servicekit.messaging.outbox import OutboundEvent
+from servicekit.topics import events_topic_of
 
 from case_svc.adapters.proto_mapping import (
     activity_pb,
@@ -25,7 +27,6 @@ from case_svc.adapters.proto_mapping import (
     enum_to_pb,
     flag_pb,
     incident_pb,
-    ms,
     party_pb,
     review_pb,
     skipped_pb,
@@ -55,7 +56,7 @@ from case_svc.domain.model import (
     TransitionKind,
 )
 
-TOPIC = "lawtrail.case.v1.events"
+TOPIC = events_topic_of(ev)  # lawtrail.case.v1.events
 
 
 def to_pb(event: e.CaseEvent) -> Message:
@@ -162,7 +163,7 @@ def _transition(m: pb.StageTransition) -> StageTransition:
 
 
 def _when(stamp: Timestamp) -> datetime:
-    return ms(stamp.ToDatetime(tzinfo=UTC))
+    return to_ms(stamp.ToDatetime(tzinfo=UTC))
 
 
 def _activity(m: pb.Activity) -> Activity:

@@ -5,21 +5,22 @@ the API and the events describe a case with the same messages and the same enum 
 
 Enum rule: a proto enum value `ACT_TYPE_PENALTY` is the domain's `ActType.PENALTY`; the zero value
 (`*_UNSPECIFIED`) is `None`; a number the contract does not define is INVALID_ARGUMENT naming the field.
-Times are truncated to milliseconds, the precision the database stores.
+Times, durations and attributions map with servicekit.protomap (request times are checked and truncated to
+milliseconds, the precision the database stores).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.case.v1 import case_pb2 as pb
 from lawtrail.case.v1 import case_service_pb2
 from lawtrail.common.v1 import common_pb2
+from servicekit import protomap
 from servicekit.errors import InvalidArgument
+from servicekit.protomap import timestamp_pb
 
 from case_svc.domain.case import Case
 from case_svc.domain.model import (
@@ -95,30 +96,8 @@ def enum_required_from_pb(enum_type: type[E], number: int, field: str) -> E:
     return value
 
 
-def ms(value: datetime) -> datetime:
-    """`value` in UTC, truncated to milliseconds (what the database keeps)."""
-    value = value.astimezone(UTC)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
-
-
-def ts(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
-
-
-def ts_or_none(message: Any, field: str) -> datetime | None:
-    """The datetime of an optional Timestamp field of `message` (None when unset)."""
-    if not message.HasField(field):
-        return None
-    stamp: Timestamp = getattr(message, field)
-    if not (-62135596800 <= stamp.seconds <= 253402300799) or not (0 <= stamp.nanos < 1_000_000_000):
-        raise InvalidArgument(f"{field}: not a valid timestamp")
-    return ms(stamp.ToDatetime(tzinfo=UTC))
-
-
 def attribution_pb(value: Attribution) -> common_pb2.Attribution:
-    return common_pb2.Attribution(subject=value.subject, unit=value.unit, at=ts(value.at))
+    return protomap.attribution_pb(value.subject, value.unit, value.at)
 
 
 def party_pb(value: Party) -> pb.Party:
@@ -155,7 +134,7 @@ def incident_pb(value: Incident) -> pb.Incident:
     return pb.Incident(
         incident_id=value.incident_id,
         kind=enum_to_pb(value.kind),
-        occurred_at=ts(value.occurred_at),
+        occurred_at=timestamp_pb(value.occurred_at),
         reporter=value.reporter,
         description=value.description,
         reason=value.reason,
@@ -168,8 +147,8 @@ def activity_pb(value: Activity, recording_ids: Iterable[str] = ()) -> pb.Activi
     return pb.Activity(
         activity_id=value.activity_id,
         kind=enum_to_pb(value.kind),
-        started_at=ts(value.started_at),
-        ended_at=ts(value.ended_at),
+        started_at=timestamp_pb(value.started_at),
+        ended_at=timestamp_pb(value.ended_at),
         place=value.place,
         officers=list(value.officers),
         record_mode=enum_to_pb(value.record_mode),
@@ -214,7 +193,7 @@ def link_pb(value: RecordingLink) -> pb.RecordingLink:
         recording_id=value.recording_id,
         activity_id=value.activity_id,
         sha256=value.sha256,
-        linked_at=ts(value.linked_at),
+        linked_at=timestamp_pb(value.linked_at),
     )
 
 
@@ -253,7 +232,7 @@ def summary_pb(value: CaseSummary) -> pb.CaseSummary:
         party_names=list(value.party_names),
         stage=enum_to_pb(value.stage),
         flags=[enum_to_pb(f) for f in value.flags],
-        opened_at=ts(value.opened_at),
+        opened_at=timestamp_pb(value.opened_at),
     )
 
 

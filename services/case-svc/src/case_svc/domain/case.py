@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from servicekit.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from servicekit.policy import Actor
 
 from case_svc.domain import commands as c
 from case_svc.domain import events as e
@@ -34,7 +35,6 @@ from case_svc.domain.model import (
     STAGE_ORDER,
     WORKING_STAGES,
     Activity,
-    Actor,
     ActType,
     Attribution,
     CaseFileGap,

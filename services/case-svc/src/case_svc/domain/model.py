@@ -1,6 +1,7 @@
 """The vocabulary of a case (案件) and its case file (案卷): enums and immutable value objects.
 
 Names follow docs/glossary.md. Requirement IDs (R2…R19a) refer to docs/regulation.md.
+Who acts (`Actor`, `Role`) is the shared vocabulary of `servicekit.policy` (ADR 0005).
 Pure Python: no I/O, no protobuf. Every `datetime` is timezone-aware UTC and set by the server,
 except times the caller reports about the outside world (an activity's span, an incident's time).
 """
@@ -126,30 +127,6 @@ class LegalReviewOutcome(enum.StrEnum):
 class PartyKind(enum.StrEnum):
     PERSON = "PERSON"
     ORGANIZATION = "ORGANIZATION"
-
-
-class Role(enum.StrEnum):
-    """Roles carried by a caller's token (docs/architecture.md, Security)."""
-
-    OFFICER = "OFFICER"
-    UNIT_HEAD = "UNIT_HEAD"
-    ARCHIVIST = "ARCHIVIST"
-    LEGAL_OFFICE = "LEGAL_OFFICE"
-    ARCHIVE_ROOM = "ARCHIVE_ROOM"
-    INSPECTOR = "INSPECTOR"
-    SERVICE = "SERVICE"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The verified caller: subject and unit from the token, never from the request (R4, R8)."""
-
-    subject: str
-    unit: str
-    roles: frozenset[str]
-
-    def has(self, role: Role) -> bool:
-        return role.value in self.roles
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,16 @@ from __future__ import annotations
 from datetime import UTC
 
 from lawtrail.media.v1 import media_events_pb2
+from servicekit.clock import to_ms
 from servicekit.errors import InvalidArgument, NotFound
 from servicekit.messaging.consumer import TypeRouter
 from servicekit.messaging.envelope import Envelope, InvalidEnvelope
+from servicekit.topics import events_topic_of
 
-from case_svc.adapters.proto_mapping import ms
 from case_svc.domain import commands as c
 from case_svc.service_layer.handlers import CaseHandlers
 
-MEDIA_TOPIC = "lawtrail.media.v1.events"
+MEDIA_TOPIC = events_topic_of(media_events_pb2)  # lawtrail.media.v1.events
 GROUP_ID = "case-svc.media-events"
 
 
@@ -37,7 +38,7 @@ def media_events_router(handlers: CaseHandlers) -> TypeRouter:
                     activity_id=event.activity_id,
                     unit=event.unit,
                     sha256=event.sha256,
-                    linked_at=ms(linked_at),
+                    linked_at=to_ms(linked_at),
                 )
             )
         except (NotFound, InvalidArgument) as refused:

@@ -12,7 +12,9 @@ from typing import Any
 from lawtrail.case.v1 import case_service_pb2 as api
 from lawtrail.case.v1 import case_service_pb2_grpc as api_grpc
 from lawtrail.common.v1 import common_pb2
-from servicekit.auth import current_principal
+from servicekit.auth import current_actor
+from servicekit.policy import rpc_role_policy
+from servicekit.protomap import optional_time
 
 from case_svc.adapters.proto_mapping import (
     activity_pb,
@@ -23,12 +25,10 @@ from case_svc.adapters.proto_mapping import (
     incident_pb,
     review_pb,
     summary_pb,
-    ts_or_none,
 )
 from case_svc.domain import commands as c
 from case_svc.domain.model import (
     ActivityKind,
-    Actor,
     ActType,
     CaseFlag,
     ExemptionReason,
@@ -39,7 +39,7 @@ from case_svc.domain.model import (
     RecordMode,
     Stage,
 )
-from case_svc.domain.permissions import ROLES_FOR, Action
+from case_svc.domain.permissions import CASES, Action
 from case_svc.service_layer.handlers import CaseHandlers
 from case_svc.service_layer.queries import ListCases
 
@@ -65,15 +65,10 @@ METHOD_ACTIONS: dict[str, Action] = {
 
 def role_policy() -> dict[str, frozenset[str]]:
     """Full method name -> roles allowed to call it (servicekit refuses any method not listed)."""
-    return {
-        f"/{SERVICE.full_name}/{method}": frozenset(role.value for role in ROLES_FOR[action])
-        for method, action in METHOD_ACTIONS.items()
-    }
+    return rpc_role_policy(SERVICE.full_name, {m: (CASES, a) for m, a in METHOD_ACTIONS.items()})
 
 
-def caller() -> Actor:
-    principal = current_principal()
-    return Actor(principal.subject, principal.unit, frozenset(principal.roles))
+caller = current_actor  # the verified caller as the domain's Actor (never from the request)
 
 
 class CaseApi(api_grpc.CaseServiceServicer):
@@ -107,8 +102,8 @@ class CaseApi(api_grpc.CaseServiceServicer):
             officer=request.officer,
             party=request.party,
             cause_prefix=request.cause_prefix,
-            opened_from=ts_or_none(request, "opened_from"),
-            opened_to=ts_or_none(request, "opened_to"),
+            opened_from=optional_time(request, "opened_from"),
+            opened_to=optional_time(request, "opened_to"),
             page_size=request.page.page_size,
             page_token=request.page.page_token,
         )
@@ -149,7 +144,7 @@ class CaseApi(api_grpc.CaseServiceServicer):
         cmd = c.RecordIncident(
             case_id=request.case_id,
             kind=enum_from_pb(IncidentKind, request.kind, "kind"),
-            occurred_at=ts_or_none(request, "occurred_at"),
+            occurred_at=optional_time(request, "occurred_at"),
             reporter=request.reporter,
             description=request.description,
             reason=request.reason,
@@ -164,8 +159,8 @@ class CaseApi(api_grpc.CaseServiceServicer):
         cmd = c.RecordActivity(
             case_id=request.case_id,
             kind=enum_from_pb(ActivityKind, request.kind, "kind"),
-            started_at=ts_or_none(request, "started_at"),
-            ended_at=ts_or_none(request, "ended_at"),
+            started_at=optional_time(request, "started_at"),
+            ended_at=optional_time(request, "ended_at"),
             place=request.place,
             officers=tuple(request.officers),
             record_mode=enum_from_pb(RecordMode, request.record_mode, "record_mode"),

@@ -8,21 +8,22 @@ again, a few times, before it gives up with ABORTED. Server time comes from the 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from servicekit.clock import Clock
+from servicekit.errors import AlreadyExists, NotFound
+from servicekit.ids import keyed_id, new_id
+from servicekit.policy import Actor
+from servicekit.retry import read_decide_write
 
 from case_svc.domain import commands as c
-from case_svc.domain import ids
 from case_svc.domain.case import Case
-from case_svc.domain.model import Activity, Actor, CaseFileGap, Document, Incident, LegalReview
+from case_svc.domain.model import Activity, CaseFileGap, Document, Incident, LegalReview
 from case_svc.domain.permissions import Action, authorize, readable_units
 from case_svc.domain.rules import RuleBook
 from case_svc.service_layer.ports import CaseRepository, CaseSummary, ContentStore, ListPosition
@@ -31,7 +32,15 @@ from case_svc.service_layer.queries import ListCases, decode_token, encode_token
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-Clock = Callable[[], datetime]
+
+def case_id_for(unit: str, request_id: str) -> str:
+    """The id of the case opened in `unit` by the request with idempotency key `request_id`."""
+    return keyed_id("case", unit, request_id) if request_id else new_id()
+
+
+def child_id_for(case_id: str, kind: str, request_id: str) -> str:
+    """The id of a record (`kind`: activity, incident, …) created in a case by a keyed request."""
+    return keyed_id(kind, case_id, request_id) if request_id else new_id()
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,7 @@ class CaseHandlers:
     # ------------------------------------------------------------------ opening
 
     async def open_case(self, cmd: c.OpenCase, actor: Actor) -> Case:
-        case_id = ids.case_id_for(cmd.unit, cmd.request_id)
+        case_id = case_id_for(cmd.unit, cmd.request_id)
         case = Case.open(cmd, actor, self.clock(), case_id, self.rules)
         try:
             await self.cases.add(case)
@@ -138,14 +147,14 @@ class CaseHandlers:
 
     async def record_incident(self, cmd: c.RecordIncident, actor: Actor) -> tuple[Case, Incident]:
         cmd.validate(self.clock())
-        incident_id = ids.child_id_for(cmd.case_id, "incident", cmd.request_id)
+        incident_id = child_id_for(cmd.case_id, "incident", cmd.request_id)
         return await self._change(
             cmd.case_id, lambda case, now: case.record_incident(cmd, actor, now, incident_id)
         )
 
     async def record_activity(self, cmd: c.RecordActivity, actor: Actor) -> tuple[Case, Activity]:
         cmd.validate(self.clock())
-        activity_id = ids.child_id_for(cmd.case_id, "activity", cmd.request_id)
+        activity_id = child_id_for(cmd.case_id, "activity", cmd.request_id)
         return await self._change(
             cmd.case_id, lambda case, now: case.record_activity(cmd, actor, now, activity_id)
         )
@@ -153,7 +162,7 @@ class CaseHandlers:
     async def file_document(self, cmd: c.FileDocument, actor: Actor) -> tuple[Case, Document]:
         cmd.validate(self.clock())
         sha256 = hashlib.sha256(cmd.content).hexdigest()
-        document_id = ids.new_id()
+        document_id = new_id()
         stored = False
 
         async def store_content_then_decide(case: Case, now: datetime) -> Document:
@@ -170,7 +179,7 @@ class CaseHandlers:
 
     async def record_legal_review(self, cmd: c.RecordLegalReview, actor: Actor) -> tuple[Case, LegalReview]:
         cmd.validate()
-        review_id = ids.new_id()
+        review_id = new_id()
         return await self._change(
             cmd.case_id, lambda case, now: case.record_legal_review(cmd, actor, now, review_id)
         )
@@ -210,19 +219,12 @@ class CaseHandlers:
     ) -> tuple[Case, R]:
         # Requests for one case in this process take turns (they would only conflict); requests in
         # other processes are caught by the optimistic version and decided again after a short pause.
+        async def attempt() -> tuple[Case, R]:
+            case = await self.cases.get(case_id)
+            result = await decide(case, self.clock())
+            if case.events:  # nothing to write for a repeat, or an already-set flag
+                await self.cases.save(case)
+            return case, result
+
         async with self.cases.exclusive(case_id):
-            for attempt in range(self.max_attempts):
-                if attempt:
-                    await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))  # jitter
-                case = await self.cases.get(case_id)
-                result = await decide(case, self.clock())
-                if not case.events:
-                    return case, result  # nothing changed (a repeat, or an already-set flag)
-                try:
-                    await self.cases.save(case)
-                except ConcurrencyConflict:
-                    continue  # someone changed the case meanwhile: decide again on the new state
-                return case, result
-        raise ConcurrencyConflict(
-            f"case {case_id} changed {self.max_attempts} times while this request was deciding; try again"
-        )
+            return await read_decide_write(attempt, what=f"case {case_id}", attempts=self.max_attempts)

@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from servicekit.errors import InvalidArgument
-from servicekit.paging import decode_page_token, encode_page_token, filters_fingerprint, foreign_page_token
+from servicekit.paging import (
+    decode_page_token,
+    encode_page_token,
+    filters_fingerprint,
+    foreign_page_token,
+    page_size,
+)
 
 from case_svc.domain import validation as v
 from case_svc.domain.model import ActType, CaseFlag, Stage
 from case_svc.service_layer.ports import CaseFilter, ListPosition
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -49,14 +52,10 @@ class ListCases:
                 f"opened_to: {self.opened_to.isoformat()} is not after "
                 f"opened_from {self.opened_from.isoformat()}"
             )
-        if self.page_size < 0 or self.page_size > MAX_PAGE_SIZE:
-            raise InvalidArgument(
-                f"page.page_size: {self.page_size} is out of range; "
-                f"use 1–{MAX_PAGE_SIZE} (0 = {DEFAULT_PAGE_SIZE})"
-            )
+        size = page_size(self.page_size)
         if len(self.page_token) > 512:
             raise InvalidArgument("page.page_token: too long; pass the next_page_token of the previous page")
-        return self.page_size or DEFAULT_PAGE_SIZE
+        return size
 
     def filter(self, units: frozenset[str] | None) -> CaseFilter:
         return CaseFilter(
