@@ -165,7 +165,8 @@ def test_r08_units_see_only_their_devices(
     n = number()
     register(head, n)
     with client_as(media_svc, "officer-b", "unit-b", "OFFICER") as other:
-        with pytest.raises(NotFound, match="not registered in your unit"):
+        # R8: a record of another unit answers PERMISSION_DENIED in every service (docs/permissions.md)
+        with pytest.raises(PermissionDenied, match="may not read devices of unit 'unit-a'"):
             other.devices.GetDevice(dev.GetDeviceRequest(device_number=n))
         with pytest.raises(PermissionDenied, match="own unit"):
             other.devices.ListDevices(dev.ListDevicesRequest(unit="unit-a"))

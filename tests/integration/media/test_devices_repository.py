@@ -4,33 +4,43 @@ outbox relayed to `lawtrail.media.v1.events` (what the recordings ingest reads: 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from lawtrail_local.stack import Stack
+from media_svc.adapters.access_grants import Ed25519GrantVerifier
+from media_svc.adapters.content_store import LocalContentStore
 from media_svc.adapters.device_repository import MongoDeviceRepository
-from media_svc.domain.devices import (
-    MIB,
-    DeviceStatus,
-    PreUseCheckPolicy,
-    ShiftSchedule,
-    device_findings_for_recording,
+from media_svc.adapters.ffprobe import FfprobeProber
+from media_svc.adapters.recording_repository import (
+    MongoAccessLog,
+    MongoRecordingRepository,
+    MongoScrubRunRepository,
+    MongoSeriesRepository,
 )
-from media_svc.service_layer.devices import (
-    Actor,
-    DeviceHandlers,
+from media_svc.bootstrap import DeviceSettings, MediaPorts, build_handlers
+from media_svc.domain.commands import (
     RecordMaintenance,
     RecordPreUseCheck,
     RecordRepair,
     RegisterDevice,
     ReportFault,
 )
+from media_svc.domain.devices import (
+    MIB,
+    DeviceStatus,
+    device_findings_for_recording,
+)
+from media_svc.service_layer.handlers import MediaHandlers
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from servicekit.errors import ConcurrencyConflict
 from servicekit.mongo import ensure_indexes, serialized
+from servicekit.policy import Actor
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +60,27 @@ async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[dict]]:  # type: ignor
         await client.close()
 
 
-def handlers(repo: MongoDeviceRepository) -> DeviceHandlers:
-    return DeviceHandlers(
-        repo,
-        policy=PreUseCheckPolicy(min_battery_percent=60, min_free_storage_mib=1024, max_clock_offset_s=5),
-        shifts=ShiftSchedule.parse("08:00,20:00", "Asia/Shanghai"),
+def handlers(repo: MongoDeviceRepository) -> MediaHandlers:
+    """media-svc's handlers through its composition root, on the real MongoDB (the device part is used)."""
+    db = repo.device_collection.database
+    ports = MediaPorts(
+        recordings=MongoRecordingRepository(db, event_source=SOURCE),
+        series=MongoSeriesRepository(db, event_source=SOURCE),
+        devices=repo,
+        access_log=MongoAccessLog(db, event_source=SOURCE),
+        scrub_runs=MongoScrubRunRepository(db),
+        store=LocalContentStore(Path(tempfile.mkdtemp(prefix="media-devices-it-"))),
+        prober=FfprobeProber(),
+        verifier=Ed25519GrantVerifier([]),
     )
+    settings = DeviceSettings(
+        min_battery_percent=60,
+        min_free_storage_mib=1024,
+        max_clock_offset_s=5,
+        shift_starts="08:00,20:00",
+        shift_timezone="Asia/Shanghai",
+    )
+    return build_handlers(ports, device_settings=settings)
 
 
 def number() -> str:

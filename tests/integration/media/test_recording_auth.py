@@ -16,7 +16,7 @@ from lawtrail.media.v1 import recording_service_pb2 as rec
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
-from media_svc.entrypoints.recording_api import RECORDING_ROLE_POLICY
+from media_svc.entrypoints.grpc_api import role_policy
 from servicekit.auth import Role
 from servicekit.auth.devtoken import ensure_dev_keys, generate_keypair, mint_token
 from servicekit.testing import empty_request, invoke
@@ -39,7 +39,7 @@ def media_svc(
 
 
 def _refusals(key: bytes, method: MethodDescriptor) -> dict[str, tuple[str, grpc.StatusCode]]:
-    allowed = RECORDING_ROLE_POLICY[f"/{SERVICE.full_name}/{method.name}"]
+    allowed = role_policy()[f"/{SERVICE.full_name}/{method.name}"]
     lacking = sorted(r for r in Role if r not in allowed)
     forged_key = generate_keypair()[0]
     token = {"subject": "officer-1", "unit": "unit-a"}

@@ -16,7 +16,10 @@ Clock = Callable[[], datetime]
 
 
 def to_ms(value: datetime) -> datetime:
-    """`value` in UTC, truncated to milliseconds (what the database keeps)."""
+    """`value` in UTC, truncated to milliseconds (what the database keeps). A naive datetime is refused
+    (ValueError): its time zone would be a guess."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"a timezone-aware datetime is required, got naive {value.isoformat()}")
     value = value.astimezone(UTC)
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 

@@ -144,7 +144,8 @@ class Resource(Generic[A]):
     plural: str
     grants: Mapping[A, Grant]
     service: str = ""
-    description: str = field(default="", compare=False)
+    # Why records of this kind belong to one unit, appended to the refusal ("stored per unit, R9").
+    why: str = field(default="", compare=False)
 
     def roles_for(self, action: A) -> frozenset[str]:
         return self.grants[action].roles
@@ -164,7 +165,8 @@ class Resource(Generic[A]):
         if actor.roles & grant.own_unit:
             raise PermissionDenied(
                 f"R8: {actor.subject} (unit {actor.unit!r}) may not {action.value} of unit {unit!r}: "
-                f"units act only on their own {self.plural}"
+                f"units act only on their own unit's {self.plural}"
+                + (f" ({self.why})" if self.why else "")
                 + (f"; across units only {_names(grant.any_unit)} may" if grant.any_unit else "")
             )
         needed = []
@@ -175,6 +177,7 @@ class Resource(Generic[A]):
         raise PermissionDenied(
             f"R8: to {action.value} you need to be {' or '.join(needed)}; "
             f"{actor.subject} has roles [{_names(held)}] in unit {actor.unit!r}"
+            + (f" ({self.why})" if self.why and grant.own_unit else "")
         )
 
     def readable_units(self, actor: Actor, action: A) -> frozenset[str] | None:

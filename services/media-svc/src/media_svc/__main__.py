@@ -6,8 +6,8 @@ import asyncio
 
 from servicekit.app import run_service
 
+from media_svc.adapters.grpc_wire import keep_freed_memory
 from media_svc.bootstrap import MediaSettings, bootstrap
-from media_svc.entrypoints.recording_api import keep_freed_memory
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
-"""The one composition root of media-svc: settings, and what `servicekit.app.run_service` wires.
+"""The one composition root of media-svc: settings, ports, handlers, API and background loops.
 
-Nothing is built at import time. `bootstrap(rt)` builds repositories, the content store, ffprobe, the
-grant verifier and the handlers, and answers the `Wiring` (gRPC services, role policy, indexes, outbox
-collections). Its `background` loops are the continuity sweep (R19c) and the fixity scrub schedule (R23-2).
+Nothing is built at import time. `build_handlers` wires the use cases to any ports (unit tests pass
+in-memory fakes, production the MongoDB repositories, the content store and ffprobe); `bootstrap` builds
+those adapters and answers the `Wiring` for `servicekit.app.run_service` (gRPC services, role policy,
+indexes, outbox collections). Its `background` loops are the continuity sweep (R19c) and the fixity scrub
+schedule (R23-2).
 
 Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development.md; defaults = local):
 
@@ -18,6 +20,16 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 | `LAWTRAIL_MEDIA_GRANT_PUBLIC_KEYS` | dev key in `<data dir>/keys` | PEM files of trusted grant issuers |
 | `LAWTRAIL_MEDIA_CONTINUITY_SWEEP_S` | `30` | how often segments left pending by a crash are settled |
 | `LAWTRAIL_MEDIA_DOWNLOAD_BLOCKS_PER_MESSAGE` | `2` | verified 1 MiB blocks per download message (1–3) |
+
+Devices (prefix `LAWTRAIL_DEVICE_`, docs/devices.md):
+
+| variable | default | meaning |
+|---|---|---|
+| `LAWTRAIL_DEVICE_MIN_BATTERY_PERCENT` | `60` | a passing pre-use check has battery ≥ this (%) |
+| `LAWTRAIL_DEVICE_MIN_FREE_STORAGE_MIB` | `4096` | … and free storage ≥ this (MiB) |
+| `LAWTRAIL_DEVICE_MAX_CLOCK_OFFSET_S` | `5` | … and abs(device clock − reference clock) ≤ this (s) |
+| `LAWTRAIL_DEVICE_SHIFT_STARTS` | `08:00,20:00` | local start times of the daily shifts |
+| `LAWTRAIL_DEVICE_SHIFT_TIMEZONE` | `Asia/Shanghai` | IANA time zone of those times |
 """
 
 from __future__ import annotations
@@ -25,20 +37,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from lawtrail.media.v1 import recording_service_pb2, recording_service_pb2_grpc
+from lawtrail.media.v1 import device_service_pb2_grpc, recording_service_pb2_grpc
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import NoDecode
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from servicekit.app import Runtime, Wiring
+from servicekit.clock import Clock, utc_now
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
+from servicekit.ids import IdFactory, new_id
 
 from media_svc.adapters.access_grants import Ed25519GrantVerifier, ensure_dev_grant_keys, load_public_keys
 from media_svc.adapters.content_store import LocalContentStore
+from media_svc.adapters.device_repository import MongoDeviceRepository
 from media_svc.adapters.ffprobe import FfprobeProber
+from media_svc.adapters.ingest_pipeline import ThreadedContentReceiver
 from media_svc.adapters.recording_metrics import PrometheusRecordingMetrics
 from media_svc.adapters.recording_repository import (
     ACCESS,
@@ -49,13 +66,30 @@ from media_svc.adapters.recording_repository import (
     MongoScrubRunRepository,
     MongoSeriesRepository,
 )
-from media_svc.device_wiring import device_wiring
+from media_svc.adapters.verified_reader import FramedContentReader
+from media_svc.domain.devices import PreUseCheckPolicy, ShiftSchedule
 from media_svc.domain.recordings import IngestPolicy
-from media_svc.entrypoints.recording_api import RECORDING_ROLE_POLICY, SERVICE_NAME, RecordingApi
-from media_svc.service_layer.continuity import ContinuityHandlers
-from media_svc.service_layer.downloads import DownloadHandlers
-from media_svc.service_layer.fixity import FixityScrubber
-from media_svc.service_layer.recordings import RecordingHandlers
+from media_svc.entrypoints.grpc_api import (
+    DEVICE_SERVICE,
+    RECORDING_SERVICE,
+    DeviceApi,
+    RecordingApi,
+    role_policy,
+)
+from media_svc.service_layer.handlers import MediaHandlers
+from media_svc.service_layer.ports import (
+    AccessLog,
+    ContentReader,
+    ContentReceiver,
+    ContentStore,
+    DeviceRepository,
+    GrantVerifier,
+    MediaProber,
+    RecordingMetrics,
+    RecordingRepository,
+    ScrubRunRepository,
+    SeriesRepository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +132,87 @@ class MediaSettings(ServiceSettings):
         )
 
 
+class DeviceSettings(BaseSettings):
+    """What a shift and a passing pre-use check are (R20)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAWTRAIL_DEVICE_")
+
+    min_battery_percent: int = 60
+    min_free_storage_mib: int = 4096
+    max_clock_offset_s: float = 5.0
+    shift_starts: str = "08:00,20:00"
+    shift_timezone: str = "Asia/Shanghai"
+
+    @field_validator("shift_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ShiftSchedule.parse("00:00", value)  # raises for an unknown zone
+        return value
+
+    def policy(self) -> PreUseCheckPolicy:
+        return PreUseCheckPolicy(
+            min_battery_percent=self.min_battery_percent,
+            min_free_storage_mib=self.min_free_storage_mib,
+            max_clock_offset_s=self.max_clock_offset_s,
+        )
+
+    def shifts(self) -> ShiftSchedule:
+        return ShiftSchedule.parse(self.shift_starts, self.shift_timezone)
+
+
+@dataclass(frozen=True)
+class MediaPorts:
+    """Everything the use cases need from outside: production passes the adapters, tests fakes."""
+
+    recordings: RecordingRepository
+    series: SeriesRepository
+    devices: DeviceRepository
+    access_log: AccessLog
+    scrub_runs: ScrubRunRepository
+    store: ContentStore
+    prober: MediaProber
+    verifier: GrantVerifier
+    # How upload bytes are written and hashed, how download chunks are read and verified: the threaded
+    # and framed adapters unless a test passes its own.
+    receiver: ContentReceiver | None = None
+    reader: ContentReader | None = None
+
+
+def build_handlers(
+    ports: MediaPorts,
+    settings: MediaSettings | None = None,
+    device_settings: DeviceSettings | None = None,
+    *,
+    metrics: RecordingMetrics | None = None,
+    clock: Clock = utc_now,
+    ids: IdFactory = new_id,
+) -> MediaHandlers:
+    """The use cases wired to `ports`, with the policies of `settings` (defaults when None)."""
+    settings = settings or MediaSettings()
+    device_settings = device_settings or DeviceSettings()
+    return MediaHandlers(
+        recordings=ports.recordings,
+        series=ports.series,
+        devices=ports.devices,
+        access_log=ports.access_log,
+        scrub_runs=ports.scrub_runs,
+        store=ports.store,
+        receiver=ports.receiver or ThreadedContentReceiver(),
+        reader=ports.reader or FramedContentReader(ports.store),
+        prober=ports.prober,
+        verifier=ports.verifier,
+        ingest_policy=settings.ingest_policy(),
+        pre_use_policy=device_settings.policy(),
+        shifts=device_settings.shifts(),
+        max_upload_bytes=settings.media_max_upload_bytes,
+        gap_threshold=timedelta(seconds=settings.media_gap_threshold_s),
+        blocks_per_chunk=settings.media_download_blocks_per_message,
+        metrics=metrics,
+        clock=clock,
+        ids=ids,
+    )
+
+
 async def _every(seconds: float, what: str, job: Callable[[], Awaitable[object]]) -> None:
     while True:
         await asyncio.sleep(seconds)
@@ -114,72 +229,68 @@ async def bootstrap(rt: Runtime) -> Wiring:
     assert isinstance(settings, MediaSettings), "run media-svc with MediaSettings"
     assert settings.media_content_dir is not None
     source, notify = settings.event_source, rt.relay.notify
-
-    recordings = MongoRecordingRepository(rt.db, event_source=source, notify=notify)
-    series = MongoSeriesRepository(rt.db, event_source=source, notify=notify)
-    access_log = MongoAccessLog(rt.db, event_source=source, notify=notify)
-    runs = MongoScrubRunRepository(rt.db)
-    store = LocalContentStore(settings.media_content_dir)
-    metrics = PrometheusRecordingMetrics(rt.metrics.registry)
+    devices = MongoDeviceRepository(rt.db, event_source=source, notify=notify)
+    # The relay watches the repository's `devices` collection (writes through servicekit's
+    # per-document locks, servicekit.doclock), so it is registered here rather than by name below.
+    rt.relay.watch(devices.device_collection)
     key_paths = settings.media_grant_public_keys or [ensure_dev_grant_keys(settings.data_dir)[1]]
-    verifier = Ed25519GrantVerifier(load_public_keys(key_paths))
-    devices = device_wiring(rt)
-
-    handlers = RecordingHandlers(
-        recordings=recordings,
-        store=store,
+    ports = MediaPorts(
+        recordings=MongoRecordingRepository(rt.db, event_source=source, notify=notify),
+        series=MongoSeriesRepository(rt.db, event_source=source, notify=notify),
+        devices=devices,
+        access_log=MongoAccessLog(rt.db, event_source=source, notify=notify),
+        scrub_runs=MongoScrubRunRepository(rt.db),
+        store=LocalContentStore(settings.media_content_dir),
         prober=FfprobeProber(),
-        devices=devices.repository,
-        policy=settings.ingest_policy(),
-        max_upload_bytes=settings.media_max_upload_bytes,
-        metrics=metrics,
+        verifier=Ed25519GrantVerifier(load_public_keys(key_paths)),
     )
-    continuity = ContinuityHandlers(
-        recordings=recordings,
-        series=series,
-        recording_handlers=handlers,
-        gap_threshold=timedelta(seconds=settings.media_gap_threshold_s),
-    )
-    handlers.on_linked = continuity.enter_segment
-    downloads = DownloadHandlers(
-        recordings=recordings,
-        store=store,
-        verifier=verifier,
-        access_log=access_log,
-        recording_handlers=handlers,
-        metrics=metrics,
-        blocks_per_chunk=settings.media_download_blocks_per_message,
-    )
-    scrubber = FixityScrubber(
-        recordings=recordings, store=store, runs=runs, recording_handlers=handlers, metrics=metrics
-    )
+    handlers = build_handlers(ports, settings, metrics=PrometheusRecordingMetrics(rt.metrics.registry))
 
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "continuity-sweep": lambda: _every(
-            settings.media_continuity_sweep_s, "continuity sweep", continuity.settle_pending
+            settings.media_continuity_sweep_s, "continuity sweep", handlers.settle_pending
         ),
     }
     if settings.media_scrub_interval_s > 0:
-        background["fixity-schedule"] = lambda: scrubber.run_every(
+        background["fixity-schedule"] = lambda: _scrub_schedule(
+            handlers,
             timedelta(seconds=settings.media_scrub_interval_s),
             timedelta(seconds=settings.media_scrub_initial_delay_s),
         )
-
-    recording_binding = ServiceBinding(
-        recording_service_pb2_grpc.add_RecordingServiceServicer_to_server,
-        RecordingApi(handlers, continuity, downloads, scrubber),
-        recording_service_pb2.DESCRIPTOR.services_by_name[SERVICE_NAME.rsplit(".", 1)[1]],
-    )
     return Wiring(
-        services=[recording_binding, devices.binding],
-        role_policy={**RECORDING_ROLE_POLICY, **devices.role_policy},
+        services=[
+            ServiceBinding(
+                recording_service_pb2_grpc.add_RecordingServiceServicer_to_server,
+                RecordingApi(handlers),
+                RECORDING_SERVICE,
+            ),
+            ServiceBinding(
+                device_service_pb2_grpc.add_DeviceServiceServicer_to_server,
+                DeviceApi(handlers),
+                DEVICE_SERVICE,
+            ),
+        ],
+        role_policy=role_policy(),
         indexes={
             RECORDINGS: MongoRecordingRepository.indexes(),
             SERIES: MongoSeriesRepository.indexes(),
             ACCESS: MongoAccessLog.indexes(),
             **MongoScrubRunRepository.indexes(),
-            **devices.indexes,
+            **MongoDeviceRepository.indexes(),
         },
-        outbox_collections=[RECORDINGS, SERIES, ACCESS, *devices.outbox_collections],
+        outbox_collections=[RECORDINGS, SERIES, ACCESS],
         background=background,
     )
+
+
+async def _scrub_schedule(handlers: MediaHandlers, interval: timedelta, initial_delay: timedelta) -> None:
+    """The fixity schedule: a run after `initial_delay`, then every `interval` (runs until cancelled)."""
+    await asyncio.sleep(initial_delay.total_seconds())
+    while True:
+        try:
+            await handlers.run_fixity_scrub(triggered_by="schedule")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("fixity scrub failed; next attempt at the next interval")
+        await asyncio.sleep(interval.total_seconds())

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from lawtrail.media.v1 import device_service_pb2
-from media_svc.entrypoints.device_api import DEVICE_ROLE_POLICY, decode_page_token, encode_page_token
+from media_svc.adapters.proto_mapping import decode_device_page_token as decode_page_token
+from media_svc.adapters.proto_mapping import encode_device_page_token as encode_page_token
+from media_svc.entrypoints.grpc_api import role_policy
+
+DEVICE_ROLE_POLICY = {
+    m: roles for m, roles in role_policy().items() if m.startswith("/lawtrail.media.v1.DeviceService/")
+}
 
 SERVICE = device_service_pb2.DESCRIPTOR.services_by_name["DeviceService"]
 

@@ -2,105 +2,42 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
-from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from media_svc.domain.devices import (
-    MIB,
-    Device,
-    DeviceChecked,
-    DeviceEvent,
-    DeviceFaultReported,
-    DeviceRegistered,
-    DeviceReturnedToService,
-    DeviceStatus,
-    MaintenanceRecord,
-    PreUseCheck,
-    PreUseCheckPolicy,
-    ShiftSchedule,
-    device_findings_for_recording,
-)
-from media_svc.service_layer.devices import (
-    Actor,
-    DeviceAlreadyRegistered,
-    DeviceHandlers,
-    DeviceRepository,
+from media_fakes import InMemoryDeviceRepository, fake_ports
+from media_svc.bootstrap import DeviceSettings, build_handlers
+from media_svc.domain.commands import (
     RecordMaintenance,
     RecordPreUseCheck,
     RecordRepair,
     RegisterDevice,
     ReportFault,
 )
+from media_svc.domain.devices import (
+    MIB,
+    Device,
+    DeviceStatus,
+    ShiftSchedule,
+    device_findings_for_recording,
+)
+from media_svc.domain.errors import DeviceAlreadyRegistered
+from media_svc.domain.events import (
+    DeviceChecked,
+    DeviceFaultReported,
+    DeviceRegistered,
+    DeviceReturnedToService,
+)
+from media_svc.service_layer.handlers import MediaHandlers
 from servicekit.errors import (
     AlreadyExists,
-    ConcurrencyConflict,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-
-
-class InMemoryDeviceRepository(DeviceRepository):
-    def __init__(self) -> None:
-        self.devices: dict[str, Device] = {}
-        self.checks: dict[str, PreUseCheck] = {}
-        self.maintenance: dict[str, MaintenanceRecord] = {}
-        self.published: list[DeviceEvent] = []
-
-    async def get(self, device_number: str) -> Device | None:
-        found = self.devices.get(device_number)
-        return copy.deepcopy(found) if found else None
-
-    async def add(self, device: Device, events: Sequence[DeviceEvent]) -> None:
-        if device.device_number in self.devices:
-            raise DeviceAlreadyRegistered(f"device {device.device_number} is already registered")
-        device.version = 1
-        self.devices[device.device_number] = copy.deepcopy(device)
-        self.published.extend(events)
-
-    async def save(self, device: Device, events: Sequence[DeviceEvent]) -> None:
-        if self.devices[device.device_number].version != device.version:
-            raise ConcurrencyConflict("changed meanwhile")
-        device.version += 1
-        self.devices[device.device_number] = copy.deepcopy(device)
-        self.published.extend(events)
-        for c in device.recent_checks:
-            self.checks.setdefault(c.check_id, c)
-        for m in device.recent_maintenance:
-            self.maintenance.setdefault(m.maintenance_id, m)
-
-    async def get_check(self, check_id: str) -> PreUseCheck | None:
-        return self.checks.get(check_id)
-
-    async def checks_for(self, device_number: str, since: datetime, until: datetime) -> list[PreUseCheck]:
-        found = [
-            c
-            for c in self.checks.values()
-            if c.device_number == device_number and c.shift_start <= until and c.shift_end > since
-        ]
-        return sorted(found, key=lambda c: c.checked_at)
-
-    async def get_maintenance(self, maintenance_id: str) -> MaintenanceRecord | None:
-        return self.maintenance.get(maintenance_id)
-
-    async def maintenance_of(self, device_number: str, limit: int) -> list[MaintenanceRecord]:
-        found = [m for m in self.maintenance.values() if m.device_number == device_number]
-        return sorted(found, key=lambda m: m.performed_at, reverse=True)[:limit]
-
-    async def list_by_unit(self, unit: str, after: str | None, limit: int) -> list[Device]:
-        found = sorted(
-            (
-                d
-                for d in self.devices.values()
-                if d.unit == unit and (after is None or d.device_number > after)
-            ),
-            key=lambda d: d.device_number,
-        )
-        return [copy.deepcopy(d) for d in found[:limit]]
+from servicekit.policy import Actor
 
 
 class Clock:
@@ -114,6 +51,7 @@ class Clock:
 HEAD = Actor("head-a", "unit-a", frozenset({"UNIT_HEAD"}))
 OFFICER = Actor("officer-a", "unit-a", frozenset({"OFFICER"}))
 OTHER_UNIT = Actor("officer-b", "unit-b", frozenset({"OFFICER"}))
+OTHER_HEAD = Actor("head-b", "unit-b", frozenset({"UNIT_HEAD"}))
 LEGAL = Actor("legal-1", "legal", frozenset({"LEGAL_OFFICE"}))
 
 
@@ -128,18 +66,21 @@ def repo() -> InMemoryDeviceRepository:
 
 
 @pytest.fixture
-def handlers(repo: InMemoryDeviceRepository, clock: Clock) -> DeviceHandlers:
+def handlers(repo: InMemoryDeviceRepository, clock: Clock) -> MediaHandlers:
     counter = itertools.count(1)
-    return DeviceHandlers(
-        repo,
-        policy=PreUseCheckPolicy(min_battery_percent=60, min_free_storage_mib=1024, max_clock_offset_s=5),
-        shifts=ShiftSchedule.parse("08:00,20:00", "Asia/Shanghai"),
-        clock=clock,
-        ids=lambda: f"id-{next(counter)}",
+    settings = DeviceSettings(
+        min_battery_percent=60,
+        min_free_storage_mib=1024,
+        max_clock_offset_s=5,
+        shift_starts="08:00,20:00",
+        shift_timezone="Asia/Shanghai",
+    )
+    return build_handlers(
+        fake_ports(devices=repo), device_settings=settings, clock=clock, ids=lambda: f"id-{next(counter)}"
     )
 
 
-async def register(handlers: DeviceHandlers, number: str = "BC-1") -> Device:
+async def register(handlers: MediaHandlers, number: str = "BC-1") -> Device:
     return await handlers.register_device(RegisterDevice(number, "unit-a", "DSJ-X1"), HEAD)
 
 
@@ -147,7 +88,7 @@ def good_check(number: str = "BC-1", request_id: str = "") -> RecordPreUseCheck:
     return RecordPreUseCheck(number, 95, 8000 * MIB, 0.2, request_id)
 
 
-async def test_r20_register_then_get(handlers: DeviceHandlers, repo: InMemoryDeviceRepository) -> None:
+async def test_r20_register_then_get(handlers: MediaHandlers, repo: InMemoryDeviceRepository) -> None:
     await register(handlers)
     device = await handlers.get_device("BC-1", OFFICER)
     assert (device.unit, device.model, device.status) == ("unit-a", "DSJ-X1", DeviceStatus.IN_SERVICE)
@@ -155,7 +96,7 @@ async def test_r20_register_then_get(handlers: DeviceHandlers, repo: InMemoryDev
 
 
 async def test_r20_register_repeated_identically_is_idempotent(
-    handlers: DeviceHandlers, repo: InMemoryDeviceRepository
+    handlers: MediaHandlers, repo: InMemoryDeviceRepository
 ) -> None:
     first = await register(handlers)
     again = await register(handlers)
@@ -163,19 +104,19 @@ async def test_r20_register_repeated_identically_is_idempotent(
     assert len(repo.published) == 1
 
 
-async def test_r20_register_same_number_differently_is_refused(handlers: DeviceHandlers) -> None:
+async def test_r20_register_same_number_differently_is_refused(handlers: MediaHandlers) -> None:
     await register(handlers)
     with pytest.raises(DeviceAlreadyRegistered, match="already registered"):
         await handlers.register_device(RegisterDevice("BC-1", "unit-a", "Other"), HEAD)
 
 
-async def test_r08_register_for_another_unit_is_refused(handlers: DeviceHandlers) -> None:
-    with pytest.raises(PermissionDenied, match="your own unit 'unit-a'"):
+async def test_r08_register_for_another_unit_is_refused(handlers: MediaHandlers) -> None:
+    with pytest.raises(PermissionDenied, match="may not register devices of unit 'unit-b'"):
         await handlers.register_device(RegisterDevice("BC-1", "unit-b", "DSJ"), HEAD)
 
 
 async def test_r20_pre_use_check_recorded_with_verdict_and_event(
-    handlers: DeviceHandlers, repo: InMemoryDeviceRepository, clock: Clock
+    handlers: MediaHandlers, repo: InMemoryDeviceRepository, clock: Clock
 ) -> None:
     await register(handlers)
     check = await handlers.record_pre_use_check(good_check(), OFFICER)
@@ -189,7 +130,7 @@ async def test_r20_pre_use_check_recorded_with_verdict_and_event(
 
 
 async def test_r20_retried_pre_use_check_records_once(
-    handlers: DeviceHandlers, repo: InMemoryDeviceRepository
+    handlers: MediaHandlers, repo: InMemoryDeviceRepository
 ) -> None:
     await register(handlers)
     first = await handlers.record_pre_use_check(good_check(request_id="req-1"), OFFICER)
@@ -199,7 +140,7 @@ async def test_r20_retried_pre_use_check_records_once(
     assert len(repo.checks) == 1
 
 
-async def test_request_id_reused_for_another_device_is_refused(handlers: DeviceHandlers) -> None:
+async def test_request_id_reused_for_another_device_is_refused(handlers: MediaHandlers) -> None:
     await register(handlers)
     await register(handlers, "BC-2")
     await handlers.record_pre_use_check(good_check(request_id="req-1"), OFFICER)
@@ -207,30 +148,33 @@ async def test_request_id_reused_for_another_device_is_refused(handlers: DeviceH
         await handlers.record_pre_use_check(good_check("BC-2", request_id="req-1"), OFFICER)
 
 
-async def test_malformed_request_id_is_refused(handlers: DeviceHandlers) -> None:
+async def test_malformed_request_id_is_refused(handlers: MediaHandlers) -> None:
     await register(handlers)
     with pytest.raises(InvalidArgument, match="request_id must be"):
         await handlers.record_pre_use_check(good_check(request_id="has spaces"), OFFICER)
 
 
-async def test_r08_other_unit_cannot_see_or_check_a_device(handlers: DeviceHandlers) -> None:
+async def test_r08_other_unit_cannot_see_or_check_a_device(handlers: MediaHandlers) -> None:
     await register(handlers)
-    with pytest.raises(NotFound, match="not registered in your unit"):
+    # R8: a record of another unit answers PERMISSION_DENIED in every service (docs/permissions.md)
+    with pytest.raises(PermissionDenied, match="may not read devices of unit 'unit-a'"):
         await handlers.get_device("BC-1", OTHER_UNIT)
-    with pytest.raises(NotFound):
+    with pytest.raises(PermissionDenied, match="may not record a pre-use check of a device of unit 'unit-a'"):
         await handlers.record_pre_use_check(good_check(), OTHER_UNIT)
 
 
-async def test_r08_legal_office_reads_every_unit_but_does_not_write(handlers: DeviceHandlers) -> None:
+async def test_r08_legal_office_reads_every_unit_but_does_not_write(handlers: MediaHandlers) -> None:
     await register(handlers)
     assert (await handlers.get_device("BC-1", LEGAL)).unit == "unit-a"
     page = await handlers.list_devices("unit-a", 0, None, LEGAL)
     assert [d.device_number for d in page.devices] == ["BC-1"]
-    with pytest.raises(PermissionDenied, match="only its own unit records"):
+    with pytest.raises(
+        PermissionDenied, match=r"to report a fault of a device you need to be .* of unit 'unit-a'"
+    ):
         await handlers.report_fault(ReportFault("BC-1", "broken"), LEGAL)
 
 
-async def test_unknown_device_is_not_found(handlers: DeviceHandlers) -> None:
+async def test_unknown_device_is_not_found(handlers: MediaHandlers) -> None:
     with pytest.raises(NotFound, match="register it first"):
         await handlers.record_pre_use_check(good_check("BC-404"), OFFICER)
     with pytest.raises(InvalidArgument, match="device number is required"):
@@ -238,7 +182,7 @@ async def test_unknown_device_is_not_found(handlers: DeviceHandlers) -> None:
 
 
 async def test_r21_fault_then_repair_lifecycle(
-    handlers: DeviceHandlers, repo: InMemoryDeviceRepository, clock: Clock
+    handlers: MediaHandlers, repo: InMemoryDeviceRepository, clock: Clock
 ) -> None:
     await register(handlers)
     device, fault = await handlers.report_fault(ReportFault("BC-1", "no audio", "f-1"), OFFICER)
@@ -262,7 +206,7 @@ async def test_r21_fault_then_repair_lifecycle(
     assert (await handlers.record_pre_use_check(good_check(), OFFICER)).passed
 
 
-async def test_r20_maintenance_log_newest_first(handlers: DeviceHandlers, clock: Clock) -> None:
+async def test_r20_maintenance_log_newest_first(handlers: MediaHandlers, clock: Clock) -> None:
     await register(handlers)
     await handlers.record_maintenance(RecordMaintenance("BC-1", "cleaned lens"), HEAD)
     clock.now += timedelta(days=30)
@@ -273,10 +217,10 @@ async def test_r20_maintenance_log_newest_first(handlers: DeviceHandlers, clock:
     assert [m.description for m in log] == ["firmware 2.1", "cleaned lens"]
 
 
-async def test_list_devices_pages_by_device_number(handlers: DeviceHandlers) -> None:
+async def test_list_devices_pages_by_device_number(handlers: MediaHandlers) -> None:
     for n in ["BC-3", "BC-1", "BC-5", "BC-2", "BC-4"]:
         await register(handlers, n)
-    await handlers.register_device(RegisterDevice("BB-9", "unit-b", "X"), OTHER_UNIT)
+    await handlers.register_device(RegisterDevice("BB-9", "unit-b", "X"), OTHER_HEAD)
     seen: list[str] = []
     after = None
     while True:
@@ -288,15 +232,15 @@ async def test_list_devices_pages_by_device_number(handlers: DeviceHandlers) -> 
     assert seen == ["BC-1", "BC-2", "BC-3", "BC-4", "BC-5"]
 
 
-async def test_list_devices_validates_page_size_and_unit(handlers: DeviceHandlers) -> None:
+async def test_list_devices_validates_page_size_and_unit(handlers: MediaHandlers) -> None:
     with pytest.raises(InvalidArgument, match="page_size"):
         await handlers.list_devices("", 501, None, OFFICER)
-    with pytest.raises(PermissionDenied, match="your own unit"):
+    with pytest.raises(PermissionDenied, match="own unit's devices"):
         await handlers.list_devices("unit-b", 0, None, OFFICER)
 
 
 async def test_r20_checks_for_feed_recording_findings(
-    handlers: DeviceHandlers, repo: InMemoryDeviceRepository, clock: Clock
+    handlers: MediaHandlers, repo: InMemoryDeviceRepository, clock: Clock
 ) -> None:
     """The path the recordings ingest takes: repository.get + checks_for → findings."""
     await register(handlers)
@@ -311,15 +255,15 @@ async def test_r20_checks_for_feed_recording_findings(
     assert [f.split(":")[0] for f in findings] == ["R20_NO_PASSING_PRE_USE_CHECK"]
 
 
-async def test_list_checks_validates_range(handlers: DeviceHandlers, clock: Clock) -> None:
+async def test_list_checks_validates_range(handlers: MediaHandlers, clock: Clock) -> None:
     await register(handlers)
     await handlers.record_pre_use_check(good_check(), OFFICER)
-    found = await handlers.list_checks("BC-1", clock.now - timedelta(days=1), clock.now, OFFICER)
+    found = await handlers.list_pre_use_checks("BC-1", clock.now - timedelta(days=1), clock.now, OFFICER)
     assert len(found) == 1
     with pytest.raises(InvalidArgument, match="before since"):
-        await handlers.list_checks("BC-1", clock.now, clock.now - timedelta(seconds=1), OFFICER)
+        await handlers.list_pre_use_checks("BC-1", clock.now, clock.now - timedelta(seconds=1), OFFICER)
     with pytest.raises(InvalidArgument, match="at most 31 days"):
-        await handlers.list_checks("BC-1", clock.now - timedelta(days=40), clock.now, OFFICER)
+        await handlers.list_pre_use_checks("BC-1", clock.now - timedelta(days=40), clock.now, OFFICER)
 
 
 def test_shift_default_is_two_twelve_hour_shifts() -> None:
@@ -327,7 +271,7 @@ def test_shift_default_is_two_twelve_hour_shifts() -> None:
 
 
 async def test_concurrent_change_is_retried_on_the_reloaded_device(
-    handlers: DeviceHandlers, repo: InMemoryDeviceRepository
+    handlers: MediaHandlers, repo: InMemoryDeviceRepository
 ) -> None:
     await register(handlers)
     real_get = repo.get
@@ -355,7 +299,7 @@ async def test_concurrent_change_is_retried_on_the_reloaded_device(
 
 
 async def test_recent_checks_are_bounded(
-    handlers: DeviceHandlers, repo: InMemoryDeviceRepository, clock: Clock
+    handlers: MediaHandlers, repo: InMemoryDeviceRepository, clock: Clock
 ) -> None:
     await register(handlers)
     for _ in range(70):

@@ -22,9 +22,11 @@ from pymongo.errors import BulkWriteError
 from servicekit.errors import AlreadyExists
 from servicekit.mongo import IndexSpec, Notify, VersionedRepository
 
-from media_svc.adapters.device_events import to_outbound
-from media_svc.domain.devices import Device, DeviceEvent, Fault, MaintenanceRecord, PreUseCheck
-from media_svc.service_layer.devices import DeviceAlreadyRegistered, DeviceRepository
+from media_svc.adapters.event_mapping import device_outbound
+from media_svc.domain.devices import Device, Fault, MaintenanceRecord, PreUseCheck
+from media_svc.domain.errors import DeviceAlreadyRegistered
+from media_svc.domain.events import DeviceEvent
+from media_svc.service_layer.ports import DeviceRepository
 
 DEVICES = "devices"
 CHECKS = "device_checks"
@@ -77,7 +79,7 @@ class MongoDeviceRepository(DeviceRepository):
     async def add(self, device: Device, events: Sequence[DeviceEvent]) -> None:
         try:
             await self._devices.insert(
-                {"_id": device.device_number, **_device_fields(device)}, events=to_outbound(events)
+                {"_id": device.device_number, **_device_fields(device)}, events=device_outbound(events)
             )
         except AlreadyExists:
             raise DeviceAlreadyRegistered(
@@ -90,7 +92,7 @@ class MongoDeviceRepository(DeviceRepository):
             device.device_number,
             expected_version=device.version,
             set_fields=_device_fields(device),
-            events=to_outbound(events),
+            events=device_outbound(events),
         )
         await self._keep_history(device)
 

@@ -27,9 +27,9 @@ from pymongo.errors import DuplicateKeyError
 from servicekit.errors import AlreadyExists
 from servicekit.mongo import IndexSpec, Notify, VersionedRepository, serialized
 
-from media_svc.adapters.recording_events import to_outbound
-from media_svc.domain.access import ContentAccessed
+from media_svc.adapters.event_mapping import to_outbound
 from media_svc.domain.continuity import Explanation, Segment, Series
+from media_svc.domain.events import ContentAccessed
 from media_svc.domain.fixity import ScrubRun, ScrubState
 from media_svc.domain.recordings import (
     BLOCK_SIZE,

@@ -93,19 +93,3 @@ class AccessGrant:
             wanted = " or ".join(sorted(a.value for a in actions))
             have = ", ".join(sorted(a.value for a in self.actions)) or "none"
             raise PermissionDenied(f"access grant {self.grant_id} allows {have}, not {wanted}")
-
-
-@dataclass(frozen=True)
-class ContentAccessed:
-    """R16, R23-3: a person or service read a recording's content under a grant."""
-
-    access_id: str
-    recording_id: str
-    sha256: str
-    unit: str
-    subject: str
-    subject_unit: str
-    at: datetime
-    grant_id: str
-    purpose: str
-    approver: str

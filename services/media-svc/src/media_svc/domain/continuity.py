@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from servicekit.errors import FailedPrecondition, InvalidArgument
 
+from media_svc.domain.events import InterruptionExplained
 from media_svc.domain.recordings import Attribution
 
 MAX_EXPLANATION_LEN = 4000
@@ -66,13 +67,6 @@ class Explanation:
 
     def covers(self, gap: Gap) -> bool:
         return self.gap_from <= gap.gap_from and gap.gap_to <= self.gap_to
-
-
-@dataclass(frozen=True)
-class InterruptionExplained:
-    series: Series
-    gap: Gap
-    explanation: Explanation
 
 
 @dataclass

@@ -20,6 +20,15 @@ from zoneinfo import ZoneInfo
 
 from servicekit.errors import FailedPrecondition, InvalidArgument
 
+from media_svc.domain.events import (
+    DeviceChecked,
+    DeviceEvent,
+    DeviceFaultReported,
+    DeviceMaintained,
+    DeviceRegistered,
+    DeviceReturnedToService,
+)
+
 MAX_DEVICE_NUMBER_LEN = 64
 MAX_UNIT_LEN = 64
 MAX_MODEL_LEN = 128
@@ -117,49 +126,6 @@ class PreUseCheckPolicy:
                 f"clock offset {clock_offset_s:+.3f} s exceeds the allowed ±{self.max_clock_offset_s:g} s"
             )
         return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Events (past tense); the adapters translate them into published protobuf messages
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeviceRegistered:
-    device_number: str
-    unit: str
-    model: str
-    by: str
-    at: datetime
-
-
-@dataclass(frozen=True)
-class DeviceChecked:
-    check: PreUseCheck
-
-
-@dataclass(frozen=True)
-class DeviceMaintained:
-    maintenance: MaintenanceRecord
-
-
-@dataclass(frozen=True)
-class DeviceFaultReported:
-    device_number: str
-    unit: str
-    fault: Fault
-
-
-@dataclass(frozen=True)
-class DeviceReturnedToService:
-    device_number: str
-    unit: str
-    fault: Fault
-
-
-DeviceEvent = (
-    DeviceRegistered | DeviceChecked | DeviceMaintained | DeviceFaultReported | DeviceReturnedToService
-)
 
 
 # ---------------------------------------------------------------------------------------------

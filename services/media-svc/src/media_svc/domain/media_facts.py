@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from servicekit.clock import to_ms
 from servicekit.errors import InvalidArgument
 
-from media_svc.domain.recordings import MediaFacts, MediaKind, ms
+from media_svc.domain.recordings import MediaFacts, MediaKind
 
 # Codecs of still images (a "video" stream of one picture).
 IMAGE_CODECS = frozenset(
@@ -59,7 +60,7 @@ def _creation_time(probe: Mapping[str, Any]) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return ms(parsed)
+    return to_ms(parsed)
 
 
 def interpret_probe(probe: Mapping[str, Any], declared: MediaKind) -> MediaFacts:

@@ -15,9 +15,12 @@ import enum
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from servicekit.clock import to_ms
 from servicekit.errors import FailedPrecondition, InvalidArgument
+
+from media_svc.domain.events import IntegrityCheckFailed, RecordingEvent, RecordingIngested, RecordingLinked
 
 MIB = 1024 * 1024
 # Content is verified in blocks of this size when read (download): the SHA-256 of every block is
@@ -40,14 +43,6 @@ class IntegrityStatus(enum.Enum):
     UNVERIFIED = "UNVERIFIED"
     VERIFIED = "VERIFIED"
     FAILED = "FAILED"
-
-
-def ms(value: datetime) -> datetime:
-    """`value` in UTC truncated to whole milliseconds (BSON dates hold milliseconds)."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"a timezone-aware datetime is required, got naive {value.isoformat()}")
-    value = value.astimezone(UTC)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def require_sha256(value: str, what: str = "sha256") -> str:
@@ -117,7 +112,7 @@ class Classification:
             raise InvalidArgument("recorded_to (recording end, UTC) is required")
         if media_kind is None:
             raise InvalidArgument("media_kind is required: VIDEO, AUDIO or PHOTO")
-        start, end = ms(recorded_from), ms(recorded_to)
+        start, end = to_ms(recorded_from), to_ms(recorded_to)
         if end < start:
             raise InvalidArgument(
                 f"recorded_to {end.isoformat()} is before recorded_from {start.isoformat()}"
@@ -233,39 +228,6 @@ def ingest_findings(
 
 def _hours(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 3600:.1f} h"
-
-
-# ---------------------------------------------------------------------------------------------
-# Events (past tense); adapters translate them into the published protobuf messages
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RecordingIngested:
-    recording: Recording
-
-
-@dataclass(frozen=True)
-class RecordingLinked:
-    recording: Recording
-    case_id: str
-    activity_id: str
-    linked: Attribution
-
-
-@dataclass(frozen=True)
-class IntegrityCheckFailed:
-    recording_id: str
-    unit: str
-    expected_sha256: str
-    actual_sha256: str
-    first_bad_offset: int
-    detected_by: str
-    detected_at: datetime
-    detail: str
-
-
-RecordingEvent = RecordingIngested | RecordingLinked | IntegrityCheckFailed
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""What the recordings use cases need from the outside world (adapters implement these; unit tests use
-in-memory fakes that subclass the same classes)."""
+"""What media-svc's use cases need from the outside world: repositories, the content store, ffprobe, the
+grant verifier, the upload pipeline and the verified reader, metrics. Adapters implement these; unit tests
+of the service layer use in-memory fakes that subclass the same classes (tests/unit/fakes.py)."""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +13,11 @@ from typing import Any, BinaryIO, Protocol
 
 from servicekit.errors import ConcurrencyConflict, DataLoss
 
-from media_svc.domain.access import AccessGrant, ContentAccessed
+from media_svc.domain.access import AccessGrant
 from media_svc.domain.continuity import Series
-from media_svc.domain.fixity import ScrubRun
+from media_svc.domain.devices import Device, MaintenanceRecord, PreUseCheck
+from media_svc.domain.events import ContentAccessed, DeviceEvent
+from media_svc.domain.fixity import ContentDigest, ScrubRun
 from media_svc.domain.recordings import MediaKind, Recording
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +89,42 @@ class RecordingRepository(abc.ABC):
     @abc.abstractmethod
     async def totals(self) -> tuple[int, int]:
         """(number of recordings, total bytes)."""
+
+
+class DeviceRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, device_number: str) -> Device | None:
+        """The device with its faults and recent checks, or None when no such device is registered."""
+
+    @abc.abstractmethod
+    async def add(self, device: Device, events: Sequence[DeviceEvent]) -> None:
+        """Inserts a new device with its events; raises `DeviceAlreadyRegistered` if the number exists."""
+
+    @abc.abstractmethod
+    async def save(self, device: Device, events: Sequence[DeviceEvent]) -> None:
+        """Writes the device's changed state (faults, recent checks and maintenance) and its events in one
+        write if nobody changed it since it was read (version), else raises
+        `servicekit.errors.ConcurrencyConflict`. Checks and maintenance entries are kept as history too."""
+
+    @abc.abstractmethod
+    async def get_check(self, check_id: str) -> PreUseCheck | None:
+        """A pre-use check of any device by its id (history), or None."""
+
+    @abc.abstractmethod
+    async def checks_for(self, device_number: str, since: datetime, until: datetime) -> list[PreUseCheck]:
+        """Pre-use checks of the device whose shift overlaps [since, until], oldest first."""
+
+    @abc.abstractmethod
+    async def get_maintenance(self, maintenance_id: str) -> MaintenanceRecord | None:
+        """A maintenance entry of any device by its id (history), or None."""
+
+    @abc.abstractmethod
+    async def maintenance_of(self, device_number: str, limit: int) -> list[MaintenanceRecord]:
+        """The device's most recent maintenance entries, newest first."""
+
+    @abc.abstractmethod
+    async def list_by_unit(self, unit: str, after: str | None, limit: int) -> list[Device]:
+        """Devices of `unit` ordered by device number, starting after the number `after`."""
 
 
 class SeriesRepository(abc.ABC):
@@ -221,6 +260,51 @@ class MediaProber(abc.ABC):
         """ffprobe's JSON (format and streams) of the file; `{}` when it is not readable media."""
 
 
+class ContentReceiver(abc.ABC):
+    """Writes and hashes an upload's bytes as they arrive. The adapter decides how (worker threads,
+    batching); the service layer only sees that every byte was written to the partial and hashed."""
+
+    @abc.abstractmethod
+    async def resume(self, partial: PartialUpload, digest: ContentDigest, offset: int) -> None:
+        """Re-hashes the `offset` bytes an interrupted upload holds (`FailedPrecondition` if it holds
+        another number of bytes)."""
+
+    @abc.abstractmethod
+    async def receive(
+        self, partial: PartialUpload, digest: ContentDigest, chunks: AsyncIterator[bytes]
+    ) -> None:
+        """Writes every chunk to `partial` and adds it to `digest`, in order, until `chunks` ends. An error
+        raised by `chunks` or by a write surfaces here, after what was handed over is written."""
+
+
+@dataclass(frozen=True)
+class BadBlock:
+    """Where stored content stopped matching what was recorded at ingest."""
+
+    offset: int
+    actual: str
+    detail: str
+
+
+class VerifiedChunk(Protocol):
+    """Verified bytes of a recording's content (valid until the next chunk is asked for)."""
+
+    def __len__(self) -> int: ...
+
+
+class ContentReader(abc.ABC):
+    """Reads stored content chunk by chunk, each block verified against the SHA-256 recorded at ingest
+    before it is handed out (R23-2). How the bytes are buffered for the transport is the adapter's."""
+
+    @abc.abstractmethod
+    def chunks(
+        self, recording: Recording, blocks_per_chunk: int
+    ) -> Generator[VerifiedChunk | BadBlock, None, None]:
+        """The verified chunks in order; a `BadBlock` (bad hash, short or long content) ends them. Opens the
+        content at once: raises `ContentMissing` (here, not at the first chunk) when it is gone; closing
+        the generator closes the content."""
+
+
 class GrantVerifier(abc.ABC):
     @abc.abstractmethod
     def decode(self, token: str) -> AccessGrant:
@@ -263,8 +347,12 @@ class NullMetrics:
 
 __all__: Sequence[str] = [
     "AccessLog",
+    "BadBlock",
     "ContentMissing",
+    "ContentReader",
+    "ContentReceiver",
     "ContentStore",
+    "DeviceRepository",
     "GrantVerifier",
     "MediaProber",
     "NullMetrics",
@@ -277,4 +365,5 @@ __all__: Sequence[str] = [
     "SearchQuery",
     "SeriesRepository",
     "UploadInProgress",
+    "VerifiedChunk",
 ]

@@ -4,23 +4,46 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from lawtrail.media.v1 import recording_service_pb2 as pb
+from media_svc.adapters.grpc_wire import chunk_response
+from media_svc.adapters.verified_reader import FRAME_HEADROOM, FramedChunk
 from media_svc.domain.access import AccessGrant, GrantedAction, GrantResource, ResourceKind
+from media_svc.domain.commands import DownloadRecording, UploadRecording
+from media_svc.domain.errors import IntegrityFailure
+from media_svc.domain.events import IntegrityCheckFailed
 from media_svc.domain.fixity import ScrubState
-from media_svc.domain.recordings import IntegrityCheckFailed, IntegrityStatus, Recording
-from media_svc.entrypoints.recording_api import chunk_response
-from media_svc.service_layer.downloads import FRAME_HEADROOM, IntegrityFailure, VerifiedChunk
-from recordings_support import OFFICER, App, Media, chunks_of, classification, data_of, manifest_for
+from media_svc.domain.recordings import IntegrityStatus, Recording
+from recordings_support import (
+    OFFICER,
+    App,
+    Media,
+    build_app,
+    chunks_of,
+    classification,
+    data_of,
+    manifest_for,
+)
 from servicekit.errors import DataLoss, PermissionDenied
 
 MIB = 1024 * 1024
 
 
+@pytest.fixture
+def app(tmp_path: Path) -> App:
+    """The grants below are issued around the real time, so this app's server clock is the real one."""
+    return build_app(tmp_path, now=lambda: datetime.now(UTC))
+
+
 async def stored(app: App, media: Media, *, case_id: str = "") -> Recording:
     m = manifest_for(media.long_video, classification(seconds=6, case_id=case_id))
-    return (await app.handlers.upload(m, 0, chunks_of(data_of(media.long_video)), OFFICER)).recording
+    return (
+        await app.handlers.upload_recording(
+            UploadRecording(m, 0), chunks_of(data_of(media.long_video)), OFFICER
+        )
+    ).recording
 
 
 def grant(app: App, **kw: object) -> str:
@@ -47,7 +70,7 @@ REVIEWER = OFFICER.__class__("reviewer-1", "unit-a", frozenset({"INSPECTOR"}))
 
 
 async def read_all(app: App, recording_id: str, token: str) -> bytes:
-    download = await app.downloads.open(recording_id, token, REVIEWER)
+    download = await app.handlers.download_recording(DownloadRecording(recording_id, token), REVIEWER)
     # A chunk's buffer is reused for the next one: copy each before asking for the next.
     return b"".join([bytes(b.data) async for b in download.blocks])
 
@@ -57,7 +80,7 @@ async def test_r16_download_with_a_grant_streams_verified_content_and_logs_the_a
 ) -> None:
     r = await stored(app, media)
     token = grant(app, resources=(GrantResource(ResourceKind.RECORDING, r.recording_id),))
-    download = await app.downloads.open(r.recording_id, token, REVIEWER)
+    download = await app.handlers.download_recording(DownloadRecording(r.recording_id, token), REVIEWER)
     assert [a.recording_id for a in app.access_log.records] == [r.recording_id], "logged before any byte"
     blocks = [bytes(b.data) async for b in download.blocks]
     assert b"".join(blocks) == data_of(media.long_video)
@@ -99,18 +122,20 @@ async def test_r16_download_is_refused_without_a_valid_grant(
         **change,
     }
     with pytest.raises(PermissionDenied, match=message):
-        await app.downloads.open(r.recording_id, grant(app, **fields), REVIEWER)
+        await app.handlers.download_recording(
+            DownloadRecording(r.recording_id, grant(app, **fields)), REVIEWER
+        )
     assert app.access_log.records == [], "a refused read releases nothing and is not a content access"
 
 
 async def test_r16_no_grant_or_a_revoked_grant_is_refused(app: App, media: Media) -> None:
     r = await stored(app, media)
     with pytest.raises(PermissionDenied, match="needs an access grant"):
-        await app.downloads.open(r.recording_id, "", REVIEWER)
+        await app.handlers.download_recording(DownloadRecording(r.recording_id, ""), REVIEWER)
     token = grant(app, resources=(GrantResource(ResourceKind.RECORDING, r.recording_id),))
     app.grants.revoked.add("g-1")
     with pytest.raises(PermissionDenied, match="revoked"):
-        await app.downloads.open(r.recording_id, token, REVIEWER)
+        await app.handlers.download_recording(DownloadRecording(r.recording_id, token), REVIEWER)
 
 
 def flip_byte(app: App, r: Recording, offset: int) -> None:
@@ -129,7 +154,7 @@ async def test_r23_a_flipped_byte_stops_the_download_with_data_loss_before_the_b
     r = await stored(app, media)
     flip_byte(app, r, 2 * MIB + 5)
     token = grant(app, resources=(GrantResource(ResourceKind.RECORDING, r.recording_id),))
-    download = await app.downloads.open(r.recording_id, token, REVIEWER)
+    download = await app.handlers.download_recording(DownloadRecording(r.recording_id, token), REVIEWER)
     released: list[bytes] = []
 
     async def drain() -> None:
@@ -152,7 +177,7 @@ async def test_r23_missing_content_is_data_loss(app: App, media: Media) -> None:
     r = await stored(app, media)
     app.store.path_of(r.sha256).unlink()
     token = grant(app, resources=(GrantResource(ResourceKind.RECORDING, r.recording_id),))
-    download = await app.downloads.open(r.recording_id, token, REVIEWER)
+    download = await app.handlers.download_recording(DownloadRecording(r.recording_id, token), REVIEWER)
     with pytest.raises(DataLoss, match="missing"):
         _ = [b async for b in download.blocks]
 
@@ -160,10 +185,14 @@ async def test_r23_missing_content_is_data_loss(app: App, media: Media) -> None:
 async def test_r23_fixity_scrub_verifies_everything_and_reports_a_mismatch(app: App, media: Media) -> None:
     good = await stored(app, media)
     other = manifest_for(media.video, classification())
-    bad = (await app.handlers.upload(other, 0, chunks_of(data_of(media.video)), OFFICER)).recording
+    bad = (
+        await app.handlers.upload_recording(
+            UploadRecording(other, 0), chunks_of(data_of(media.video)), OFFICER
+        )
+    ).recording
     flip_byte(app, bad, 100)
 
-    run = await app.scrubber.run(triggered_by="test")
+    run = await app.handlers.run_fixity_scrub(triggered_by="test")
     assert run is not None
     assert run.state is ScrubState.FINISHED
     assert (run.recordings_total, run.recordings_checked, run.failures) == (2, 2, 1)
@@ -173,7 +202,7 @@ async def test_r23_fixity_scrub_verifies_everything_and_reports_a_mismatch(app: 
     assert app.recordings.docs[bad.recording_id].integrity is IntegrityStatus.FAILED
     failed = [e for e in app.events() if isinstance(e, IntegrityCheckFailed)]
     assert [(e.recording_id, e.detected_by) for e in failed] == [(bad.recording_id, "scrub")]
-    running, last = await app.scrubber.status()
+    running, last = await app.handlers.fixity_scrub_status()
     assert running is None
     assert last is not None
     assert last.run_id == run.run_id
@@ -182,21 +211,21 @@ async def test_r23_fixity_scrub_verifies_everything_and_reports_a_mismatch(app: 
 async def test_fixity_scrub_runs_once_at_a_time(app: App, media: Media) -> None:
     await stored(app, media)
     assert await app.runs.try_lock("someone-else", datetime.now(UTC), datetime.now(UTC))
-    assert await app.scrubber.run(triggered_by="test") is None
+    assert await app.handlers.run_fixity_scrub(triggered_by="test") is None
 
 
 @pytest.mark.parametrize("size", [1, 127, 128, 16383, 16384, MIB, 2 * MIB, 3 * MIB])
 def test_a_chunk_response_parsed_from_its_headroom_is_the_message_built_from_the_bytes(size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     buffer = bytearray(b"\xff" * FRAME_HEADROOM) + data + b"\xee" * 7  # a reused, larger buffer
-    chunk = VerifiedChunk(buffer, size)
+    chunk = FramedChunk(buffer, size)
     built = pb.DownloadRecordingResponse(chunk=data)
     assert chunk_response(chunk) == built
     assert chunk_response(chunk).SerializeToString() == built.SerializeToString()
 
 
 def test_the_allocator_thresholds_are_left_to_the_operator_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    from media_svc.entrypoints import recording_api
+    from media_svc.adapters import grpc_wire as recording_api
 
     monkeypatch.setattr(recording_api, "_allocator_tuned", False)
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")

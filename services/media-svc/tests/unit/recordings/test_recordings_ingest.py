@@ -9,23 +9,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from media_svc.domain.commands import BeginUpload, UploadManifest, UploadRecording
 from media_svc.domain.devices import FINDING_UNKNOWN_DEVICE
+from media_svc.domain.errors import ContentAlreadyStored, HashMismatch, UploadIncomplete
+from media_svc.domain.events import RecordingIngested, RecordingLinked
 from media_svc.domain.recordings import (
     FINDING_DURATION_MISMATCH,
     FINDING_LATE_INGEST,
     FINDING_PARTY_NOT_INFORMED,
     MediaKind,
-    RecordingIngested,
-    RecordingLinked,
 )
+from media_svc.service_layer.handlers import MediaHandlers
 from media_svc.service_layer.ports import UploadInProgress
-from media_svc.service_layer.recordings import (
-    ContentAlreadyStored,
-    HashMismatch,
-    RecordingHandlers,
-    UploadIncomplete,
-    UploadManifest,
-)
 from recordings_support import (
     LEGAL,
     OFFICER,
@@ -54,7 +49,7 @@ def partials(app: App) -> list[Path]:
 async def test_r23_upload_stores_content_write_once_by_its_sha256(app: App, media: Media) -> None:
     data = data_of(media.video)
     m = manifest_for(media.video, classification())
-    result = await app.handlers.upload(m, 0, chunks_of(data), OFFICER)
+    result = await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
 
     r = result.recording
     assert not result.already_stored
@@ -70,7 +65,9 @@ async def test_r23_upload_stores_content_write_once_by_its_sha256(app: App, medi
 
 async def test_media_facts_come_from_ffprobe(app: App, media: Media) -> None:
     m = manifest_for(media.video, classification())
-    r = (await app.handlers.upload(m, 0, chunks_of(data_of(media.video)), OFFICER)).recording
+    r = (
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
+    ).recording
     assert abs(r.facts.duration - timedelta(seconds=2)) < timedelta(milliseconds=200)
     assert r.facts.codecs == ("h264", "aac")
     assert (r.facts.width, r.facts.height) == (320, 240)
@@ -98,7 +95,7 @@ async def test_r07_bytes_that_are_not_the_declared_kind_are_rejected(
     with pytest.raises(
         InvalidArgument, match=f"not the declared {declared.value}|declared {declared.value}\\)"
     ):
-        await app.handlers.upload(m, 0, chunks_of(data_of(path)), OFFICER)
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(path)), OFFICER)
     assert objects(app) == []
     assert partials(app) == []
     assert app.recordings.docs == {}
@@ -110,7 +107,11 @@ async def test_r07_audio_and_photo_are_accepted_as_declared(
 ) -> None:
     path: Path = getattr(media, file)
     c = classification(kind, seconds=0 if kind is MediaKind.PHOTO else 2)
-    r = (await app.handlers.upload(manifest_for(path, c), 0, chunks_of(data_of(path)), OFFICER)).recording
+    r = (
+        await app.handlers.upload_recording(
+            UploadRecording(manifest_for(path, c), 0), chunks_of(data_of(path)), OFFICER
+        )
+    ).recording
     assert r.classification.media_kind is kind
     assert r.findings == ()
 
@@ -119,7 +120,7 @@ async def test_hash_mismatch_stores_nothing(app: App, media: Media) -> None:
     data = data_of(media.video)
     m = UploadManifest(classification(), "0" * 64, len(data))
     with pytest.raises(HashMismatch, match="nothing was stored"):
-        await app.handlers.upload(m, 0, chunks_of(data), OFFICER)
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
     assert objects(app) == []
     assert partials(app) == []
     assert app.recordings.docs == {}
@@ -129,7 +130,7 @@ async def test_more_bytes_than_declared_stores_nothing(app: App, media: Media) -
     data = data_of(media.video)
     m = UploadManifest(classification(), sha256_of(media.video), len(data) - 10)
     with pytest.raises(InvalidArgument, match="more than the declared size"):
-        await app.handlers.upload(m, 0, chunks_of(data), OFFICER)
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
     assert objects(app) == []
     assert partials(app) == []
     assert app.recordings.docs == {}
@@ -137,12 +138,12 @@ async def test_more_bytes_than_declared_stores_nothing(app: App, media: Media) -
 
 async def test_size_over_the_limit_is_refused_before_any_byte(tmp_path: Path, media: Media) -> None:
     app = build_app(tmp_path)
-    app.handlers._max_upload = 1000
+    app.handlers.max_upload_bytes = 1000
     m = manifest_for(media.video, classification())
     with pytest.raises(ResourceExhausted, match="over the upload limit of 1000 bytes"):
-        await app.handlers.begin_upload(m, OFFICER)
+        await app.handlers.begin_upload(BeginUpload(m), OFFICER)
     with pytest.raises(ResourceExhausted):
-        await app.handlers.upload(m, 0, chunks_of(data_of(media.video)), OFFICER)
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
     assert objects(app) == []
     assert partials(app) == []
 
@@ -154,14 +155,14 @@ async def test_truncated_stream_leaves_nothing_visible_and_the_upload_resumes(ap
     half = len(data) // 2
 
     with pytest.raises(UploadIncomplete, match=f"after {half} of {len(data)} bytes"):
-        await app.handlers.upload(m, 0, chunks_of(data[:half]), OFFICER)
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data[:half]), OFFICER)
     assert objects(app) == [], "nothing visible"
     assert app.recordings.docs == {}
 
-    offer = await app.handlers.begin_upload(m, OFFICER)
+    offer = await app.handlers.begin_upload(BeginUpload(m), OFFICER)
     assert offer.resume_offset == half
     assert offer.recording is None
-    result = await app.handlers.upload(m, half, chunks_of(data[half:]), OFFICER)
+    result = await app.handlers.upload_recording(UploadRecording(m, half), chunks_of(data[half:]), OFFICER)
     assert result.recording.sha256 == m.sha256
     assert app.store.path_of(m.sha256).read_bytes() == data
     assert partials(app) == []
@@ -171,9 +172,9 @@ async def test_resume_from_an_offset_beyond_what_the_server_holds_is_refused(app
     data = data_of(media.video)
     m = manifest_for(media.video, classification())
     with pytest.raises(UploadIncomplete):
-        await app.handlers.upload(m, 0, chunks_of(data[:1000]), OFFICER)
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data[:1000]), OFFICER)
     with pytest.raises(Exception, match="resume from 1000"):
-        await app.handlers.upload(m, 5000, chunks_of(data[5000:]), OFFICER)
+        await app.handlers.upload_recording(UploadRecording(m, 5000), chunks_of(data[5000:]), OFFICER)
 
 
 async def test_a_second_concurrent_stream_of_the_same_content_is_refused(app: App, media: Media) -> None:
@@ -189,11 +190,11 @@ async def test_a_second_concurrent_stream_of_the_same_content_is_refused(app: Ap
 async def test_reuploading_identical_content_is_idempotent(app: App, media: Media) -> None:
     data = data_of(media.video)
     m = manifest_for(media.video, classification())
-    first = await app.handlers.upload(m, 0, chunks_of(data), OFFICER)
-    offer = await app.handlers.begin_upload(m, OFFICER)
+    first = await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
+    offer = await app.handlers.begin_upload(BeginUpload(m), OFFICER)
     assert offer.recording is not None
     assert offer.recording.recording_id == first.recording.recording_id
-    again = await app.handlers.upload(m, 0, chunks_of(data), OFFICER)
+    again = await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
     assert again.already_stored
     assert again.recording.recording_id == first.recording.recording_id
     assert len(app.recordings.docs) == 1
@@ -202,22 +203,26 @@ async def test_reuploading_identical_content_is_idempotent(app: App, media: Medi
 
 async def test_same_content_with_another_classification_is_already_exists(app: App, media: Media) -> None:
     data = data_of(media.video)
-    await app.handlers.upload(manifest_for(media.video, classification()), 0, chunks_of(data), OFFICER)
+    await app.handlers.upload_recording(
+        UploadRecording(manifest_for(media.video, classification()), 0), chunks_of(data), OFFICER
+    )
     other = manifest_for(media.video, classification(device="CAM-2"))
     with pytest.raises(ContentAlreadyStored, match="different classification"):
-        await app.handlers.upload(other, 0, chunks_of(data), OFFICER)
+        await app.handlers.upload_recording(UploadRecording(other, 0), chunks_of(data), OFFICER)
 
 
 async def test_r09_a_unit_uploads_only_its_own_recordings(app: App, media: Media) -> None:
     m = manifest_for(media.video, classification(unit="unit-a"))
     for actor in (OTHER_UNIT, LEGAL):
         with pytest.raises(PermissionDenied, match="stored per unit"):
-            await app.handlers.begin_upload(m, actor)
+            await app.handlers.begin_upload(BeginUpload(m), actor)
 
 
 async def test_r19b_party_not_informed_is_a_finding(app: App, media: Media) -> None:
     m = manifest_for(media.video, classification(party_informed=False))
-    r = (await app.handlers.upload(m, 0, chunks_of(data_of(media.video)), OFFICER)).recording
+    r = (
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
+    ).recording
     assert [(f.code, f.requirement) for f in r.findings] == [(FINDING_PARTY_NOT_INFORMED, "R19b")]
 
 
@@ -226,7 +231,9 @@ async def test_r11a_ingest_delay_is_stored_and_a_late_ingest_is_a_finding(
 ) -> None:
     app = build_app(tmp_path, clock=[T0 + timedelta(hours=30)] * 10)
     m = manifest_for(media.video, classification())
-    r = (await app.handlers.upload(m, 0, chunks_of(data_of(media.video)), OFFICER)).recording
+    r = (
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
+    ).recording
     assert r.ingest_delay == timedelta(hours=30) - timedelta(seconds=2)
     assert [f.code for f in r.findings] == [FINDING_LATE_INGEST]
     assert "ingested 30.0 h after" in r.findings[0].detail
@@ -234,7 +241,9 @@ async def test_r11a_ingest_delay_is_stored_and_a_late_ingest_is_a_finding(
 
 async def test_declared_duration_far_from_the_probed_one_is_a_finding(app: App, media: Media) -> None:
     m = manifest_for(media.video, classification(seconds=60))
-    r = (await app.handlers.upload(m, 0, chunks_of(data_of(media.video)), OFFICER)).recording
+    r = (
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
+    ).recording
     assert [f.code for f in r.findings] == [FINDING_DURATION_MISMATCH]
 
 
@@ -249,15 +258,19 @@ async def test_r20_recording_from_an_unregistered_device_is_accepted_and_flagged
             return []
 
     app = build_app(tmp_path)
-    app.handlers._devices = NoDevices()  # type: ignore[assignment]
+    app.handlers.devices = NoDevices()  # type: ignore[assignment]
     m = manifest_for(media.video, classification())
-    r = (await app.handlers.upload(m, 0, chunks_of(data_of(media.video)), OFFICER)).recording
+    r = (
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
+    ).recording
     assert [(f.code, f.requirement) for f in r.findings] == [(FINDING_UNKNOWN_DEVICE, "R20")]
 
 
 async def test_r17_upload_naming_a_case_and_activity_links_it(app: App, media: Media) -> None:
     m = manifest_for(media.video, classification(case_id="case-1", activity_id="act-1"))
-    r = (await app.handlers.upload(m, 0, chunks_of(data_of(media.video)), OFFICER)).recording
+    r = (
+        await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
+    ).recording
     assert (r.link.case_id, r.link.activity_id) == ("case-1", "act-1")
     assert [type(e) for e in app.events()] == [RecordingIngested, RecordingLinked]
     assert not app.recordings.docs[r.recording_id].continuity_pending, "entered into its series"
@@ -284,7 +297,7 @@ async def test_r23_committing_content_that_is_already_stored_never_rewrites_it(
 ) -> None:
     data = data_of(media.video)
     m = manifest_for(media.video, classification())
-    await app.handlers.upload(m, 0, chunks_of(data), OFFICER)
+    await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
     stored = app.store.path_of(m.sha256)
     before = os.stat(stored)
     partial = app.store.open_partial(m.sha256, 0)
@@ -296,4 +309,4 @@ async def test_r23_committing_content_that_is_already_stored_never_rewrites_it(
 
 
 def test_handlers_need_no_real_clock(tmp_path: Path) -> None:
-    assert isinstance(build_app(tmp_path).handlers, RecordingHandlers)
+    assert isinstance(build_app(tmp_path).handlers, MediaHandlers)

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 from media_svc.adapters.recording_repository import SEARCH_FIELDS, SEARCH_INDEXES
-from media_svc.domain.continuity import InterruptionExplained
-from media_svc.domain.recordings import MediaKind, Recording, RecordingLinked
+from media_svc.domain.commands import ExplainInterruption, LinkRecording, UploadManifest, UploadRecording
+from media_svc.domain.events import InterruptionExplained, RecordingLinked
+from media_svc.domain.recordings import MediaKind, Recording
 from media_svc.service_layer.ports import SearchQuery
-from media_svc.service_layer.recordings import UploadManifest
 from recordings_support import LEGAL, OFFICER, OTHER_UNIT, T0, App, Media, chunks_of, classification, data_of
 from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from servicekit.errors import NotFound as NotFoundError
@@ -23,7 +23,7 @@ async def store(app: App, media: Media, **kw: object) -> Recording:
     data = base + b"\0" * 16 + suffix  # trailing bytes after the MP4 atoms: ffprobe still reads it
     c = classification(**kw)  # type: ignore[arg-type]
     m = UploadManifest(c, hashlib.sha256(data).hexdigest(), len(data))
-    return (await app.handlers.upload(m, 0, chunks_of(data), OFFICER)).recording
+    return (await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)).recording
 
 
 async def test_r17_search_by_every_classification_criterion(app: App, media: Media) -> None:
@@ -32,7 +32,7 @@ async def test_r17_search_by_every_classification_criterion(app: App, media: Med
     c = await store(app, media, device="CAM-2", start=T0 + timedelta(minutes=10))
 
     async def ids(**q: object) -> list[str]:
-        page = await app.handlers.search(SearchQuery(**q), 0, "", OFFICER)  # type: ignore[arg-type]
+        page = await app.handlers.search_recordings(SearchQuery(**q), 0, "", OFFICER)  # type: ignore[arg-type]
         return [r.recording_id for r in page.recordings]
 
     assert await ids() == [a.recording_id, b.recording_id, c.recording_id]
@@ -56,26 +56,29 @@ async def test_r17_search_is_cursor_paged(app: App, media: Media) -> None:
     seen: list[str] = []
     token = ""
     while True:
-        page = await app.handlers.search(SearchQuery(), 2, token, OFFICER)
+        page = await app.handlers.search_recordings(SearchQuery(), 2, token, OFFICER)
         seen += [r.recording_id for r in page.recordings]
         token = page.next_page_token
         if not token:
             break
     assert seen == [r.recording_id for r in made]
     with pytest.raises(InvalidArgument, match="page_token"):
-        await app.handlers.search(SearchQuery(), 2, "garbage!", OFFICER)
+        await app.handlers.search_recordings(SearchQuery(), 2, "garbage!", OFFICER)
 
 
 async def test_r08_a_unit_searches_and_reads_only_its_own_recordings(app: App, media: Media) -> None:
     r = await store(app, media)
-    assert (await app.handlers.search(SearchQuery(), 0, "", OTHER_UNIT)).recordings == []
+    assert (await app.handlers.search_recordings(SearchQuery(), 0, "", OTHER_UNIT)).recordings == []
     with pytest.raises(PermissionDenied):
-        await app.handlers.search(SearchQuery(unit="unit-a"), 0, "", OTHER_UNIT)
+        await app.handlers.search_recordings(SearchQuery(unit="unit-a"), 0, "", OTHER_UNIT)
+    # R8: a record of another unit answers PERMISSION_DENIED in every service (docs/permissions.md)
+    with pytest.raises(PermissionDenied, match=r"may not read recordings of unit 'unit-a'"):
+        await app.handlers.get_recording(r.recording_id, OTHER_UNIT)
     with pytest.raises(NotFoundError):
-        await app.handlers.get(r.recording_id, OTHER_UNIT)
+        await app.handlers.get_recording("no-such-recording", OTHER_UNIT)
     # the legal affairs office supervises every unit
-    assert (await app.handlers.get(r.recording_id, LEGAL)).recording_id == r.recording_id
-    assert len((await app.handlers.search(SearchQuery(), 0, "", LEGAL)).recordings) == 1
+    assert (await app.handlers.get_recording(r.recording_id, LEGAL)).recording_id == r.recording_id
+    assert len((await app.handlers.search_recordings(SearchQuery(), 0, "", LEGAL)).recordings) == 1
 
 
 def test_r17_every_search_criterion_has_an_index_in_result_order() -> None:
@@ -92,20 +95,22 @@ def test_r17_every_search_criterion_has_an_index_in_result_order() -> None:
 
 async def test_r05_linking_emits_recording_linked_once_and_is_additive(app: App, media: Media) -> None:
     r = await store(app, media)
-    linked = await app.handlers.link(r.recording_id, "case-1", "", OFFICER)
+    linked = await app.handlers.link_recording(LinkRecording(r.recording_id, "case-1", ""), OFFICER)
     assert (linked.link.case_id, linked.link.activity_id) == ("case-1", "")
-    again = await app.handlers.link(r.recording_id, "case-1", "", OFFICER)
+    again = await app.handlers.link_recording(LinkRecording(r.recording_id, "case-1", ""), OFFICER)
     assert again.version == linked.version, "the same link again changes nothing"
-    with_activity = await app.handlers.link(r.recording_id, "case-1", "act-1", OFFICER)
+    with_activity = await app.handlers.link_recording(
+        LinkRecording(r.recording_id, "case-1", "act-1"), OFFICER
+    )
     assert with_activity.link.activity_id == "act-1"
     links = [e for e in app.events() if isinstance(e, RecordingLinked)]
     assert [(e.case_id, e.activity_id) for e in links] == [("case-1", ""), ("case-1", "act-1")]
     with pytest.raises(FailedPrecondition, match="never moved to another case"):
-        await app.handlers.link(r.recording_id, "case-2", "", OFFICER)
+        await app.handlers.link_recording(LinkRecording(r.recording_id, "case-2", ""), OFFICER)
     with pytest.raises(FailedPrecondition, match="never moved to another activity"):
-        await app.handlers.link(r.recording_id, "case-1", "act-2", OFFICER)
-    with pytest.raises(NotFoundError):
-        await app.handlers.link(r.recording_id, "case-1", "act-1", OTHER_UNIT)
+        await app.handlers.link_recording(LinkRecording(r.recording_id, "case-1", "act-2"), OFFICER)
+    with pytest.raises(PermissionDenied, match=r"may not read recordings of unit 'unit-a'"):
+        await app.handlers.link_recording(LinkRecording(r.recording_id, "case-1", "act-1"), OTHER_UNIT)
 
 
 async def segments(
@@ -115,25 +120,29 @@ async def segments(
     out = []
     for s, e in starts_ends:
         r = await store(app, media, start=T0 + timedelta(seconds=s), seconds=e - s, device=device)
-        out.append(await app.handlers.link(r.recording_id, "case-1", "act-1", OFFICER))
+        out.append(
+            await app.handlers.link_recording(LinkRecording(r.recording_id, "case-1", "act-1"), OFFICER)
+        )
     return out
 
 
 async def test_r19c_gaps_over_the_threshold_need_an_explanation(app: App, media: Media) -> None:
     # 0–100 s, 130–200 s (30 s gap: under the 60 s threshold), 400–500 s (200 s gap), 490–600 s (overlap)
     _, b, c, _ = await segments(app, media, (0, 100), (130, 200), (400, 500), (490, 600))
-    page = await app.continuity.unexplained_gaps(
+    page = await app.handlers.list_unexplained_gaps(
         unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
     )
     assert [(g.gap.previous_recording_id, g.gap.next_recording_id, g.gap.duration) for g in page.gaps] == [
         (b.recording_id, c.recording_id, timedelta(seconds=200))
     ]
-    by_case = await app.continuity.unexplained_gaps(
+    by_case = await app.handlers.list_unexplained_gaps(
         unit="", case_id="case-1", page_size=0, page_token="", actor=OFFICER
     )
     assert [g.gap for g in by_case.gaps] == [g.gap for g in page.gaps]
 
-    explained = await app.continuity.explain(c.recording_id, OFFICER, written_text="battery swapped")
+    explained = await app.handlers.explain_interruption(
+        ExplainInterruption(c.recording_id, written_text="battery swapped"), OFFICER
+    )
     assert explained.explanation is not None
     assert explained.explanation.written_text == "battery swapped"
     assert explained.explanation.explained.subject == "officer-1"
@@ -141,7 +150,7 @@ async def test_r19c_gaps_over_the_threshold_need_an_explanation(app: App, media:
     assert [(e.gap.next_recording_id, e.explanation.written_text) for e in events] == [
         (c.recording_id, "battery swapped")
     ]
-    after = await app.continuity.unexplained_gaps(
+    after = await app.handlers.list_unexplained_gaps(
         unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
     )
     assert after.gaps == []
@@ -150,23 +159,28 @@ async def test_r19c_gaps_over_the_threshold_need_an_explanation(app: App, media:
 async def test_r19c_an_explanation_in_a_later_recording(app: App, media: Media) -> None:
     a, b, c = await segments(app, media, (0, 100), (300, 400), (500, 600))
     with pytest.raises(InvalidArgument, match="later recording"):
-        await app.continuity.explain(b.recording_id, OFFICER, spoken_in_recording_id=a.recording_id)
-    with pytest.raises(InvalidArgument, match="outside recording"):
-        await app.continuity.explain(
-            b.recording_id,
-            OFFICER,
-            spoken_in_recording_id=c.recording_id,
-            spoken_offset=timedelta(seconds=500),
+        await app.handlers.explain_interruption(
+            ExplainInterruption(b.recording_id, spoken_in_recording_id=a.recording_id), OFFICER
         )
-    g = await app.continuity.explain(
-        b.recording_id, OFFICER, spoken_in_recording_id=b.recording_id, spoken_offset=timedelta(seconds=3)
+    with pytest.raises(InvalidArgument, match="outside recording"):
+        await app.handlers.explain_interruption(
+            ExplainInterruption(
+                b.recording_id, spoken_in_recording_id=c.recording_id, spoken_offset=timedelta(seconds=500)
+            ),
+            OFFICER,
+        )
+    g = await app.handlers.explain_interruption(
+        ExplainInterruption(
+            b.recording_id, spoken_in_recording_id=b.recording_id, spoken_offset=timedelta(seconds=3)
+        ),
+        OFFICER,
     )
     assert g.explanation is not None
     assert (g.explanation.spoken_in_recording_id, g.explanation.spoken_offset) == (
         b.recording_id,
         timedelta(seconds=3),
     )
-    left = await app.continuity.unexplained_gaps(
+    left = await app.handlers.list_unexplained_gaps(
         unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
     )
     assert [g.gap.next_recording_id for g in left.gaps] == [c.recording_id]
@@ -176,9 +190,11 @@ async def test_r19c_a_late_segment_splitting_an_explained_gap_keeps_it_explained
     app: App, media: Media
 ) -> None:
     _, b = await segments(app, media, (0, 100), (500, 600))
-    await app.continuity.explain(b.recording_id, OFFICER, written_text="lost signal")
+    await app.handlers.explain_interruption(
+        ExplainInterruption(b.recording_id, written_text="lost signal"), OFFICER
+    )
     await segments(app, media, (250, 300))
-    left = await app.continuity.unexplained_gaps(
+    left = await app.handlers.list_unexplained_gaps(
         unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
     )
     assert left.gaps == []
@@ -187,16 +203,20 @@ async def test_r19c_a_late_segment_splitting_an_explained_gap_keeps_it_explained
 async def test_r19c_nothing_to_explain(app: App, media: Media) -> None:
     (a,) = await segments(app, media, (0, 100))
     with pytest.raises(FailedPrecondition, match="no gap before it"):
-        await app.continuity.explain(a.recording_id, OFFICER, written_text="x")
+        await app.handlers.explain_interruption(
+            ExplainInterruption(a.recording_id, written_text="x"), OFFICER
+        )
     unlinked = await store(app, media, start=T0 + timedelta(hours=5))
     with pytest.raises(FailedPrecondition, match="not linked to an enforcement activity"):
-        await app.continuity.explain(unlinked.recording_id, OFFICER, written_text="x")
+        await app.handlers.explain_interruption(
+            ExplainInterruption(unlinked.recording_id, written_text="x"), OFFICER
+        )
 
 
 async def test_r19c_gaps_are_per_device(app: App, media: Media) -> None:
     await segments(app, media, (0, 100), device="CAM-1")
     await segments(app, media, (500, 600), device="CAM-2")
-    page = await app.continuity.unexplained_gaps(
+    page = await app.handlers.list_unexplained_gaps(
         unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
     )
     assert page.gaps == []
@@ -208,7 +228,7 @@ async def test_r19c_unexplained_gaps_are_paged(app: App, media: Media) -> None:
     seen = []
     token = ""
     while True:
-        page = await app.continuity.unexplained_gaps(
+        page = await app.handlers.list_unexplained_gaps(
             unit="unit-a", case_id="", page_size=3, page_token=token, actor=OFFICER
         )
         seen += [g.gap.next_recording_id for g in page.gaps]
@@ -217,18 +237,18 @@ async def test_r19c_unexplained_gaps_are_paged(app: App, media: Media) -> None:
             break
     assert len(seen) == len(set(seen)) == 6
     with pytest.raises(PermissionDenied):
-        await app.continuity.unexplained_gaps(
+        await app.handlers.list_unexplained_gaps(
             unit="unit-a", case_id="", page_size=0, page_token="", actor=OTHER_UNIT
         )
 
 
 async def test_r19c_a_crash_between_link_and_series_is_finished_by_the_sweep(app: App, media: Media) -> None:
-    app.handlers.on_linked = None  # as if the process died right after the link was written
+    app.handlers.reactions = {}  # as if the process died right after the link was written
     a, b = await segments(app, media, (0, 100), (500, 600))
     assert all(app.recordings.docs[r.recording_id].continuity_pending for r in (a, b))
-    assert await app.continuity.settle_pending() == 2
+    assert await app.handlers.settle_pending() == 2
     assert not any(app.recordings.docs[r.recording_id].continuity_pending for r in (a, b))
-    page = await app.continuity.unexplained_gaps(
+    page = await app.handlers.list_unexplained_gaps(
         unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
     )
     assert len(page.gaps) == 1
