@@ -8,8 +8,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,11 +19,12 @@ from media_svc.domain.continuity import Series
 from media_svc.domain.devices import Device, MaintenanceRecord, PreUseCheck
 from media_svc.domain.errors import DeviceAlreadyRegistered
 from media_svc.domain.events import ContentAccessed, DeviceEvent
-from media_svc.domain.fixity import ScrubRun, ScrubState
+from media_svc.domain.fixity import ContentDigest, ScrubRun, ScrubState
 from media_svc.domain.recordings import Recording
 from media_svc.service_layer.ports import (
     AccessLog,
     ContentMissing,
+    ContentReceiver,
     ContentStore,
     DeviceRepository,
     GrantVerifier,
@@ -386,16 +386,39 @@ class InMemoryContentStore(ContentStore):
         return None if data is None else hashlib.sha256(data).hexdigest()
 
 
-@dataclass
 class FakeProber(MediaProber):
-    """ffprobe's answer per content: `probes[sha256]`, `{}` (not media) for anything else."""
+    """ffprobe's answer by content: what it was taught for bytes that start with a known file (the tests
+    append suffixes to make distinct contents of one video); `{}` (not media) for anything else."""
 
-    probes: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    asked: list[str] = field(default_factory=list)
+    def __init__(self, store: InMemoryContentStore) -> None:
+        self.store = store
+        self.known: list[tuple[bytes, Mapping[str, Any]]] = []
+        self.asked = 0
+
+    def teach(self, data: bytes, probe: Mapping[str, Any]) -> None:
+        self.known.append((data, probe))
 
     async def probe(self, path: Path) -> Mapping[str, Any]:
-        self.asked.append(path.name)
-        return self.probes.get(path.name, {})
+        self.asked += 1
+        data = bytes(self.store.partials.get(path.name, b""))
+        return next((probe for prefix, probe in self.known if data.startswith(prefix)), {})
+
+
+class InlineReceiver(ContentReceiver):
+    """Writes and hashes each chunk as it comes, in the event loop (the threaded pipeline is an adapter)."""
+
+    async def resume(self, partial: PartialUpload, digest: ContentDigest, offset: int) -> None:
+        for data in partial.read_back(1024 * 1024):
+            digest.update(data)
+        if digest.size != offset:
+            raise FailedPrecondition(f"the interrupted upload holds {digest.size} bytes, not {offset}")
+
+    async def receive(
+        self, partial: PartialUpload, digest: ContentDigest, chunks: AsyncIterator[bytes]
+    ) -> None:
+        async for chunk in chunks:
+            partial.write(chunk)
+            digest.update(chunk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,14 +449,22 @@ def fake_ports(
     devices: DeviceRepository | None = None,
     store: ContentStore | None = None,
     prober: MediaProber | None = None,
+    receiver: ContentReceiver | None = None,
 ) -> MediaPorts:
+    """Every port faked in memory (the download reader is the real one: it only reads what the store
+    hands it). Pass `store`/`prober`/`receiver` to put a real adapter in (the adapter tests do)."""
+    store = store or InMemoryContentStore()
+    if prober is None:
+        assert isinstance(store, InMemoryContentStore), "a FakeProber reads the in-memory store"
+        prober = FakeProber(store)
     return MediaPorts(
         recordings=InMemoryRecordings(),
         series=InMemorySeries(),
         devices=devices or AnyDeviceInService(),
         access_log=InMemoryAccessLog(),
         scrub_runs=InMemoryScrubRuns(),
-        store=store or InMemoryContentStore(),
-        prober=prober or FakeProber(),
+        store=store,
+        prober=prober,
         verifier=StaticGrants(),
+        receiver=receiver or (InlineReceiver() if isinstance(store, InMemoryContentStore) else None),
     )

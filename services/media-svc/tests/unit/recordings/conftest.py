@@ -1,6 +1,6 @@
-"""Fixtures of the recordings unit tests: real media generated with ffmpeg, a real content store in a
-temporary directory, and in-memory repositories that honour the same contracts as the Mongo ones
-(helpers in recordings_support.py, importable by the tests because this directory is put on sys.path)."""
+"""Fixtures of the recordings unit tests: test media generated with ffmpeg and the handlers on in-memory
+fakes (helpers in recordings_support.py, importable by the tests because this directory is put on
+sys.path; the fakes are in ../media_fakes.py)."""
 
 from __future__ import annotations
 
@@ -20,5 +20,5 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> App:
-    return build_app(tmp_path)
+def app(tmp_path: Path, media: Media) -> App:
+    return build_app(tmp_path, media)

@@ -1,10 +1,13 @@
-"""Helpers of the recordings unit tests (conftest.py makes them fixtures): real media generated with
-ffmpeg, a real content store in a temporary directory, and in-memory repositories that honour the same
-contracts as the Mongo ones."""
+"""Helpers of the recordings unit tests (conftest.py makes them fixtures): test media generated with ffmpeg
+(real files, so the adapter tests can probe them), what ffprobe says about each (`PROBES`, taught to the
+fake prober), and the handlers built through the one composition root on the in-memory fakes of
+media_fakes.py — or, with `real=True`, on the real content store (a temporary directory), ffprobe and the
+threaded upload pipeline (the adapter tests in tests/unit/adapters)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -15,7 +18,9 @@ from pathlib import Path
 import pytest
 from media_fakes import (
     T0,
+    FakeProber,
     InMemoryAccessLog,
+    InMemoryContentStore,
     InMemoryRecordings,
     InMemoryScrubRuns,
     InMemorySeries,
@@ -24,6 +29,7 @@ from media_fakes import (
 )
 from media_svc.adapters.content_store import LocalContentStore
 from media_svc.adapters.ffprobe import FfprobeProber
+from media_svc.adapters.ingest_pipeline import ThreadedContentReceiver
 from media_svc.bootstrap import build_handlers
 from media_svc.domain.commands import UploadManifest
 from media_svc.domain.recordings import Classification, MediaKind
@@ -73,6 +79,43 @@ def make_media(d: Path) -> Media:
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240", "-frames:v", "1", str(photo))
     text.write_text("not a recording\n" * 100)
     return Media(video, long_video, audio, photo, text)
+
+
+# What ffprobe answers (`-show_format -show_streams`, the fields media-svc reads) for each file of `Media`.
+PROBES: dict[str, dict[str, object]] = {
+    "video": {
+        "format": {
+            "format_name": "mov,mp4,m4a,3gp,3g2,mj2",
+            "duration": "2.000000",
+            "tags": {"creation_time": "2026-05-01T12:34:56.000000Z"},
+        },
+        "streams": [
+            {
+                "codec_type": "video",
+                "codec_name": "h264",
+                "width": 320,
+                "height": 240,
+                "duration": "2.000000",
+            },
+            {"codec_type": "audio", "codec_name": "aac", "duration": "2.000000"},
+        ],
+    },
+    "long_video": {
+        "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "6.000000"},
+        "streams": [
+            {"codec_type": "video", "codec_name": "h264", "width": 320, "height": 240, "duration": "6.000000"}
+        ],
+    },
+    "audio": {
+        "format": {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "2.000000"},
+        "streams": [{"codec_type": "audio", "codec_name": "aac", "duration": "2.000000"}],
+    },
+    "photo": {
+        "format": {"format_name": "image2"},
+        "streams": [{"codec_type": "video", "codec_name": "mjpeg", "width": 320, "height": 240}],
+    },
+    # "text": not media — ffprobe cannot read it ({}).
+}
 
 
 def data_of(path: Path) -> bytes:
@@ -143,10 +186,27 @@ class App:
 
 
 def build_app(
-    tmp_path: Path, clock: Iterable[datetime] | None = None, *, now: Callable[[], datetime] | None = None
+    tmp_path: Path,
+    media: Media | None = None,
+    clock: Iterable[datetime] | None = None,
+    *,
+    now: Callable[[], datetime] | None = None,
+    real: bool = False,
 ) -> App:
-    """`clock`: the server times to hand out in turn; `now`: a clock function (default: T0 + 1 h)."""
-    ports = fake_ports(store=LocalContentStore(tmp_path / "content"), prober=FfprobeProber())
+    """`clock`: the server times to hand out in turn; `now`: a clock function (default: T0 + 1 h).
+    Fakes everywhere unless `real` (then the content store, ffprobe and the upload pipeline are real)."""
+    if real:
+        ports = fake_ports(
+            store=LocalContentStore(tmp_path / "content"),
+            prober=FfprobeProber(),
+            receiver=ThreadedContentReceiver(),
+        )
+    else:
+        ports = fake_ports()
+        assert isinstance(ports.prober, FakeProber)
+        for name, probe in PROBES.items():
+            if media is not None:
+                ports.prober.teach(data_of(getattr(media, name)), probe)
     if now is None:
         now = (lambda: T0 + timedelta(hours=1)) if clock is None else iter(clock).__next__
     handlers = build_handlers(ports, clock=now)
@@ -164,3 +224,45 @@ def build_app(
         ports.verifier,
         handlers,
     )
+
+
+def stored_objects(app: App) -> list[str]:
+    """The SHA-256 of every content the store holds (in memory or on disk)."""
+    if isinstance(app.store, InMemoryContentStore):
+        return sorted(app.store.objects)
+    assert isinstance(app.store, LocalContentStore)
+    return sorted(p.name for p in (app.store.root / "objects").rglob("*") if p.is_file())
+
+
+def held_partials(app: App) -> list[str]:
+    """The SHA-256 of every interrupted upload the store keeps for a resume."""
+    if isinstance(app.store, InMemoryContentStore):
+        return sorted(app.store.partials)
+    assert isinstance(app.store, LocalContentStore)
+    return sorted(p.name.removesuffix(".part") for p in (app.store.root / "uploads").iterdir())
+
+
+def flip_stored_byte(app: App, sha256: str, offset: int) -> None:
+    """What an intruder or a failing disk does to stored content outside the system."""
+    if isinstance(app.store, InMemoryContentStore):
+        data = bytearray(app.store.objects[sha256])
+        data[offset] ^= 0xFF
+        app.store.objects[sha256] = bytes(data)
+        return
+    assert isinstance(app.store, LocalContentStore)
+    path = app.store.path_of(sha256)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def lose_content(app: App, sha256: str) -> None:
+    """Stored content destroyed outside the system (R23-5)."""
+    if isinstance(app.store, InMemoryContentStore):
+        del app.store.objects[sha256]
+        return
+    assert isinstance(app.store, LocalContentStore)
+    app.store.path_of(sha256).unlink()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from recordings_support import (
     chunks_of,
     classification,
     data_of,
+    flip_stored_byte,
+    lose_content,
     manifest_for,
 )
 from servicekit.errors import DataLoss, PermissionDenied
@@ -32,9 +33,9 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> App:
+def app(tmp_path: Path, media: Media) -> App:
     """The grants below are issued around the real time, so this app's server clock is the real one."""
-    return build_app(tmp_path, now=lambda: datetime.now(UTC))
+    return build_app(tmp_path, media, now=lambda: datetime.now(UTC))
 
 
 async def stored(app: App, media: Media, *, case_id: str = "") -> Recording:
@@ -139,13 +140,7 @@ async def test_r16_no_grant_or_a_revoked_grant_is_refused(app: App, media: Media
 
 
 def flip_byte(app: App, r: Recording, offset: int) -> None:
-    path = app.store.path_of(r.sha256)
-    os.chmod(path, 0o644)  # what an intruder or a failing disk does outside the system
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        byte = f.read(1)
-        f.seek(offset)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    flip_stored_byte(app, r.sha256, offset)
 
 
 async def test_r23_a_flipped_byte_stops_the_download_with_data_loss_before_the_bad_block(
@@ -175,7 +170,7 @@ async def test_r23_a_flipped_byte_stops_the_download_with_data_loss_before_the_b
 
 async def test_r23_missing_content_is_data_loss(app: App, media: Media) -> None:
     r = await stored(app, media)
-    app.store.path_of(r.sha256).unlink()
+    lose_content(app, r.sha256)
     token = grant(app, resources=(GrantResource(ResourceKind.RECORDING, r.recording_id),))
     download = await app.handlers.download_recording(DownloadRecording(r.recording_id, token), REVIEWER)
     with pytest.raises(DataLoss, match="missing"):

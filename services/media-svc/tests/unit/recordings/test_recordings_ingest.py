@@ -1,10 +1,9 @@
-"""Upload and ingest (issue 4 items 1–2; R7, R9, R11a, R17, R19b, R20, R23-2) on the real content store
-and the real ffprobe, with in-memory repositories."""
+"""Upload and ingest (issue 4 items 1–2; R7, R9, R11a, R17, R19b, R20, R23-2): the service layer on the
+in-memory fakes (content store, ffprobe's answers, repositories). The same paths on the real content
+store, ffprobe and upload pipeline: tests/unit/adapters/test_content_store_ffprobe_pipeline.py."""
 
 from __future__ import annotations
 
-import os
-import stat
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,18 +31,12 @@ from recordings_support import (
     chunks_of,
     classification,
     data_of,
+    held_partials,
     manifest_for,
     sha256_of,
+    stored_objects,
 )
 from servicekit.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-
-
-def objects(app: App) -> list[Path]:
-    return [p for p in (app.store.root / "objects").rglob("*") if p.is_file()]
-
-
-def partials(app: App) -> list[Path]:
-    return list((app.store.root / "uploads").iterdir())
 
 
 async def test_r23_upload_stores_content_write_once_by_its_sha256(app: App, media: Media) -> None:
@@ -55,15 +48,13 @@ async def test_r23_upload_stores_content_write_once_by_its_sha256(app: App, medi
     assert not result.already_stored
     assert r.sha256 == m.sha256 == sha256_of(media.video)
     assert r.size_bytes == len(data)
-    stored = app.store.path_of(r.sha256)
-    assert stored == app.store.root / "objects" / r.sha256[:2] / r.sha256[2:4] / r.sha256
-    assert data_of(stored) == data
-    assert stat.S_IMODE(stored.stat().st_mode) == 0o444, "stored content is read-only"
-    assert partials(app) == []
+    assert stored_objects(app) == [r.sha256]
+    assert app.store.open_content(r.sha256).read() == data
+    assert held_partials(app) == []
     assert [type(e) for e in app.events()] == [RecordingIngested]
 
 
-async def test_media_facts_come_from_ffprobe(app: App, media: Media) -> None:
+async def test_media_facts_come_from_the_probe(app: App, media: Media) -> None:
     m = manifest_for(media.video, classification())
     r = (
         await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
@@ -96,8 +87,8 @@ async def test_r07_bytes_that_are_not_the_declared_kind_are_rejected(
         InvalidArgument, match=f"not the declared {declared.value}|declared {declared.value}\\)"
     ):
         await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(path)), OFFICER)
-    assert objects(app) == []
-    assert partials(app) == []
+    assert stored_objects(app) == []
+    assert held_partials(app) == []
     assert app.recordings.docs == {}
 
 
@@ -121,8 +112,8 @@ async def test_hash_mismatch_stores_nothing(app: App, media: Media) -> None:
     m = UploadManifest(classification(), "0" * 64, len(data))
     with pytest.raises(HashMismatch, match="nothing was stored"):
         await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
-    assert objects(app) == []
-    assert partials(app) == []
+    assert stored_objects(app) == []
+    assert held_partials(app) == []
     assert app.recordings.docs == {}
 
 
@@ -131,21 +122,21 @@ async def test_more_bytes_than_declared_stores_nothing(app: App, media: Media) -
     m = UploadManifest(classification(), sha256_of(media.video), len(data) - 10)
     with pytest.raises(InvalidArgument, match="more than the declared size"):
         await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
-    assert objects(app) == []
-    assert partials(app) == []
+    assert stored_objects(app) == []
+    assert held_partials(app) == []
     assert app.recordings.docs == {}
 
 
 async def test_size_over_the_limit_is_refused_before_any_byte(tmp_path: Path, media: Media) -> None:
-    app = build_app(tmp_path)
+    app = build_app(tmp_path, media)
     app.handlers.max_upload_bytes = 1000
     m = manifest_for(media.video, classification())
     with pytest.raises(ResourceExhausted, match="over the upload limit of 1000 bytes"):
         await app.handlers.begin_upload(BeginUpload(m), OFFICER)
     with pytest.raises(ResourceExhausted):
         await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
-    assert objects(app) == []
-    assert partials(app) == []
+    assert stored_objects(app) == []
+    assert held_partials(app) == []
 
 
 async def test_truncated_stream_leaves_nothing_visible_and_the_upload_resumes(app: App, media: Media) -> None:
@@ -156,7 +147,7 @@ async def test_truncated_stream_leaves_nothing_visible_and_the_upload_resumes(ap
 
     with pytest.raises(UploadIncomplete, match=f"after {half} of {len(data)} bytes"):
         await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data[:half]), OFFICER)
-    assert objects(app) == [], "nothing visible"
+    assert stored_objects(app) == [], "nothing visible"
     assert app.recordings.docs == {}
 
     offer = await app.handlers.begin_upload(BeginUpload(m), OFFICER)
@@ -164,8 +155,8 @@ async def test_truncated_stream_leaves_nothing_visible_and_the_upload_resumes(ap
     assert offer.recording is None
     result = await app.handlers.upload_recording(UploadRecording(m, half), chunks_of(data[half:]), OFFICER)
     assert result.recording.sha256 == m.sha256
-    assert app.store.path_of(m.sha256).read_bytes() == data
-    assert partials(app) == []
+    assert app.store.open_content(m.sha256).read() == data
+    assert held_partials(app) == []
 
 
 async def test_resume_from_an_offset_beyond_what_the_server_holds_is_refused(app: App, media: Media) -> None:
@@ -198,7 +189,7 @@ async def test_reuploading_identical_content_is_idempotent(app: App, media: Medi
     assert again.already_stored
     assert again.recording.recording_id == first.recording.recording_id
     assert len(app.recordings.docs) == 1
-    assert len(objects(app)) == 1
+    assert len(stored_objects(app)) == 1
 
 
 async def test_same_content_with_another_classification_is_already_exists(app: App, media: Media) -> None:
@@ -229,7 +220,7 @@ async def test_r19b_party_not_informed_is_a_finding(app: App, media: Media) -> N
 async def test_r11a_ingest_delay_is_stored_and_a_late_ingest_is_a_finding(
     tmp_path: Path, media: Media
 ) -> None:
-    app = build_app(tmp_path, clock=[T0 + timedelta(hours=30)] * 10)
+    app = build_app(tmp_path, media, clock=[T0 + timedelta(hours=30)] * 10)
     m = manifest_for(media.video, classification())
     r = (
         await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data_of(media.video)), OFFICER)
@@ -257,7 +248,7 @@ async def test_r20_recording_from_an_unregistered_device_is_accepted_and_flagged
         async def checks_for(self, number: str, since: object, until: object) -> list[object]:
             return []
 
-    app = build_app(tmp_path)
+    app = build_app(tmp_path, media)
     app.handlers.devices = NoDevices()  # type: ignore[assignment]
     m = manifest_for(media.video, classification())
     r = (
@@ -290,22 +281,6 @@ def test_the_content_store_has_no_way_to_delete_or_overwrite() -> None:
         "open_content",
         "digest",
     }
-
-
-async def test_r23_committing_content_that_is_already_stored_never_rewrites_it(
-    app: App, media: Media
-) -> None:
-    data = data_of(media.video)
-    m = manifest_for(media.video, classification())
-    await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)
-    stored = app.store.path_of(m.sha256)
-    before = os.stat(stored)
-    partial = app.store.open_partial(m.sha256, 0)
-    partial.write(data)
-    app.store.commit(partial)
-    after = os.stat(stored)
-    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
-    assert partials(app) == []
 
 
 def test_handlers_need_no_real_clock(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ async def store(app: App, media: Media, **kw: object) -> Recording:
     """Stores the same test video under a distinct classification: a unique suffix makes distinct bytes."""
     base = data_of(media.video)
     suffix = repr(sorted(kw.items())).encode()
-    data = base + b"\0" * 16 + suffix  # trailing bytes after the MP4 atoms: ffprobe still reads it
+    data = base + b"\0" * 16 + suffix  # trailing bytes after the MP4 atoms: still the same video
     c = classification(**kw)  # type: ignore[arg-type]
     m = UploadManifest(c, hashlib.sha256(data).hexdigest(), len(data))
     return (await app.handlers.upload_recording(UploadRecording(m, 0), chunks_of(data), OFFICER)).recording
