@@ -10,7 +10,7 @@ RUN := $(UV) run --frozen --all-packages
 BUF := tools/node_modules/.bin/buf
 PY_SRC := libs/servicekit/src/servicekit services/case-svc/src/case_svc services/media-svc/src/media_svc \
           clients/src/lawtrail_client deploy/local/src/lawtrail_local tools bench
-UNIT_TESTS := $(wildcard libs/*/tests services/*/tests/unit clients/tests deploy/local/tests)
+UNIT_TESTS := $(wildcard libs/*/tests services/*/tests/unit clients/tests deploy/local/tests tests/unit)
 
 .PHONY: help setup proto proto-baseline lint fmt unit integration test up down run logs bench
 

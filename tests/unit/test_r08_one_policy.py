@@ -1,0 +1,179 @@
+"""R8, one policy for every service: case-svc and media-svc are asked the same permission questions and
+must give the same answers — the answers servicekit.policy's role groups give (docs/permissions.md).
+
+Each service is driven through its real handlers (its composition root, on the in-memory fakes its own
+unit tests use): read a record of unit-a, and act on it (case-svc records an activity; media-svc links a
+recording and records maintenance of a device — each a unit member's action with no supervision grant).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from servicekit.errors import PermissionDenied
+from servicekit.policy import EVERY_UNIT_READERS, UNIT_MEMBERS, Actor, Role
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# The services' own unit-test fakes (case-svc keeps them in its conftest, media-svc in media_fakes.py).
+case_world = _load("r08_case_world", ROOT / "services/case-svc/tests/unit/conftest.py")
+sys.path.insert(0, str(ROOT / "services/media-svc/tests/unit"))
+import media_fakes  # noqa: E402
+from media_svc.bootstrap import build_handlers as build_media_handlers  # noqa: E402
+from media_svc.domain import commands as mc  # noqa: E402
+from media_svc.domain.devices import Device  # noqa: E402
+from media_svc.domain.recordings import Attribution, Classification, MediaFacts, MediaKind, Recording  # noqa: E402
+
+T0 = datetime(2026, 5, 4, 1, 0, tzinfo=UTC)
+ALLOWED, DENIED = "allowed", "PERMISSION_DENIED"
+
+# (who, the caller, may read a record of unit-a, may act on it)
+QUESTIONS: list[tuple[str, Actor, str, str]] = [
+    (
+        "an officer of the record's unit",
+        Actor("alice", "unit-a", frozenset({Role.OFFICER})),
+        ALLOWED,
+        ALLOWED,
+    ),
+    (
+        "a unit head of the record's unit",
+        Actor("hank", "unit-a", frozenset({Role.UNIT_HEAD})),
+        ALLOWED,
+        ALLOWED,
+    ),
+    ("an officer of another unit", Actor("bob", "unit-b", frozenset({Role.OFFICER})), DENIED, DENIED),
+    ("a unit head of another unit", Actor("bea", "unit-b", frozenset({Role.UNIT_HEAD})), DENIED, DENIED),
+    (
+        "the legal affairs office",
+        Actor("lena", "legal-office", frozenset({Role.LEGAL_OFFICE})),
+        ALLOWED,
+        DENIED,
+    ),
+    ("an inspector", Actor("ivan", "inspection", frozenset({Role.INSPECTOR})), ALLOWED, DENIED),
+]
+
+Ask = Callable[[Actor], Awaitable[object]]
+
+
+async def _answer(ask: Ask, actor: Actor) -> str:
+    try:
+        await ask(actor)
+    except PermissionDenied as refused:
+        message = refused.message
+    else:
+        return ALLOWED
+    assert message.startswith("R8: "), message  # every refusal names the rule
+    return DENIED
+
+
+async def case_svc() -> tuple[Ask, Ask]:
+    cases, contents, clock = (
+        case_world.InMemoryCaseRepository(),
+        case_world.InMemoryContentStore(),
+        case_world.Clock(),
+    )
+    rules = case_world.load_rules()
+    handlers = case_world.build_handlers(cases, contents, rules=rules, clock=clock)
+    world = case_world.World(handlers, cases, contents, clock, rules)
+    case = await world.open(by=case_world.OFFICER)
+
+    async def read(actor: Actor) -> object:
+        return await world.handlers.get_case(case.case_id, actor)
+
+    async def act(actor: Actor) -> object:
+        return await world.handlers.record_activity(world.activity_cmd(case.case_id), actor)
+
+    return read, act
+
+
+async def media_svc_recordings() -> tuple[Ask, Ask]:
+    ports = media_fakes.fake_ports()
+    handlers = build_media_handlers(ports, clock=lambda: T0 + timedelta(hours=1))
+    classification = Classification.create(
+        unit="unit-a",
+        device_number="CAM-1",
+        officer="alice",
+        recorded_from=T0,
+        recorded_to=T0 + timedelta(seconds=2),
+        media_kind=MediaKind.VIDEO,
+        party_informed=True,
+        party="",
+        case_cause="",
+        case_id="",
+        activity_id="",
+    )
+    recording = Recording.ingest(
+        recording_id="rec-1",
+        sha256="a" * 64,
+        size_bytes=1,
+        classification=classification,
+        facts=MediaFacts("mp4", timedelta(seconds=2), ("h264",), 320, 240, None),
+        findings=(),
+        ingested=Attribution("alice", "unit-a", T0 + timedelta(hours=1)),
+        block_hashes=b"\0" * 32,
+    )
+    await ports.recordings.add(recording)
+
+    async def read(actor: Actor) -> object:
+        return await handlers.get_recording("rec-1", actor)
+
+    async def act(actor: Actor) -> object:
+        return await handlers.link_recording(mc.LinkRecording("rec-1", "case-1", ""), actor)
+
+    return read, act
+
+
+async def media_svc_devices() -> tuple[Ask, Ask]:
+    devices = media_fakes.InMemoryDeviceRepository()
+    handlers = build_media_handlers(media_fakes.fake_ports(devices=devices), clock=lambda: T0)
+    device = Device.register(device_number="BC-1", unit="unit-a", model="DSJ-X1", by="hank", at=T0)
+    await devices.add(device, list(device.events))
+
+    async def read(actor: Actor) -> object:
+        return await handlers.get_device("BC-1", actor)
+
+    async def act(actor: Actor) -> object:
+        return await handlers.record_maintenance(mc.RecordMaintenance("BC-1", "firmware 2.1"), actor)
+
+    return read, act
+
+
+SERVICES = {
+    "case-svc cases": case_svc,
+    "media-svc recordings": media_svc_recordings,
+    "media-svc devices": media_svc_devices,
+}
+
+
+@pytest.mark.parametrize(("who", "actor", "read", "act"), QUESTIONS, ids=[q[0] for q in QUESTIONS])
+async def test_r08_every_service_answers_the_same_question_the_same_way(
+    who: str, actor: Actor, read: str, act: str
+) -> None:
+    answers = {}
+    for name, service in SERVICES.items():
+        ask_read, ask_act = await service()
+        answers[name] = (await _answer(ask_read, actor), await _answer(ask_act, actor))
+    assert answers == dict.fromkeys(SERVICES, (read, act)), who
+
+
+def test_r08_the_questions_cover_the_role_groups_of_the_one_policy() -> None:
+    asked = {role for _, actor, _, _ in QUESTIONS for role in actor.roles}
+    assert asked >= UNIT_MEMBERS
+    assert asked >= EVERY_UNIT_READERS
