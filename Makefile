@@ -32,7 +32,7 @@ proto: ## regenerate libs/contracts and docs/events.md from proto/ (never edit g
 proto-baseline: ## record the current contracts as the released baseline for `buf breaking`
 	$(BUF) build -o libs/contracts/baseline.binpb
 
-lint: setup ## format check, ruff, mypy, import-linter, buf lint + breaking, generated-code drift
+lint: setup ## format check, ruff, mypy, import-linter, buf lint + breaking, generated-code and docs drift, service shape
 	$(RUN) ruff format --check .
 	$(RUN) ruff check .
 	$(RUN) mypy $(PY_SRC)
@@ -41,6 +41,8 @@ lint: setup ## format check, ruff, mypy, import-linter, buf lint + breaking, gen
 	$(BUF) breaking --against libs/contracts/baseline.binpb
 	$(RUN) python tools/gen_proto.py --check
 	$(RUN) python tools/gen_catalogue.py --check
+	$(RUN) python tools/gen_permissions.py --check
+	$(RUN) python tools/check_shape.py
 
 fmt: ## format and autofix
 	$(RUN) ruff format .

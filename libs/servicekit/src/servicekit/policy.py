@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from servicekit.errors import PermissionDenied
 
@@ -37,6 +37,8 @@ __all__ = [
     "Grant",
     "Resource",
     "Role",
+    "RpcActions",
+    "rpc_actions",
     "rpc_role_policy",
 ]
 
@@ -193,13 +195,15 @@ class Resource(Generic[A]):
         )
 
 
-def rpc_role_policy(
-    service_full_name: str, method_actions: Mapping[str, tuple[Resource[A], A]]
-) -> dict[str, frozenset[str]]:
-    """Full method name -> the roles servicekit's server admits (the unit is checked by the handlers).
+RpcActions = Mapping[str, tuple["Resource[Any]", enum.StrEnum]]
 
-    `method_actions` maps each RPC's short name to the resource action it is."""
-    return {
-        f"/{service_full_name}/{method}": resource.roles_for(action)
-        for method, (resource, action) in method_actions.items()
-    }
+
+def rpc_actions(service_full_name: str, methods: Mapping[str, tuple[Resource[Any], Any]]) -> RpcActions:
+    """Full method names (`/lawtrail.case.v1.CaseService/OpenCase`) -> the resource action each RPC is,
+    from a service's short method names."""
+    return {f"/{service_full_name}/{method}": ra for method, ra in methods.items()}
+
+
+def rpc_role_policy(actions: RpcActions) -> dict[str, frozenset[str]]:
+    """Full method name -> the roles servicekit's server admits (the unit is checked by the handlers)."""
+    return {method: resource.roles_for(action) for method, (resource, action) in actions.items()}

@@ -85,4 +85,6 @@ def authorize(actor: Actor, action: Action, unit: str, *, stage: Stage | None = 
 def readable_units(actor: Actor) -> frozenset[str] | None:
     """The units whose cases `actor` may list: None means every unit (LEGAL_OFFICE, INSPECTOR)."""
     return CASES.readable_units(actor, Action.READ_CASE)
+
+
 RESOURCES = (CASES,)

@@ -13,7 +13,7 @@ from lawtrail.case.v1 import case_service_pb2 as api
 from lawtrail.case.v1 import case_service_pb2_grpc as api_grpc
 from lawtrail.common.v1 import common_pb2
 from servicekit.auth import current_actor
-from servicekit.policy import rpc_role_policy
+from servicekit.policy import rpc_actions, rpc_role_policy
 from servicekit.protomap import optional_time
 
 from case_svc.adapters.proto_mapping import (
@@ -63,9 +63,12 @@ METHOD_ACTIONS: dict[str, Action] = {
 }
 
 
+RPC_ACTIONS = rpc_actions(SERVICE.full_name, {m: (CASES, a) for m, a in METHOD_ACTIONS.items()})
+
+
 def role_policy() -> dict[str, frozenset[str]]:
     """Full method name -> roles allowed to call it (servicekit refuses any method not listed)."""
-    return rpc_role_policy(SERVICE.full_name, {m: (CASES, a) for m, a in METHOD_ACTIONS.items()})
+    return rpc_role_policy(RPC_ACTIONS)
 
 
 caller = current_actor  # the verified caller as the domain's Actor (never from the request)

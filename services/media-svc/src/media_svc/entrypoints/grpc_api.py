@@ -20,7 +20,7 @@ from lawtrail.media.v1 import device_service_pb2_grpc, recording_service_pb2_grp
 from lawtrail.media.v1 import recording_service_pb2 as pb
 from servicekit.auth import current_actor
 from servicekit.errors import InvalidArgument
-from servicekit.policy import rpc_role_policy
+from servicekit.policy import rpc_actions, rpc_role_policy
 from servicekit.protomap import duration_pb, optional_duration, optional_time
 
 from media_svc.adapters.grpc_wire import chunk_response
@@ -74,14 +74,15 @@ DEVICE_METHODS: dict[str, DeviceAction] = {
 }
 
 
+RPC_ACTIONS = {
+    **rpc_actions(RECORDING_SERVICE.full_name, {m: (RECORDINGS, a) for m, a in RECORDING_METHODS.items()}),
+    **rpc_actions(DEVICE_SERVICE.full_name, {m: (DEVICES, a) for m, a in DEVICE_METHODS.items()}),
+}
+
+
 def role_policy() -> dict[str, frozenset[str]]:
     """Full method name -> roles (or token scopes) allowed to call it (servicekit refuses any other)."""
-    return {
-        **rpc_role_policy(
-            RECORDING_SERVICE.full_name, {m: (RECORDINGS, a) for m, a in RECORDING_METHODS.items()}
-        ),
-        **rpc_role_policy(DEVICE_SERVICE.full_name, {m: (DEVICES, a) for m, a in DEVICE_METHODS.items()}),
-    }
+    return rpc_role_policy(RPC_ACTIONS)
 
 
 caller = current_actor  # the verified caller as the domain's Actor (never from the request)
