@@ -39,8 +39,7 @@ from case_svc.adapters.repository import CASES, case_to_doc
 from case_svc.bootstrap import load_rules
 from case_svc.domain import commands as c
 from case_svc.domain.case import Case
-from case_svc.domain.ids import new_id
-from case_svc.domain.model import Actor, ActType, PartyKind, Procedure
+from case_svc.domain.model import ActType, PartyKind, Procedure
 from lawtrail.case.v1 import case_pb2, case_service_pb2_grpc
 from lawtrail.case.v1 import case_service_pb2 as api
 from lawtrail.common.v1 import common_pb2
@@ -49,7 +48,10 @@ from lawtrail_local.services import service_spec
 from lawtrail_local.stack import Stack
 from pymongo import AsyncMongoClient
 from servicekit.auth.devtoken import mint_token
+from servicekit.clock import to_ms
+from servicekit.ids import new_id
 from servicekit.messaging.outbox import OUTBOX_FIELD, PENDING_FIELD, outbox_entries
+from servicekit.policy import Actor
 
 DATABASE = "case_svc_bench"
 BENCH_UNIT = "unit-bench"
@@ -116,7 +118,7 @@ class CaseDocuments:
         self, i: int, *, unit: str = BENCH_UNIT, opened_at: datetime | None = None, outbox: bool = True
     ) -> dict[str, Any]:
         now = opened_at or datetime.now(UTC)
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        now = to_ms(now)
         cmd = c.OpenCase(
             act_type=ActType.PENALTY,
             procedure=Procedure.GENERAL,

@@ -18,13 +18,14 @@ from lawtrail.case.v1 import case_events_pb2, case_pb2, case_service_pb2
 from lawtrail_client import CaseClient
 from servicekit.auth.devtoken import mint_token
 from servicekit.messaging.envelope import decode
+from servicekit.topics import events_topic_of
 
 from lawtrail_local.errors import StackError
 from lawtrail_local.progress import stderr_progress
 from lawtrail_local.services import service_spec
 from lawtrail_local.stack import Stack
 
-CASE_TOPIC = "lawtrail.case.v1.events"
+CASE_TOPIC = events_topic_of(case_events_pb2)  # lawtrail.case.v1.events
 
 
 def _say(text: str) -> None:

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+from servicekit.clock import to_ms
 from servicekit.errors import InvalidArgument
 
 MAX_ID_LEN = 64
@@ -105,7 +106,7 @@ def instant(field: str, value: datetime | None, *, now: datetime, allow_future: 
             "record things that have happened"
         )
     # The database keeps milliseconds; so does every record, so stored and published facts are equal.
-    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+    return to_ms(value)
 
 
 def calendar_date(field: str, value: str, *, today: date) -> str:
