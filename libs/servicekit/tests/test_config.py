@@ -63,3 +63,21 @@ def test_unknown_log_level_is_refused_with_the_choices() -> None:
 def test_partial_tls_configuration_is_refused() -> None:
     with pytest.raises(ValueError, match="mTLS needs all of"):
         CaseSettings(grpc_tls_cert=Path("/tls/cert.pem"))
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [
+        {"kafka_tls_cert": Path("/k/user.crt")},
+        {"kafka_tls_key": Path("/k/user.key")},
+        {"kafka_tls_cert": Path("/k/user.crt"), "kafka_tls_key": Path("/k/user.key")},
+    ],
+)
+def test_partial_kafka_tls_configuration_is_refused(tls: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="Kafka mutual TLS needs"):
+        CaseSettings(**tls)
+
+
+def test_kafka_tls_with_only_a_ca_is_server_authenticated_tls() -> None:
+    settings = CaseSettings(kafka_tls_ca=Path("/k/ca.crt"))
+    assert settings.kafka_tls_cert is None

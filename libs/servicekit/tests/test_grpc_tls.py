@@ -23,7 +23,7 @@ from servicekit.config import ServiceSettings
 from servicekit.grpc import GrpcServer, ServiceBinding
 from servicekit.metrics import Metrics
 
-from .conftest import ECHO_POLICY
+from .conftest import ECHO, ECHO_POLICY
 
 Pem = tuple[bytes, bytes]  # (certificate, private key)
 
@@ -81,6 +81,21 @@ def pki() -> dict[str, Pem]:
 async def tls_server(
     pki: dict[str, Pem], tmp_path: Path, echo_binding: ServiceBinding
 ) -> AsyncIterator[GrpcServer]:
+    async for server in _tls_server(pki, tmp_path, echo_binding, health_address=""):
+        yield server
+
+
+@pytest.fixture
+async def tls_server_with_health_port(
+    pki: dict[str, Pem], tmp_path: Path, echo_binding: ServiceBinding
+) -> AsyncIterator[GrpcServer]:
+    async for server in _tls_server(pki, tmp_path, echo_binding, health_address="127.0.0.1:0"):
+        yield server
+
+
+async def _tls_server(
+    pki: dict[str, Pem], tmp_path: Path, echo_binding: ServiceBinding, *, health_address: str
+) -> AsyncIterator[GrpcServer]:
     paths = {name: tmp_path / f"{name}.pem" for name in ("cert", "key", "ca")}
     for name, content in zip(paths, (*pki["server"], pki["ca"][0]), strict=True):
         paths[name].write_bytes(content)
@@ -89,6 +104,7 @@ async def tls_server(
         grpc_tls_cert=paths["cert"],
         grpc_tls_key=paths["key"],
         grpc_tls_client_ca=paths["ca"],
+        grpc_health_address=health_address,
     )
     verifier = TokenVerifier(
         [load_pem_public_key(generate_keypair()[1])],  # type: ignore[list-item]
@@ -135,3 +151,36 @@ async def test_plaintext_client_is_refused(tls_server: GrpcServer) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_without_a_health_address_there_is_no_health_listener(tls_server: GrpcServer) -> None:
+    assert tls_server.health_port is None
+
+
+async def test_the_health_port_answers_plaintext_probes_while_the_api_port_requires_mtls(
+    tls_server_with_health_port: GrpcServer,
+) -> None:
+    """Kubernetes' native gRPC probes carry no client certificate: they use the health-only port."""
+    server = tls_server_with_health_port
+    assert server.health_port is not None
+    assert server.health_port != server.port
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.health_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        response = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+        # Only health is served there: the API (and reflection) stay behind mTLS.
+        echo = channel.unary_unary(f"/{ECHO}/Unary")  # served on the API port
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await echo(b"", timeout=5)
+        assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_the_health_port_reports_not_serving_while_draining(
+    tls_server_with_health_port: GrpcServer,
+) -> None:
+    server = tls_server_with_health_port
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.health_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        await server._health.enter_graceful_shutdown()  # what stop() does first
+        response = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.NOT_SERVING

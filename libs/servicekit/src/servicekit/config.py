@@ -44,6 +44,14 @@ class ServiceSettings(BaseSettings):
     grpc_tls_cert: Path | None = None
     grpc_tls_key: Path | None = None
     grpc_tls_client_ca: Path | None = None
+    # A second, plaintext listener that serves only grpc.health.v1 (e.g. "0.0.0.0:8081"): the
+    # kubelet's native gRPC probes cannot present a client certificate. Empty = no such listener.
+    grpc_health_address: str = ""
+    # TLS to Kafka (Strimzi's TLS listener): the cluster CA, and this service's client certificate and
+    # key (its KafkaUser) for mutual TLS. All unset = plaintext (the local stack).
+    kafka_tls_ca: Path | None = None
+    kafka_tls_cert: Path | None = None
+    kafka_tls_key: Path | None = None
     # CloudEvents `source` of the events this service publishes; part of the consumers' dedupe key,
     # so it must be the same on every replica and never change.
     event_source: str = ""
@@ -80,6 +88,13 @@ class ServiceSettings(BaseSettings):
             raise ValueError(
                 "mTLS needs all of LAWTRAIL_GRPC_TLS_CERT, LAWTRAIL_GRPC_TLS_KEY and "
                 "LAWTRAIL_GRPC_TLS_CLIENT_CA (or none of them for plaintext)"
+            )
+        if (self.kafka_tls_cert is None) != (self.kafka_tls_key is None) or (
+            self.kafka_tls_cert is not None and self.kafka_tls_ca is None
+        ):
+            raise ValueError(
+                "Kafka mutual TLS needs LAWTRAIL_KAFKA_TLS_CERT and LAWTRAIL_KAFKA_TLS_KEY together, and "
+                "LAWTRAIL_KAFKA_TLS_CA (LAWTRAIL_KAFKA_TLS_CA alone = TLS without a client certificate)"
             )
         return self
 

@@ -86,6 +86,13 @@ class GrpcServer:
         self._services = list(services)
         self._health = health.aio.HealthServicer()
         self._port: int | None = None
+        # Health only, plaintext, same servicer (so it reports the same status): for the kubelet's
+        # gRPC probes when the API port requires client certificates. No interceptors: nothing to guard.
+        self._health_server: grpc.aio.Server | None = None
+        self._health_port: int | None = None
+        if settings.grpc_health_address:
+            self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
         self._server = grpc.aio.server(
             interceptors=[
                 RequestContextInterceptor(),
@@ -109,6 +116,11 @@ class GrpcServer:
             raise RuntimeError("the gRPC server is not started")
         return self._port
 
+    @property
+    def health_port(self) -> int | None:
+        """The bound port of the health-only listener, None without one."""
+        return self._health_port
+
     async def start(self) -> None:
         """Bind, start serving, and report SERVING for the server and each bound service."""
         for binding in self._services:
@@ -118,6 +130,9 @@ class GrpcServer:
         reflection.enable_server_reflection([*names, *PUBLIC_SERVICES], self._server)
         self._port = self._bind()
         await self._server.start()
+        if self._health_server is not None:
+            self._health_port = self._bind_health(self._health_server)
+            await self._health_server.start()
         for name in ["", *names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("gRPC server listening on %s", self._address(), extra={"services": names})
@@ -135,6 +150,16 @@ class GrpcServer:
                 "Set LAWTRAIL_GRPC_ADDRESS to a free host:port"
             ) from None
         return port
+
+    def _bind_health(self, server: grpc.aio.Server) -> int:
+        address = self._settings.grpc_health_address
+        try:
+            return server.add_insecure_port(address)
+        except RuntimeError as error:
+            raise RuntimeError(
+                f"cannot listen on {address} for health checks ({error}): set LAWTRAIL_GRPC_HEALTH_ADDRESS "
+                "to a free host:port, or empty for none"
+            ) from None
 
     def _credentials(self) -> grpc.ServerCredentials:
         cert, key, client_ca = (
@@ -162,6 +187,8 @@ class GrpcServer:
         await self._health.enter_graceful_shutdown()
         log.info("gRPC server draining for up to %.1f s", grace_s)
         await self._server.stop(grace_s)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
 
     async def wait_for_termination(self) -> None:
         """Return when the server has stopped."""

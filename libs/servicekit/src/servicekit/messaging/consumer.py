@@ -31,7 +31,7 @@ from servicekit.config import ServiceSettings
 from servicekit.logging import log_context
 from servicekit.messaging._backoff import backoff_delay
 from servicekit.messaging.envelope import Envelope, InvalidEnvelope, KafkaRecord, decode
-from servicekit.messaging.producer import send_and_wait
+from servicekit.messaging.producer import kafka_security_options, send_and_wait
 from servicekit.metrics import Metrics
 from servicekit.mongo import Document, IndexSpec
 
@@ -165,6 +165,7 @@ class EventConsumer:
             client_id=f"{self._settings.service_name}.{self._group_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **kafka_security_options(self._settings),
             **self._overrides,
         )
         await consumer.start()

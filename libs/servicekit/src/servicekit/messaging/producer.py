@@ -11,13 +11,27 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
 
 from servicekit.config import ServiceSettings
 from servicekit.messaging.envelope import KafkaRecord
 
-__all__ = ["create_producer", "send_and_wait"]
+__all__ = ["create_producer", "kafka_security_options", "send_and_wait"]
 
 _FORCED = {"enable_idempotence": True, "acks": "all"}
+
+
+def kafka_security_options(settings: ServiceSettings) -> dict[str, Any]:
+    """How every Kafka client of the service connects: TLS (mutual with a client certificate, as
+    Strimzi's KafkaUser of type tls expects) when ``LAWTRAIL_KAFKA_TLS_CA`` is set, else plaintext."""
+    if settings.kafka_tls_ca is None:
+        return {}
+    context = create_ssl_context(
+        cafile=str(settings.kafka_tls_ca),
+        certfile=str(settings.kafka_tls_cert) if settings.kafka_tls_cert else None,
+        keyfile=str(settings.kafka_tls_key) if settings.kafka_tls_key else None,
+    )
+    return {"security_protocol": "SSL", "ssl_context": context}
 
 
 def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProducer:
@@ -33,6 +47,7 @@ def create_producer(settings: ServiceSettings, **overrides: Any) -> AIOKafkaProd
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "client_id": settings.service_name,
+        **kafka_security_options(settings),
         **overrides,
         **_FORCED,
     }
