@@ -10,9 +10,14 @@ RUN := $(UV) run --frozen --all-packages
 BUF := tools/node_modules/.bin/buf
 PY_SRC := libs/servicekit/src/servicekit services/case-svc/src/case_svc services/media-svc/src/media_svc \
           clients/src/lawtrail_client deploy/local/src/lawtrail_local tools bench
+# deploy/k8s validation tools: kustomize built once per machine into the cache (never @master),
+# promtool from Debian's prometheus; kubernetes-validate is a dev dependency (uv.lock).
+CACHE_DIR := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lawtrail
+KUSTOMIZE_VERSION := 5.8.1
+KUSTOMIZE := $(CACHE_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 UNIT_TESTS := $(wildcard libs/*/tests services/*/tests/unit clients/tests deploy/local/tests tests/unit)
 
-.PHONY: help setup proto proto-baseline lint fmt unit integration test up down run logs bench
+.PHONY: help setup proto proto-baseline lint fmt unit integration test up down run logs bench k8s-tools k8s-validate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -54,7 +59,19 @@ unit: setup ## unit tests (no network, milliseconds each)
 integration: setup ## integration tests: start their own Kafka + FerretDB + services on free ports
 	$(RUN) pytest -q -m integration tests/integration $(UNIT_TESTS)
 
-test: setup lint unit integration ## everything CI runs
+k8s-tools: ## install kustomize (pinned, cached) and promtool (Debian prometheus) if missing
+	@[ -x $(KUSTOMIZE) ] || { echo "building kustomize v$(KUSTOMIZE_VERSION) into $(dir $(KUSTOMIZE))…"; \
+	  GOBIN=$(dir $(KUSTOMIZE)) go install sigs.k8s.io/kustomize/kustomize/v5@v$(KUSTOMIZE_VERSION); }
+	@$(KUSTOMIZE) version | grep -q "v$(KUSTOMIZE_VERSION)" || { echo "$(KUSTOMIZE) is not v$(KUSTOMIZE_VERSION)"; exit 1; }
+	@command -v promtool >/dev/null 2>&1 || { echo "installing prometheus (Debian) for promtool…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+k8s-validate: setup k8s-tools ## deploy/k8s offline: kustomize build | kubernetes-validate --strict, CRD schemas, policies, drift, promtool
+	@for overlay in deploy/k8s/overlays/*/; do echo "kustomize build $$overlay | kubernetes-validate --strict"; \
+	  $(KUSTOMIZE) build $$overlay | $(RUN) kubernetes-validate --strict --quiet --no-warn -; done
+	KUSTOMIZE=$(KUSTOMIZE) $(RUN) pytest -q deploy/k8s/tests
+
+test: setup lint unit integration k8s-validate ## everything CI runs
 
 up: setup ## start Kafka, FerretDB and the services in the background; returns when ready
 	$(RUN) python -m lawtrail_local up

@@ -1,0 +1,185 @@
+"""What the code declares, read from the code itself: services, settings, ports, topics, groups.
+
+The manifests under deploy/k8s are checked against these facts (test_drift.py), so a new service,
+setting, topic or consumer group that lands in the code without its Kubernetes counterpart fails
+`make k8s-validate` with a message naming what is missing.
+
+- services: every ``services/<name>/pyproject.toml`` (its package is the wheel's ``src/<pkg>``);
+- settings: every pydantic ``BaseSettings`` subclass defined in the service's package (environment
+  name = the class's ``env_prefix`` + the field name, upper case), including servicekit's base ones;
+- ports and derived defaults: the service's ``ServiceSettings`` subclass instantiated with defaults;
+- consumers (topics, groups) and whether it publishes: its real ``bootstrap(rt)`` run against a
+  runtime that never connects (a lazy Mongo client, a producer that is never started);
+- published topics: the topic-name constants in its code (``lawtrail.<ctx>.v<N>.events``) that it
+  does not consume; dead-letter topics: ``dlq_topic(group)`` of each consumer group.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import importlib
+import pkgutil
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from pydantic_settings import BaseSettings
+from pymongo import AsyncMongoClient
+from servicekit.app import Runtime
+from servicekit.config import ServiceSettings
+from servicekit.messaging.consumer import dlq_topic
+from servicekit.messaging.outbox import OutboxRelay
+from servicekit.metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[3]
+TOPIC_NAME = re.compile(r"^lawtrail\.[a-z]+\.v[0-9]+\.events$")
+
+
+@dataclass(frozen=True)
+class Consumer:
+    group: str
+    topics: tuple[str, ...]
+
+    @property
+    def dlq(self) -> str:
+        return dlq_topic(self.group)
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    name: str  # service_name, e.g. case-svc (= the folder name)
+    package: str  # e.g. case_svc
+    settings_class: type[ServiceSettings]
+    defaults: ServiceSettings
+    env_names: frozenset[str]  # every LAWTRAIL_* variable the code reads
+    consumers: tuple[Consumer, ...]
+    produces: frozenset[str]
+
+    @property
+    def grpc_port(self) -> int:
+        return int(self.defaults.grpc_address.rpartition(":")[2])
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self.defaults.metrics_address.rpartition(":")[2])
+
+    @property
+    def consumed_topics(self) -> frozenset[str]:
+        return frozenset(t for c in self.consumers for t in c.topics)
+
+    @property
+    def all_topics(self) -> frozenset[str]:
+        return self.produces | self.consumed_topics | {c.dlq for c in self.consumers}
+
+
+def service_dirs() -> list[Path]:
+    return sorted(p.parent for p in (ROOT / "services").glob("*/pyproject.toml"))
+
+
+def _package_of(service_dir: Path) -> str:
+    project = tomllib.loads((service_dir / "pyproject.toml").read_text())
+    packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    (package,) = packages  # one package per service (docs/development.md)
+    return Path(package).name
+
+
+def _modules(package: str) -> Iterator[Any]:
+    root = importlib.import_module(package)
+    yield root
+    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        yield importlib.import_module(info.name)
+
+
+def _settings_classes(package: str) -> list[type[BaseSettings]]:
+    found: dict[str, type[BaseSettings]] = {}
+    for module in _modules(package):
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseSettings)
+                and value.__module__.startswith(f"{package}.")
+            ):
+                found[f"{value.__module__}.{value.__qualname__}"] = value
+    return list(found.values())
+
+
+def _env_names(classes: list[type[BaseSettings]]) -> frozenset[str]:
+    names = set()
+    for cls in classes:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        names.update(f"{prefix}{field}".upper() for field in cls.model_fields)
+    return frozenset(names)
+
+
+def _topic_constants(package: str) -> set[str]:
+    source_root = Path(importlib.import_module(package).__file__ or "").parent
+    found = set()
+    for path in source_root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and TOPIC_NAME.match(node.value)
+            ):
+                found.add(node.value)
+    return found
+
+
+class _NeverStartedProducer:
+    """Stands in for the Kafka producer: bootstrap only stores it; nothing here sends."""
+
+
+async def _wiring(settings: ServiceSettings, package: str) -> Any:
+    bootstrap = importlib.import_module(f"{package}.bootstrap").bootstrap
+    metrics = Metrics(CollectorRegistry())
+    mongo: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongo_uri, connect=False)
+    producer: Any = _NeverStartedProducer()
+    runtime = Runtime(
+        settings=settings,
+        metrics=metrics,
+        mongo=mongo,
+        db=mongo[settings.mongo_database],
+        producer=producer,
+        relay=OutboxRelay(producer, metrics=metrics),
+        verifier=object(),  # type: ignore[arg-type]  # bootstrap hands it to no one here
+    )
+    try:
+        return await bootstrap(runtime)
+    finally:
+        await mongo.close()
+
+
+def service_facts(service_dir: Path, scratch: Path) -> ServiceFacts:
+    package = _package_of(service_dir)
+    classes = _settings_classes(package)
+    service_settings = [c for c in classes if issubclass(c, ServiceSettings)]
+    if len(service_settings) != 1:
+        raise AssertionError(f"{package}: expected one ServiceSettings subclass, found {service_settings}")
+    settings_class = service_settings[0]
+    defaults = settings_class()
+    # data_dir: where bootstrap may create dev keys or a content folder; never the checkout.
+    scratch_settings = settings_class(data_dir=scratch, mongo_uri="mongodb://127.0.0.1:9/")
+    wiring = asyncio.run(_wiring(scratch_settings, package))
+    consumers = tuple(Consumer(spec.group_id, tuple(spec.topics)) for spec in wiring.consumers)
+    consumed = {t for c in consumers for t in c.topics}
+    produces = frozenset(_topic_constants(package) - consumed) if wiring.outbox_collections else frozenset()
+    return ServiceFacts(
+        name=defaults.service_name,
+        package=package,
+        settings_class=settings_class,
+        defaults=defaults,
+        env_names=_env_names([ServiceSettings, *classes]),
+        consumers=consumers,
+        produces=produces,
+    )
+
+
+def declared_topics() -> dict[str, int]:
+    """deploy/local/topics.toml: name -> partitions (the one list of topics, local and Kubernetes)."""
+    data = tomllib.loads((ROOT / "deploy/local/topics.toml").read_text())
+    return {t["name"]: int(t["partitions"]) for t in data["topic"]}

@@ -1,0 +1,70 @@
+"""Fixtures of the deploy/k8s tests: each overlay rendered once by the pinned kustomize, the facts of
+every service read from its code (codefacts.py), the published CRD schemas (deploy/k8s/crds).
+
+The tools come from `make k8s-tools` (kustomize v5.8.1 via `go install` into the cache, promtool from
+Debian's `prometheus`); a missing tool fails the run with what to do, never skips it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import codefacts
+
+K8S = Path(__file__).resolve().parents[1]
+KUSTOMIZE_VERSION = "5.8.1"  # the Makefile's KUSTOMIZE_VERSION
+
+
+def tool(name: str, env: str, cached: Path | None = None) -> str:
+    candidates = [os.environ.get(env), str(cached) if cached else None, shutil.which(name)]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(f"{name} not found (looked at ${env}, {cached}, PATH): run `make k8s-tools`", pytrace=False)
+
+
+def kustomize_path() -> str:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lawtrail"
+    return tool("kustomize", "KUSTOMIZE", cache / f"kustomize-{KUSTOMIZE_VERSION}" / "kustomize")
+
+
+def overlay_dirs() -> list[Path]:
+    return sorted(p.parent for p in (K8S / "overlays").glob("*/kustomization.yaml"))
+
+
+def render(path: Path) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [kustomize_path(), "build", str(path)], capture_output=True, text=True, check=False, timeout=120
+    )
+    if done.returncode != 0:
+        pytest.fail(f"kustomize build {path.relative_to(K8S)} failed:\n{done.stderr}", pytrace=False)
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    """overlay name -> its rendered resources."""
+    overlays = {path.name: render(path) for path in overlay_dirs()}
+    assert {"dev", "prod"} <= set(overlays), f"overlays dev and prod must exist, found {sorted(overlays)}"
+    return overlays
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> list[codefacts.ServiceFacts]:
+    facts = [codefacts.service_facts(d, tmp_path_factory.mktemp(d.name)) for d in codefacts.service_dirs()]
+    assert facts, "no services found under services/"
+    return facts
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d.get("kind") == kind}
