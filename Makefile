@@ -69,7 +69,7 @@ k8s-tools: ## install kustomize (pinned, cached) and promtool (Debian prometheus
 k8s-validate: setup k8s-tools ## deploy/k8s offline: kustomize build | kubernetes-validate --strict, CRD schemas, policies, drift, promtool
 	@for overlay in deploy/k8s/overlays/*/; do echo "kustomize build $$overlay | kubernetes-validate --strict"; \
 	  $(KUSTOMIZE) build $$overlay | $(RUN) kubernetes-validate --strict --quiet --no-warn -; done
-	KUSTOMIZE=$(KUSTOMIZE) $(RUN) pytest -q deploy/k8s/tests
+	KUSTOMIZE=$(KUSTOMIZE) UV="$(UV)" $(RUN) pytest -q deploy/k8s/tests
 
 test: setup lint unit integration k8s-validate ## everything CI runs
 
