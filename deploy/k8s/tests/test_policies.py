@@ -146,3 +146,17 @@ def test_the_namespace_enforces_the_restricted_pod_security_profile(rendered, ov
     for doc in rendered[overlay]:
         if doc["kind"] != "Namespace":
             assert doc["metadata"].get("namespace") == namespace["metadata"]["name"], doc["metadata"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_r11b_archive_store_is_a_separate_volume_from_the_content_store(rendered, overlay) -> None:
+    claims = of_kind(rendered[overlay], "PersistentVolumeClaim")
+    assert {"media-content", "archive-store"} <= set(claims), f"{overlay}: claims {sorted(claims)}"
+    for name in ("media-content", "archive-store"):
+        assert claims[name]["spec"]["accessModes"] == ["ReadWriteMany"], (
+            f"{overlay}: {name} shared by replicas"
+        )
+    if overlay == "prod":
+        classes = {n: claims[n]["spec"].get("storageClassName") for n in ("media-content", "archive-store")}
+        assert all(classes.values()), f"prod: name the storage classes {classes}"
+        assert classes["media-content"] != classes["archive-store"], "prod: one storage for both copies"
