@@ -38,6 +38,7 @@ from servicekit.messaging.outbox import OutboxRelay
 from servicekit.messaging.producer import create_producer
 from servicekit.metrics import Metrics, start_metrics_server
 from servicekit.mongo import Document, IndexSpec, create_client, ensure_indexes
+from servicekit.tracing import configure_tracing
 
 __all__ = ["ConsumerSpec", "Runtime", "Wiring", "run_service"]
 
@@ -95,6 +96,9 @@ async def run_service(
     stop = stop or asyncio.Event()
     async with AsyncExitStack() as stack:
         _on_signals(stack, stop)
+        flush_traces = configure_tracing(settings)
+        if flush_traces is not None:
+            stack.callback(flush_traces)  # last out: exports the spans of the shutdown too
         registry = CollectorRegistry()
         # The process/GC collectors live on prometheus_client's global registry by default; this
         # registry is explicit, so add them here (CPU, memory, open fds are what operations look at first).

@@ -52,6 +52,9 @@ class ServiceSettings(BaseSettings):
     kafka_tls_ca: Path | None = None
     kafka_tls_cert: Path | None = None
     kafka_tls_key: Path | None = None
+    # OpenTelemetry: the OTLP/HTTP endpoint spans are exported to (e.g. http://otel-collector:4318);
+    # empty = tracing off (servicekit.tracing).
+    otel_exporter_otlp_endpoint: str = ""
     # CloudEvents `source` of the events this service publishes; part of the consumers' dedupe key,
     # so it must be the same on every replica and never change.
     event_source: str = ""

@@ -23,6 +23,7 @@ from servicekit.grpc.interceptors import (
     RolePolicy,
 )
 from servicekit.metrics import Metrics
+from servicekit.tracing import TracingInterceptor
 
 __all__ = ["ANY_AUTHENTICATED", "GrpcServer", "ServiceBinding", "check_role_policy"]
 
@@ -95,6 +96,7 @@ class GrpcServer:
             health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
         self._server = grpc.aio.server(
             interceptors=[
+                TracingInterceptor(),
                 RequestContextInterceptor(),
                 MetricsInterceptor(metrics),
                 AuthInterceptor(verifier, role_policy, PUBLIC_SERVICES),

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanKind
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
@@ -34,6 +35,7 @@ from servicekit.messaging.envelope import Envelope, InvalidEnvelope, KafkaRecord
 from servicekit.messaging.producer import kafka_security_options, send_and_wait
 from servicekit.metrics import Metrics
 from servicekit.mongo import Document, IndexSpec
+from servicekit.tracing import context_from, tracer
 
 __all__ = ["EventConsumer", "Handler", "Inbox", "MongoInbox", "TypeRouter", "dlq_topic"]
 
@@ -236,8 +238,30 @@ class EventConsumer:
             except InvalidEnvelope as error:
                 await self._dead_letter(record, error, attempts=0)
                 return
-            with log_context(event_id=envelope.id, event_type=envelope.type):
+            with (
+                log_context(event_id=envelope.id, event_type=envelope.type),
+                self._process_span(record, envelope),
+            ):
                 await self._apply(record, envelope)
+
+    def _process_span(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> Any:
+        """A CONSUMER span, child of the producer's (``ce_traceparent``); what the handler writes and
+        publishes continues the same trace."""
+        return tracer().start_as_current_span(
+            f"{record.topic} process",
+            context=context_from(envelope.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": record.topic,
+                "messaging.consumer.group.name": self._group_id,
+                "messaging.kafka.offset": record.offset,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.message.id": envelope.id,
+                "cloudevents.event_type": envelope.type,
+            },
+        )
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> None:
         if not self._accepts(envelope.type):

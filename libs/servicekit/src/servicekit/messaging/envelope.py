@@ -24,6 +24,8 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.v1.event import CloudEvent
 from google.protobuf.message import DecodeError, Message
 
+from servicekit.tracing import valid_traceparent
+
 __all__ = ["CONTENT_TYPE", "Envelope", "InvalidEnvelope", "KafkaRecord", "decode", "encode", "to_record"]
 
 CONTENT_TYPE = "application/protobuf"
@@ -64,6 +66,8 @@ class Envelope:
     subject: str
     time: datetime
     data: bytes
+    # W3C trace context (CloudEvents distributed-tracing extension, header ce_traceparent); optional.
+    traceparent: str | None = None
 
     @classmethod
     def of(
@@ -74,9 +78,11 @@ class Envelope:
         subject: str,
         id: str | None = None,
         time: datetime | None = None,
+        traceparent: str | None = None,
     ) -> Envelope:
         """Wrap ``message``; ``type`` is its full proto name (e.g. ``lawtrail.case.v1.CaseOpened``)."""
         return cls(
+            traceparent=traceparent,
             id=id or str(uuid.uuid4()),
             source=source,
             type=message.DESCRIPTOR.full_name,
@@ -132,17 +138,17 @@ _REQUIRED_HEADERS = ("ce_id", "ce_source", "ce_type", "ce_subject", "ce_time")
 
 def to_record(envelope: Envelope) -> KafkaRecord:
     """The Kafka record of ``envelope`` in binary mode."""
-    event = CloudEvent(
-        attributes={
-            "id": envelope.id,
-            "source": envelope.source,
-            "type": envelope.type,
-            "subject": envelope.subject,
-            "time": envelope.time,
-            "datacontenttype": CONTENT_TYPE,
-        },
-        data=envelope.data,
-    )
+    attributes: dict[str, Any] = {
+        "id": envelope.id,
+        "source": envelope.source,
+        "type": envelope.type,
+        "subject": envelope.subject,
+        "time": envelope.time,
+        "datacontenttype": CONTENT_TYPE,
+    }
+    if envelope.traceparent:
+        attributes["traceparent"] = envelope.traceparent
+    event = CloudEvent(attributes=attributes, data=envelope.data)
     message = ce_kafka.to_binary(event, _FORMAT, key_mapper=lambda _event: envelope.subject.encode())
     return KafkaRecord(
         key=envelope.subject.encode(),
@@ -198,4 +204,6 @@ def decode(record: ConsumedRecord) -> Envelope:
         subject=event.get_subject() or "",
         time=time,
         data=data if isinstance(data, bytes) else b"",
+        # Malformed trace context is dropped, never a reason to refuse the event.
+        traceparent=valid_traceparent(event.get_extension("traceparent")),
     )

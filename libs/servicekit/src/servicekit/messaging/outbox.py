@@ -25,6 +25,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from bson import Binary
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanKind
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -40,6 +42,7 @@ from servicekit.logging import log_context
 from servicekit.messaging._backoff import backoff_delay
 from servicekit.messaging.envelope import Envelope, to_record
 from servicekit.metrics import Metrics
+from servicekit.tracing import context_from, current_traceparent, tracer
 
 __all__ = [
     "LEASE_FIELD",
@@ -82,6 +85,9 @@ def outbox_entries(
     time = (now or datetime.now(UTC)).astimezone(UTC)
     # MongoDB keeps milliseconds; truncate now so the stored and the published ce_time are identical.
     time = time.replace(microsecond=time.microsecond // 1000 * 1000)
+    # The trace of the request that caused the change, continued by the relay's publish span.
+    traceparent = current_traceparent()
+    trace_field = {"traceparent": traceparent} if traceparent else {}
     return [
         {
             "event_id": str(uuid.uuid4()),
@@ -91,12 +97,13 @@ def outbox_entries(
             "subject": event.subject,
             "time": time,
             "data": Binary(event.message.SerializeToString(deterministic=True)),
+            **trace_field,
         }
         for event in events
     ]
 
 
-def _envelope(entry: Mapping[str, Any]) -> Envelope:
+def _envelope(entry: Mapping[str, Any], traceparent: str | None = None) -> Envelope:
     time: datetime = entry["time"]
     if time.tzinfo is None:
         # A client without tz_aware=True reads BSON dates as naive; they are UTC by definition.
@@ -108,6 +115,26 @@ def _envelope(entry: Mapping[str, Any]) -> Envelope:
         subject=entry["subject"],
         time=time,
         data=bytes(entry["data"]),
+        traceparent=traceparent or entry.get("traceparent"),
+    )
+
+
+def _publish_span(entry: Mapping[str, Any]) -> AbstractContextManager[Any]:
+    """A PRODUCER span continuing the trace the entry was written in (none for an untraced entry)."""
+    parent = context_from(entry.get("traceparent"))
+    if parent is None:
+        return nullcontext()
+    return tracer().start_as_current_span(
+        f"{entry['topic']} publish",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": entry["topic"],
+            "messaging.message.id": entry["event_id"],
+            "cloudevents.event_type": entry["type"],
+        },
     )
 
 
@@ -346,14 +373,15 @@ class OutboxRelay:
             # partition, and nothing is removed unless the broker acknowledged all of them.
             acks = []
             for entry in entries:
-                record = to_record(_envelope(entry))
-                with log_context(event_id=entry["event_id"]):
-                    log.debug("publishing %s to %s", entry["type"], entry["topic"])
-                acks.append(
-                    await self._producer.send(
-                        entry["topic"], value=record.value, key=record.key, headers=record.headers
+                with _publish_span(entry):
+                    record = to_record(_envelope(entry, current_traceparent()))
+                    with log_context(event_id=entry["event_id"]):
+                        log.debug("publishing %s to %s", entry["type"], entry["topic"])
+                    acks.append(
+                        await self._producer.send(
+                            entry["topic"], value=record.value, key=record.key, headers=record.headers
+                        )
                     )
-                )
             await self._acknowledged(acks)
         except BaseException:
             # Let another pass (after backoff) or another replica retry right away.
