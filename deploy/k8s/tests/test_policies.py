@@ -24,9 +24,16 @@ def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
+def _is_service(deployment: dict[str, Any]) -> bool:
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels.get("app.kubernetes.io/component") == "service"
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_container_has_native_grpc_probes_on_its_health_port(rendered, overlay) -> None:
-    for name, deployment in _deployments(rendered, overlay).items():
+def test_every_service_container_has_native_grpc_probes_on_its_health_port(rendered, overlay) -> None:
+    services = {n: d for n, d in _deployments(rendered, overlay).items() if _is_service(d)}
+    assert services, f"{overlay}: no Lawtrail service Deployment"
+    for name, deployment in services.items():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -39,6 +46,16 @@ def test_every_container_has_native_grpc_probes_on_its_health_port(rendered, ove
                     f"{overlay}: {name}: {probe} must use the plaintext health port, "
                     f"not {spec['grpc']['port']}"
                 )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_other_container_has_readiness_and_liveness_probes(rendered, overlay) -> None:
+    for name, deployment in _deployments(rendered, overlay).items():
+        if _is_service(deployment):
+            continue
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container.get(probe), f"{overlay}: {name}/{container['name']} has no {probe}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
