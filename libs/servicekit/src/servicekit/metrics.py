@@ -21,6 +21,9 @@ _GRPC_LABELS = ("grpc_service", "grpc_method", "grpc_type")
 # Seconds; gRPC calls here range from sub-millisecond lookups to multi-minute uploads.
 _HANDLING_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
+# Seconds; notified events are relayed in milliseconds, swept ones within the sweep interval (60 s).
+_EVENT_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600)
+
 
 class Metrics:
     """The process's servicekit metrics on ``registry`` (use a fresh registry per test)."""
@@ -50,6 +53,13 @@ class Metrics:
             "lawtrail_outbox_published_total",
             "Outbox events acknowledged by the broker and cleared from their document.",
             ("topic",),
+            registry=registry,
+        )
+        self.outbox_event_lag_seconds = Histogram(
+            "lawtrail_outbox_event_lag_seconds",
+            "Time from a state change being written (its outbox entry) to the broker's acknowledgement.",
+            ("topic",),
+            buckets=_EVENT_LAG_BUCKETS,
             registry=registry,
         )
         self.outbox_publish_failures = Counter(

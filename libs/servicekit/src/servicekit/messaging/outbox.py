@@ -413,8 +413,12 @@ class OutboxRelay:
                 {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
                 {"$set": {PENDING_FIELD: False}},
             )
+        acknowledged = datetime.now(UTC)
         for entry in entries:
             self._metrics.outbox_published.labels(topic=entry["topic"]).inc()
+            written = entry["time"] if entry["time"].tzinfo else entry["time"].replace(tzinfo=UTC)
+            lag = max(0.0, (acknowledged - written).total_seconds())
+            self._metrics.outbox_event_lag_seconds.labels(topic=entry["topic"]).observe(lag)
         if entries:
             log.info(
                 "relayed %d events of %s",
