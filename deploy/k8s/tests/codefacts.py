@@ -9,9 +9,14 @@ setting, topic or consumer group that lands in the code without its Kubernetes c
   name = the class's ``env_prefix`` + the field name, upper case), including servicekit's base ones;
 - ports and derived defaults: the service's ``ServiceSettings`` subclass instantiated with defaults;
 - consumers (topics, groups) and whether it publishes: its real ``bootstrap(rt)`` run against a
-  runtime that never connects (a lazy Mongo client, a producer that is never started);
-- published topics: the topic-name constants in its code (``lawtrail.<ctx>.v<N>.events``) that it
-  does not consume; dead-letter topics: ``dlq_topic(group)`` of each consumer group.
+  runtime that never connects (a lazy Mongo client, a producer that is never started), with the
+  Kafka-shaping settings the manifests give it (names ending in ``_TOPICS``, ``_GROUP``, ``_APP_ID``:
+  what it consumes is configuration, e.g. the ledger's topics) and the defaults otherwise;
+- a faust stream app: a setting ``<x>_app_id`` (its consumer group, and the prefix of the internal
+  topics faust creates, ``<app_id>-…``) with ``<x>_topics`` (its source topics);
+- published topics: the topic-name constants of its own context in its code
+  (``lawtrail.<ctx>.v<N>.events``, ctx = its name without ``-svc``); dead-letter topics:
+  ``dlq_topic(group)`` of each consumer group (not of faust apps).
 """
 
 from __future__ import annotations
@@ -40,14 +45,21 @@ ROOT = Path(__file__).resolve().parents[3]
 TOPIC_NAME = re.compile(r"^lawtrail\.[a-z]+\.v[0-9]+\.events$")
 
 
+# Settings that decide what a service consumes; the manifests' values are used to derive the facts.
+KAFKA_SHAPING = ("_TOPICS", "_GROUP", "_APP_ID")
+
+
 @dataclass(frozen=True)
 class Consumer:
     group: str
     topics: tuple[str, ...]
+    # A faust app: consumer group = app id; it creates internal topics "<app id>-..." (changelogs,
+    # repartition) and parks nothing in a dead-letter topic.
+    faust: bool = False
 
     @property
-    def dlq(self) -> str:
-        return dlq_topic(self.group)
+    def dlq(self) -> str | None:
+        return None if self.faust else dlq_topic(self.group)
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,7 @@ class ServiceFacts:
 
     @property
     def all_topics(self) -> frozenset[str]:
-        return self.produces | self.consumed_topics | {c.dlq for c in self.consumers}
+        return self.produces | self.consumed_topics | {c.dlq for c in self.consumers if c.dlq}
 
 
 def service_dirs() -> list[Path]:
@@ -154,7 +166,19 @@ async def _wiring(settings: ServiceSettings, package: str) -> Any:
         await mongo.close()
 
 
-def service_facts(service_dir: Path, scratch: Path) -> ServiceFacts:
+def _faust_apps(settings: BaseSettings) -> list[Consumer]:
+    apps = []
+    for field in type(settings).model_fields:
+        if field.endswith("_app_id"):
+            topics = getattr(settings, field.removesuffix("_app_id") + "_topics", None)
+            if not topics:
+                raise AssertionError(f"{field}: a faust app needs its source topics in {field[:-7]}_topics")
+            apps.append(Consumer(str(getattr(settings, field)), tuple(topics), faust=True))
+    return apps
+
+
+def service_facts(service_dir: Path, scratch: Path, configured: dict[str, str] | None = None) -> ServiceFacts:
+    """The facts of one service; ``configured``: the LAWTRAIL_* environment its manifests set."""
     package = _package_of(service_dir)
     classes = _settings_classes(package)
     service_settings = [c for c in classes if issubclass(c, ServiceSettings)]
@@ -162,12 +186,32 @@ def service_facts(service_dir: Path, scratch: Path) -> ServiceFacts:
         raise AssertionError(f"{package}: expected one ServiceSettings subclass, found {service_settings}")
     settings_class = service_settings[0]
     defaults = settings_class()
+    prefix = str(settings_class.model_config.get("env_prefix", ""))
+    shaping = {
+        name.removeprefix(prefix).lower(): value
+        for name, value in (configured or {}).items()
+        if name.startswith(prefix) and name.endswith(KAFKA_SHAPING)
+    }
     # data_dir: where bootstrap may create dev keys or a content folder; never the checkout.
-    scratch_settings = settings_class(data_dir=scratch, mongo_uri="mongodb://127.0.0.1:9/")
-    wiring = asyncio.run(_wiring(scratch_settings, package))
+    scratch_settings = settings_class.model_validate(
+        {**shaping, "data_dir": scratch, "mongo_uri": "mongodb://127.0.0.1:9/"}
+    )
+    try:
+        wiring = asyncio.run(_wiring(scratch_settings, package))
+    except (OSError, ConnectionError) as error:  # KafkaConnectionError, a refused Mongo connection
+        raise AssertionError(
+            f"{package}.bootstrap tried to reach the network ({error}); what it consumes must come from "
+            f"settings (set them in deploy/k8s/base/services/{service_dir.name}/config.env)"
+        ) from error
     consumers = tuple(Consumer(spec.group_id, tuple(spec.topics)) for spec in wiring.consumers)
-    consumed = {t for c in consumers for t in c.topics}
-    produces = frozenset(_topic_constants(package) - consumed) if wiring.outbox_collections else frozenset()
+    consumers += tuple(_faust_apps(scratch_settings))
+    # One topic per producing context (architecture): a service with outboxes publishes the topic of
+    # its own context, named as a constant in its code (lawtrail.retention.v1.events for retention-svc).
+    context = defaults.service_name.removesuffix("-svc")
+    own = {t for t in _topic_constants(package) if t.split(".")[1] == context}
+    if wiring.outbox_collections and not own:
+        raise AssertionError(f"{package} has outboxes but no lawtrail.{context}.v<N>.events topic constant")
+    produces = frozenset(own) if wiring.outbox_collections else frozenset()
     return ServiceFacts(
         name=defaults.service_name,
         package=package,

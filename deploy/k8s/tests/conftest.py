@@ -60,10 +60,32 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> list[codefacts.ServiceFacts]:
-    facts = [codefacts.service_facts(d, tmp_path_factory.mktemp(d.name)) for d in codefacts.service_dirs()]
+def services(
+    tmp_path_factory: pytest.TempPathFactory, rendered: dict[str, list[dict[str, Any]]]
+) -> list[codefacts.ServiceFacts]:
+    """Every service's facts, derived from its code as prod configures it (codefacts.py)."""
+    facts = [
+        codefacts.service_facts(d, tmp_path_factory.mktemp(d.name), configured_env(rendered["prod"], d.name))
+        for d in codefacts.service_dirs()
+    ]
     assert facts, "no services found under services/"
     return facts
+
+
+def configured_env(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
+    """The literal environment a Deployment gives its container named `name` ({} when not deployed)."""
+    deployment = of_kind(docs, "Deployment").get(name)
+    if deployment is None:
+        return {}
+    configmaps = of_kind(docs, "ConfigMap")
+    env: dict[str, str] = {}
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        if container["name"] != name:
+            continue
+        for source in container.get("envFrom", []):
+            env.update(configmaps[source["configMapRef"]["name"]]["data"])
+        env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
