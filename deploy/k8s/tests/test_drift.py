@@ -152,7 +152,15 @@ def _expected_acls(service: ServiceFacts) -> set[tuple[str, str, str, str]]:
             ("group", consumer.group, "literal", "Describe"),
             ("group", consumer.group, "literal", "Read"),
         }
-        acls |= {("topic", consumer.dlq, "literal", "Describe"), ("topic", consumer.dlq, "literal", "Write")}
+        if consumer.dlq:
+            acls |= {
+                ("topic", consumer.dlq, "literal", "Describe"),
+                ("topic", consumer.dlq, "literal", "Write"),
+            }
+        if consumer.faust:
+            # faust creates and uses its internal topics (changelogs, repartition) named "<app id>-...".
+            prefix = f"{consumer.group}-"
+            acls |= {("topic", prefix, "prefix", op) for op in ("Create", "Describe", "Read", "Write")}
     return acls
 
 
