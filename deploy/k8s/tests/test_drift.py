@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from codefacts import ServiceFacts, declared_topics
-from conftest import of_kind
+from k8s_support import of_kind
 
 OVERLAYS = ("dev", "prod")
 # Deployments that are not Lawtrail services (components/tracing).

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from codefacts import ROOT
-from conftest import K8S, tool
+from k8s_support import K8S, tool
 
 MONITORING = K8S / "components/monitoring"
 # Series that Lawtrail's code exports (servicekit and the services); the rest come from Prometheus

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import of_kind
+from k8s_support import of_kind
 
 OVERLAYS = ("dev", "prod")
 

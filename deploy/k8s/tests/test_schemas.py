@@ -11,7 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import K8S
+from k8s_support import K8S
 
 # The oldest Kubernetes release Lawtrail supports (native gRPC probes, autoscaling/v2, policy/v1,
 # Pod Security Admission are all GA there) and the newest kubernetes-validate knows.
