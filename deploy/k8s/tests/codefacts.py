@@ -14,14 +14,13 @@ setting, topic or consumer group that lands in the code without its Kubernetes c
   what it consumes is configuration, e.g. the ledger's topics) and the defaults otherwise;
 - a faust stream app: a setting ``<x>_app_id`` (its consumer group, and the prefix of the internal
   topics faust creates, ``<app_id>-…``) with ``<x>_topics`` (its source topics);
-- published topics: the topic-name constants of its own context in its code
+- published topics: the topic names of its own context its modules hold
   (``lawtrail.<ctx>.v<N>.events``, ctx = its name without ``-svc``); dead-letter topics:
   ``dlq_topic(group)`` of each consumer group (not of faust apps).
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import importlib
 import pkgutil
@@ -129,17 +128,14 @@ def _env_names(classes: list[type[BaseSettings]]) -> frozenset[str]:
 
 
 def _topic_constants(package: str) -> set[str]:
-    source_root = Path(importlib.import_module(package).__file__ or "").parent
-    found = set()
-    for path in source_root.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Constant)
-                and isinstance(node.value, str)
-                and TOPIC_NAME.match(node.value)
-            ):
-                found.add(node.value)
-    return found
+    """Topic names the package's modules hold as module-level values (``TOPIC = events_topic_of(...)``,
+    or a literal), read at run time so that computed names count too."""
+    return {
+        value
+        for module in _modules(package)
+        for value in vars(module).values()
+        if isinstance(value, str) and TOPIC_NAME.match(value)
+    }
 
 
 class _NeverStartedProducer:
