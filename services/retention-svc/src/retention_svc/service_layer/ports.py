@@ -1,0 +1,112 @@
+"""What the use cases need from the outside world. Adapters implement these (MongoDB, media-svc over
+gRPC, the disc-image writer); unit tests use in-memory fakes that subclass the same abstract classes."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from retention_svc.domain.copies import CopyDraft, OfflineCopy
+from retention_svc.domain.retention import CaseRecord, RecordingRecord
+
+ProgressSink = Callable[[int, int, str], None]  # (bytes done, bytes total, step), called from any thread
+
+
+class CaseRecords(abc.ABC):
+    """retention-svc's view of cases, one document each (with its outbox)."""
+
+    @abc.abstractmethod
+    async def get(self, case_id: str) -> CaseRecord | None: ...
+
+    @abc.abstractmethod
+    async def save(self, case: CaseRecord) -> None:
+        """Stores the case and its pending events in one write (inserts when `version` is 0); clears them."""
+
+    @abc.abstractmethod
+    def exclusive(self, case_id: str) -> AbstractAsyncContextManager[object]:
+        """Held across get → decide → save, so writers of one case in this process take turns."""
+
+    @abc.abstractmethod
+    async def held_case_ids(self) -> list[str]:
+        """Ids of the cases with a hold-placing incident (R13)."""
+
+
+class RecordingRecords(abc.ABC):
+    """retention-svc's view of recordings, one document each (with its outbox)."""
+
+    @abc.abstractmethod
+    async def get(self, recording_id: str) -> RecordingRecord | None: ...
+
+    @abc.abstractmethod
+    async def save(self, recording: RecordingRecord) -> None:
+        """Stores the recording and its pending events in one write; clears them."""
+
+    @abc.abstractmethod
+    def exclusive(self, recording_id: str) -> AbstractAsyncContextManager[object]: ...
+
+
+@dataclass(frozen=True)
+class ContentHeader:
+    recording_id: str
+    sha256: str
+    size_bytes: int
+    grant_id: str
+
+
+class MediaContent(abc.ABC):
+    """Reads recordings through media-svc's verified download (R16, R23-3): every read leaves a
+    ContentAccessed in media-svc. Never reads media-svc's store directly."""
+
+    @abc.abstractmethod
+    def download(
+        self, recording_id: str, *, case_id: str, purpose: str
+    ) -> AbstractAsyncContextManager[tuple[ContentHeader, AsyncIterator[bytes]]]: ...
+
+
+class RetentionMetrics:
+    """Per-unit counters (R9: the unit is the partition key of metrics). The default counts nothing."""
+
+    def hold_placed(self, unit: str) -> None:
+        return None
+
+    def copy_made(self, unit: str, size_bytes: int) -> None:
+        return None
+
+
+class CopyInventory(abc.ABC):
+    """The inventory of offline copies (which copy holds what, where it is kept)."""
+
+    @abc.abstractmethod
+    async def add(self, copy: OfflineCopy) -> None:
+        """Records the copy and its OfflineCopyCreated event in one write."""
+
+    @abc.abstractmethod
+    async def for_case(self, case_id: str) -> list[OfflineCopy]:
+        """The case's copies, oldest first."""
+
+
+class CopyWriter(abc.ABC):
+    """Writes offline copies to the copies directory (a disc image or a folder) and re-reads them."""
+
+    @abc.abstractmethod
+    async def stage(self, copy_id: str) -> Path:
+        """A fresh staging folder for the copy."""
+
+    @abc.abstractmethod
+    async def write_item(self, staging: Path, rel_path: str, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+        """Writes one recording into the staging folder, answering its SHA-256 and size."""
+
+    @abc.abstractmethod
+    async def finish(self, staging: Path, draft: CopyDraft, on_progress: ProgressSink) -> tuple[str, str]:
+        """Writes manifest, SHA256SUMS and README, then the image or folder; answers (path, root hash)."""
+
+    @abc.abstractmethod
+    async def verify(self, path: str, on_progress: ProgressSink) -> tuple[str, list[str]]:
+        """Re-reads the copy; answers (root hash, problems)."""
+
+    @abc.abstractmethod
+    async def discard(self, staging: Path) -> None:
+        """Removes a staging folder left by a failed copy."""
