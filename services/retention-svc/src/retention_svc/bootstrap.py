@@ -15,7 +15,7 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 | `LAWTRAIL_RETENTION_MEDIA_ADDRESS` | `127.0.0.1:50052` | media-svc (verified downloads) |
 | `LAWTRAIL_RETENTION_TOKEN_FILE` | unset | a bearer token (role SERVICE) to present to media-svc |
 | `LAWTRAIL_RETENTION_TOKEN_KEY` | `<data dir>/keys/dev-private.pem` | else: signs its own token (local) |
-| `LAWTRAIL_RETENTION_GRANT_KEY` | `<data dir>/keys/access-grant-dev-private.pem` | signs grants until access-svc does |
+| `LAWTRAIL_RETENTION_GRANT_KEY` | dev grant key in `<data dir>/keys` | signs grants until access-svc does |
 | `LAWTRAIL_RETENTION_CONSUMER_GROUP` | `retention-svc.events` | consumer group (needs `<group>.dlq`) |
 """
 
