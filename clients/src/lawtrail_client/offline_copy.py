@@ -154,16 +154,20 @@ def write_iso(staging: Path, destination: Path, volume_id: str, progress: Progre
             )  # fmt: skip
         destination.parent.mkdir(parents=True, exist_ok=True)
         temporary = destination.with_name(destination.name + ".partial")
-        with temporary.open("wb") as out:
 
-            def report(done: int, total: int, _opaque: Any) -> None:
-                if progress is not None:
-                    progress(done, total, "writing the disc image")
+        def report(done: int, total: int, _opaque: Any) -> None:
+            if progress is not None:
+                progress(done, total, "writing the disc image")
 
-            iso.write_fp(out, blocksize=BLOCK, progress_cb=report)
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(temporary, destination)
+        try:
+            with temporary.open("wb") as out:
+                iso.write_fp(out, blocksize=BLOCK, progress_cb=report)
+                out.flush()
+                os.fsync(out.fileno())
+            os.rename(temporary, destination)
+        except BaseException:
+            temporary.unlink(missing_ok=True)  # nothing half-written is left where copies are listed
+            raise
     finally:
         iso.close()
         for handle in handles:
@@ -322,9 +326,10 @@ def _hash_stream(f: Any, tick: Callable[[int], None]) -> tuple[str, int]:
 
 
 def _volume_id(text: str) -> str:
-    # ISO 9660 volume ids are d-characters (A–Z, 0–9, _), at most 32.
+    # ISO 9660 volume ids are d-characters (A–Z, 0–9, _); Joliet stores the same id in UCS-2 within 32
+    # bytes, so at most 16 characters.
     cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in text.upper())
-    return cleaned[:32] or "LAWTRAIL"
+    return cleaned[:16] or "LAWTRAIL"
 
 
 def _write_durably(path: Path, data: bytes) -> None:

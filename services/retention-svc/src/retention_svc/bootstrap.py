@@ -87,7 +87,7 @@ class RetentionSettings(ServiceSettings):
     retention_consumer_group: str = DEFAULT_GROUP_ID
 
     @model_validator(mode="after")
-    def _derive_defaults(self) -> Self:
+    def _derive_retention_defaults(self) -> Self:
         if self.retention_copies_dir is None:
             self.retention_copies_dir = self.data_dir / "retention" / "copies"
         return self

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import uuid
 from collections import defaultdict
 from contextlib import AbstractAsyncContextManager
@@ -122,7 +123,7 @@ def recording_facts(recording_id: str, unit: str, end: datetime = T0) -> Recordi
     return RecordingFacts(
         recording_id=recording_id,
         unit=unit,
-        sha256=("%064x" % abs(hash(recording_id)))[:64],
+        sha256=hashlib.sha256(recording_id.encode()).hexdigest(),
         size_bytes=1000,
         media_kind="VIDEO",
         recorded_from=end - timedelta(minutes=5),

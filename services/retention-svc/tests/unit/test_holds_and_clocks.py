@@ -96,7 +96,8 @@ async def test_r13_redelivered_replayed_or_reordered_events_give_the_same_state(
     unit = "unit-x"
     steps = _script(kit, unit)
     reference = await _play(kit.new_world(), steps)
-    assert reference["recordings"]["r1"]["holds"] and reference["recordings"]["r2"]["holds"]
+    assert reference["recordings"]["r1"]["holds"]
+    assert reference["recordings"]["r2"]["holds"]
     assert not reference["recordings"]["r3"]["holds"]
     # Every order of the events (the case events keep their own order: one Kafka key, one partition).
     case_steps = [s for s in steps if s[0] in ("case_opened", "incident_recorded", "case_closed")]

@@ -28,12 +28,13 @@ def test_r12_shipped_rules_load_with_a_legal_source_beside_every_rule() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "entry", "reason"),
     [
-        ('period = "6m"\nminimum = "6m"', 'period = "3m"\nminimum = "6m"', "recording_not_evidence.period",
-         "shorter than the class minimum 6m"),
-        ('procedure = "SIMPLE"\nperiod = "10y"', 'procedure = "SIMPLE"\nperiod = "5y"', "case_file.class[2].period",
-         "shorter than the class minimum 10y"),
+        ('period = "6m"\nminimum = "6m"', 'period = "3m"\nminimum = "6m"',
+         "recording_not_evidence.period", "shorter than the class minimum 6m"),
+        ('procedure = "SIMPLE"\nperiod = "10y"', 'procedure = "SIMPLE"\nperiod = "5y"',
+         "case_file.class[2].period", "shorter than the class minimum 10y"),
         ('act_type = "LEVY"', 'act_type = "TAX"', "case_file.class[4].act_type", "'TAX' is not one of"),
-        ('"MASS_INCIDENT", "EMERGENCY"', '"MASS_INCIDENT", "RIOT"', "held.incident_kinds", "'RIOT' is not one of"),
+        ('"MASS_INCIDENT", "EMERGENCY"', '"MASS_INCIDENT", "RIOT"',
+         "held.incident_kinds", "'RIOT' is not one of"),
         ('[held]\nperiod = "permanent"', '[held]\nperiod = "50y"', "held.period", "kept permanently"),
         ('period = "case_file"', 'period = "forever"', "recording_evidence.period", "is not a period"),
     ],

@@ -113,7 +113,8 @@ class GrpcMediaContent(MediaContent):
                 header = ContentHeader(h.recording_id, h.sha256, h.size_bytes, h.grant_id)
 
                 async def chunks() -> AsyncIterator[bytes]:
-                    async for message in call:
+                    # read(), not `async for`: grpc.aio forbids mixing both styles on one call.
+                    while isinstance(message := await call.read(), mpb.DownloadRecordingResponse):
                         yield message.chunk
 
                 yield header, chunks()

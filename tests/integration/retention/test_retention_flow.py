@@ -1,0 +1,316 @@
+"""R12, R13 through the real services: case-svc, media-svc and retention-svc processes on real Kafka and
+FerretDB. No event is made by hand: case-svc and media-svc publish them because the test called their APIs.
+
+1. open a case (case-svc) → upload three recordings linked to it (media-svc) → record an ASSAULT incident
+   (case-svc) → retention-svc holds all three (R13);
+2. an ISO offline copy is made through retention-svc (which reads the content through media-svc's verified
+   download: a ContentAccessed per recording) and verified by reading it back with pycdlib, and by
+   `sha256sum -c` on its extracted contents;
+3. a fourth recording linked later is held too;
+4. every topic replayed from the start into a fresh retention database gives the identical state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pycdlib
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from lawtrail.case.v1 import case_pb2, case_service_pb2_grpc
+from lawtrail.case.v1 import case_service_pb2 as case_api
+from lawtrail.media.v1 import media_events_pb2
+from lawtrail.media.v1 import recording_service_pb2 as media_api
+from lawtrail.retention.v1 import retention_pb2 as rpb
+from lawtrail.retention.v1 import retention_service_pb2 as api
+from lawtrail.retention.v1 import retention_service_pb2_grpc as api_grpc
+from lawtrail_client import offline_copy
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "media"))
+
+from recordings_it import caller, classification, events_about, make_video, upload
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (make setup installs it)"
+    ),
+]
+
+IGNORED_FIELDS = {"version", "outbox", "outbox_pending", "outbox_lease_until", "applied_events"}
+
+
+def stamp(value: datetime) -> Timestamp:
+    result = Timestamp()
+    result.FromDatetime(value)
+    return result
+
+
+def open_case(services: Any, unit: str) -> str:
+    with grpc.insecure_channel(services.case.grpc_address) as channel:
+        stub = case_service_pb2_grpc.CaseServiceStub(channel)
+        response = stub.OpenCase(
+            case_api.OpenCaseRequest(
+                act_type=case_pb2.ACT_TYPE_PENALTY,
+                procedure=case_pb2.PROCEDURE_GENERAL,
+                unit=unit,
+                cause="未按规定修建防空地下室",
+                responsible_officer="officer-1",
+                parties=[case_pb2.Party(name="某某建设有限公司", kind=case_pb2.PARTY_KIND_ORGANIZATION)],
+            ),
+            metadata=services.metadata("officer-1", unit, "OFFICER"),
+            timeout=30,
+        )
+    return str(response.case.case_id)
+
+
+def record_assault(services: Any, unit: str, case_id: str) -> None:
+    with grpc.insecure_channel(services.case.grpc_address) as channel:
+        case_service_pb2_grpc.CaseServiceStub(channel).RecordIncident(
+            case_api.RecordIncidentRequest(
+                case_id=case_id,
+                kind=case_pb2.INCIDENT_KIND_ASSAULT,
+                occurred_at=stamp(datetime.now(UTC) - timedelta(minutes=10)),
+                reporter="officer-1",
+                description="当事人殴打执法人员",
+            ),
+            metadata=services.metadata("officer-1", unit, "OFFICER"),
+            timeout=30,
+        )
+
+
+def upload_recordings(services: Any, unit: str, case_id: str, count: int, tmp: Path, tag: str) -> list[Any]:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    recordings = []
+    with grpc.insecure_channel(services.media.grpc_address) as channel:
+        officer = caller(channel, services.private_key, "officer-1", unit, ["OFFICER"])
+        for n in range(count):
+            video = make_video(tmp / f"{tag}-{n}.mp4", tag=f"{tag}-{n}-{uuid.uuid4()}")
+            cls = classification(
+                start=start + timedelta(minutes=10 * n), unit=unit, device=f"CAM-{tag}", case_id=case_id
+            )
+            recordings.append(upload(officer, video, cls))
+    return recordings
+
+
+async def explain(services: Any, unit: str, recording_id: str) -> rpb.Retention | None:
+    async with grpc.aio.insecure_channel(services.retention.grpc_address) as channel:
+        try:
+            response = await api_grpc.RetentionServiceStub(channel).ExplainRetention(
+                api.ExplainRetentionRequest(recording_id=recording_id),
+                metadata=services.metadata("head-1", unit, "UNIT_HEAD"),
+                timeout=10,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+    return response.retention
+
+
+async def wait_held(services: Any, kit: Any, unit: str, recording_ids: list[str]) -> list[rpb.Retention]:
+    found: dict[str, rpb.Retention] = {}
+
+    async def all_held() -> bool:
+        for rid in recording_ids:
+            retention = await explain(services, unit, rid)
+            if retention is not None and retention.holds:
+                found[rid] = retention
+        return len(found) == len(recording_ids)
+
+    await kit.eventually(all_held, f"retention-svc holds {recording_ids}")
+    return [found[r] for r in recording_ids]
+
+
+def documents(db: Any, collection: str) -> dict[str, dict[str, Any]]:
+    return {
+        doc["_id"]: {k: v for k, v in doc.items() if k not in IGNORED_FIELDS}
+        for doc in db[collection].find({})
+    }
+
+
+async def test_r13_assault_holds_every_recording_of_the_case_copies_them_offline_and_replays_identically(
+    services: Any, kit: Any, unit: str, tmp_path: Path
+) -> None:
+    case_id = open_case(services, unit)
+    first = upload_recordings(services, unit, case_id, 3, tmp_path, "a")
+    first_ids = [r.recording_id for r in first]
+    record_assault(services, unit, case_id)
+
+    # (1) every recording of the case is held, with the reason and the source event (R13).
+    held = await wait_held(services, kit, unit, first_ids)
+    for retention in held:
+        assert retention.state == rpb.RETENTION_STATE_PERMANENT
+        (hold,) = retention.holds
+        assert hold.incident_kind == "ASSAULT"
+        assert hold.case_id == case_id
+        assert hold.source_event.startswith("/lawtrail/case-svc/")
+        assert any(r.rule_class == "held" for r in retention.rules)
+        assert any(r.rule_class == "recording_evidence" for r in retention.rules)
+    placed = await events_about_retention(services, first_ids, "LongTermHoldPlaced")
+    assert sorted(placed) == sorted(first_ids)
+
+    # (2) an ISO offline copy, read through media-svc's verified download, verified by reading it back.
+    progress, copy = await create_copy(services, unit, case_id)
+    assert progress, "a copy reports its progress"
+    assert copy.format == rpb.COPY_FORMAT_ISO
+    assert sorted(i.recording_id for i in copy.items) == sorted(first_ids)
+    by_id = {r.recording_id: r for r in first}
+    for item in copy.items:
+        assert item.sha256 == by_id[item.recording_id].sha256
+        assert item.size_bytes == by_id[item.recording_id].size_bytes
+    await asyncio.to_thread(check_iso, Path(copy.path), copy.root_hash, tmp_path / "extracted")
+    for recording_id in first_ids:
+        accessed = await events_about(
+            services.stack.kafka_bootstrap, recording_id, ["RecordingIngested", "ContentAccessed"]
+        )
+        purposes = [
+            e.parse(media_events_pb2.ContentAccessed).purpose
+            for e in accessed
+            if e.type.endswith("ContentAccessed")
+        ]
+        assert any(copy.copy_id in p and "R13" in p for p in purposes), purposes
+    inventory = await list_copies(services, unit, case_id)
+    assert [c.copy_id for c in inventory] == [copy.copy_id]
+    assert inventory[0].storage_location == "archive room cabinet 3"
+
+    # (3) a fourth recording linked later is held too.
+    (fourth,) = upload_recordings(services, unit, "", 1, tmp_path, "b")
+    with grpc.insecure_channel(services.media.grpc_address) as channel:
+        officer = caller(channel, services.private_key, "officer-1", unit, ["OFFICER"])
+        officer(
+            "LinkRecording", media_api.LinkRecordingRequest(recording_id=fourth.recording_id, case_id=case_id)
+        )
+    (late,) = await wait_held(services, kit, unit, [fourth.recording_id])
+    assert late.holds[0].incident_kind == "ASSAULT"
+
+    # (4) replay every topic from the start into a fresh retention database → identical state.
+    group = f"retention-replay-{uuid.uuid4().hex[:8]}"
+    await kit.create_topic(services.stack.kafka_bootstrap, f"{group}.dlq")
+    replay = services.starter(
+        "retention-svc",
+        env={
+            "LAWTRAIL_MONGO_DATABASE": f"retention_replay_{uuid.uuid4().hex[:8]}",
+            "LAWTRAIL_RETENTION_CONSUMER_GROUP": group,
+            "LAWTRAIL_RETENTION_MEDIA_ADDRESS": services.media.grpc_address,
+            "LAWTRAIL_RETENTION_AUTO_COPY_INTERVAL_S": "0",
+        },
+    )
+    original_db, replay_db = services.db(services.retention), services.db(replay)
+
+    async def same_state() -> bool:
+        return all(
+            documents(original_db, c) == documents(replay_db, c)
+            for c in ("retention_cases", "retention_recordings")
+        )
+
+    await kit.eventually(same_state, "the replayed retention database equals the original", within_s=90)
+    assert len(documents(replay_db, "retention_recordings")) >= 4
+    assert documents(replay_db, "retention_cases")[case_id]["held"] is True
+    replay.stop()
+
+
+async def events_about_retention(services: Any, recording_ids: list[str], kind: str) -> list[str]:
+    found: list[str] = []
+    for rid in recording_ids:
+        envelopes = await events_about_topic(services.stack.kafka_bootstrap, rid, kind)
+        found += [rid for e in envelopes if e.type.endswith(kind)][:1]
+    return found
+
+
+async def events_about_topic(bootstrap: str, subject: str, kind: str) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer
+    from servicekit.messaging.envelope import decode
+
+    consumer = AIOKafkaConsumer(
+        "lawtrail.retention.v1.events",
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [decode(r) for r in records if r.key == subject.encode()]
+            if any(e.type.endswith(kind) for e in found):
+                return found
+        raise AssertionError(f"no {kind} about {subject}; saw {[e.type for e in found]}")
+    finally:
+        await consumer.stop()
+
+
+async def create_copy(services: Any, unit: str, case_id: str) -> tuple[list[Any], rpb.OfflineCopy]:
+    progress: list[Any] = []
+    result: rpb.OfflineCopy | None = None
+    async with grpc.aio.insecure_channel(services.retention.grpc_address) as channel:
+        stream = api_grpc.RetentionServiceStub(channel).CreateOfflineCopy(
+            api.CreateOfflineCopyRequest(
+                case_id=case_id, format=rpb.COPY_FORMAT_ISO, storage_location="archive room cabinet 3"
+            ),
+            metadata=services.metadata("archivist-1", unit, "ARCHIVIST"),
+            timeout=300,
+        )
+        async for part in stream:
+            if part.HasField("progress"):
+                progress.append(part.progress)
+            else:
+                result = part.copy
+    assert result is not None
+    return progress, result
+
+
+async def list_copies(services: Any, unit: str, case_id: str) -> list[rpb.OfflineCopy]:
+    async with grpc.aio.insecure_channel(services.retention.grpc_address) as channel:
+        response = await api_grpc.RetentionServiceStub(channel).ListOfflineCopies(
+            api.ListOfflineCopiesRequest(case_id=case_id),
+            metadata=services.metadata("head-1", unit, "UNIT_HEAD"),
+            timeout=10,
+        )
+    return list(response.copies)
+
+
+def check_iso(image: Path, root_hash: str, into: Path) -> None:
+    """Re-reads the image with pycdlib (verify), then extracts it and runs `sha256sum -c` on its contents."""
+    assert image.suffix == ".iso"
+    assert image.is_file()
+    report = offline_copy.verify(image)
+    assert report.ok, report.problems
+    assert report.root_hash == root_hash
+    assert report.files_checked == 3
+    extracted = extract_iso(image, into)
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=extracted, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count(": OK") == 4  # three recordings and manifest.json
+    assert hashlib.sha256((extracted / "manifest.json").read_bytes()).hexdigest() == root_hash
+
+
+def extract_iso(image: Path, into: Path) -> Path:
+    """Extracts every file of the image by its Rock Ridge name (what a mounted disc shows on Linux)."""
+    iso = pycdlib.PyCdlib()
+    iso.open(str(image))
+    try:
+        for root, _dirs, files in iso.walk(rr_path="/"):
+            for name in files:
+                rr_path = f"{root.rstrip('/')}/{name}"
+                target = into / rr_path.lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with target.open("wb") as out:
+                    iso.get_file_from_iso_fp(out, rr_path=rr_path)
+    finally:
+        iso.close()
+    return into
