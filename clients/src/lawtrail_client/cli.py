@@ -3,6 +3,7 @@
     lawtrail station collect-once <folder> [--server HOST:PORT] [--token JWT | --token-file F]
     lawtrail station watch <folder> [--interval 10] …
     lawtrail devices register|check|maintenance|fault|repair|get|list …
+    lawtrail verify-copy PATH [--root-hash HEX]      (an offline copy: .iso image or folder; offline)
     lawtrail dev-token --subject alice --unit unit-a --roles OFFICER      (local development only)
 
 The token comes from `--token`, `--token-file` or the environment variable `LAWTRAIL_TOKEN`; the media
@@ -118,6 +119,22 @@ def _parser() -> argparse.ArgumentParser:
             p.set_defaults(run=_station_watch)
         else:
             p.set_defaults(run=_station_collect_once)
+
+    verify = sub.add_parser(
+        "verify-copy",
+        help="re-read an offline copy (R13: .iso image or removable-media folder) and check every hash",
+        description=(
+            "Re-reads an offline copy made by retention-svc, without any server: every recording's SHA-256 and\n"
+            "size against manifest.json, and manifest.json against SHA256SUMS. Prints the root hash (SHA-256\n"
+            "of manifest.json) to compare with the inventory, or checks it with --root-hash.\n"
+            "Exit status: 0 = the copy is intact, 1 = a problem was found (listed)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("path", type=Path, help="the .iso image or the copy's folder")
+    verify.add_argument("--root-hash", default="", help="the root hash recorded in the inventory")
+    verify.add_argument("--quiet", action="store_true", help="no progress lines")
+    verify.set_defaults(run=_verify_copy)
 
     devices = sub.add_parser(
         "devices", help="recording devices: register, pre-use check, faults, repairs (R20, R21)"
@@ -269,6 +286,40 @@ def _station_watch(args: argparse.Namespace) -> int:
 
 
 # --- devices --------------------------------------------------------------------------------------
+
+
+def _verify_copy(args: argparse.Namespace) -> int:
+    # Imported here: pycdlib is needed by this command only.
+    from lawtrail_client.offline_copy import verify
+
+    path: Path = args.path
+    if not path.exists():
+        raise ConfigError(f"{path} does not exist")
+    last = [-1]
+
+    def progress(done: int, total: int, what: str) -> None:
+        percent = 100 * done // total if total else 100
+        if not args.quiet and percent != last[0] and (percent % 5 == 0 or done == total):
+            last[0] = percent
+            print(f"{what}: {percent:3d}% ({done:,} of {total:,} bytes)", file=sys.stderr)
+
+    try:
+        report = verify(path, progress)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if args.root_hash and args.root_hash.lower() != report.root_hash:
+        report.problems.append(f"root hash {report.root_hash}, the inventory says {args.root_hash.lower()}")
+    print(f"copy {report.copy_id or '?'} of case {report.case_id or '?'}: {path}")
+    print(f"root hash (SHA-256 of manifest.json): {report.root_hash or '-'}")
+    print(f"checked {report.files_checked} recordings, {report.bytes_checked:,} bytes")
+    for problem in report.problems:
+        print(f"PROBLEM: {problem}")
+    if report.ok:
+        print("OK: every hash matches")
+        return 0
+    if not report.problems:
+        print("PROBLEM: the copy holds no recording")
+    return EXIT_FAILED
 
 
 def _print(message: Message) -> int:
