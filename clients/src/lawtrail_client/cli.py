@@ -124,9 +124,9 @@ def _parser() -> argparse.ArgumentParser:
         "verify-copy",
         help="re-read an offline copy (R13: .iso image or removable-media folder) and check every hash",
         description=(
-            "Re-reads an offline copy made by retention-svc, without any server: every recording's SHA-256 and\n"
-            "size against manifest.json, and manifest.json against SHA256SUMS. Prints the root hash (SHA-256\n"
-            "of manifest.json) to compare with the inventory, or checks it with --root-hash.\n"
+            "Re-reads an offline copy made by retention-svc, without any server: every recording's\n"
+            "SHA-256 and size against manifest.json, and manifest.json against SHA256SUMS. Prints the root\n"
+            "hash (SHA-256 of manifest.json) to compare with the inventory, or checks it with --root-hash.\n"
             "Exit status: 0 = the copy is intact, 1 = a problem was found (listed)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from lawtrail_local.pytest_plugin import ServiceStarter
-from lawtrail_local.scenario import tour
+from lawtrail_local.scenario import TOUR_OFFICER, TOUR_UNIT, tour
+from lawtrail_local.tour_retention import retention_chapter
 
 pytestmark = pytest.mark.integration
 
@@ -19,3 +23,36 @@ async def test_scenario_opens_a_case_and_reads_its_event_back(
     assert f"opened case {case_id}" in printed
     assert f"key={case_id}  ce_type=lawtrail.case.v1.CaseOpened" in printed
     assert "cause='Fire-safety inspection of a civil air-defence basement'" in printed
+
+
+async def test_r13_tour_chapter_a_complaint_holds_the_recording_and_a_verified_copy_is_written(
+    start_service: ServiceStarter, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (make setup installs it)")
+    case_svc = start_service("case-svc")
+    media = start_service("media-svc")
+    retention = start_service(
+        "retention-svc",
+        env={
+            "LAWTRAIL_RETENTION_MEDIA_ADDRESS": media.grpc_address,
+            "LAWTRAIL_RETENTION_AUTO_COPY_INTERVAL_S": "0",
+        },
+    )
+    key = case_svc.dev_private_key.read_bytes()
+    case_id = await tour(start_service.stack.kafka_bootstrap, case_svc.grpc_address, key)
+    path = await retention_chapter(
+        case_address=case_svc.grpc_address,
+        media_address=media.grpc_address,
+        retention_address=retention.grpc_address,
+        private_key_pem=key,
+        case_id=case_id,
+        unit=TOUR_UNIT,
+        officer=TOUR_OFFICER,
+        work_dir=tmp_path,
+    )
+    printed = capsys.readouterr().out
+    assert "R2. recorded a COMPLAINT incident" in printed
+    assert "R3. retention-svc holds the recording: RETENTION_STATE_PERMANENT" in printed
+    assert "every SHA-256 matches" in printed
+    assert path.endswith(".iso")

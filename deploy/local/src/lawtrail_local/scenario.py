@@ -26,6 +26,7 @@ from lawtrail_local.services import service_spec
 from lawtrail_local.stack import Stack
 
 CASE_TOPIC = events_topic_of(case_events_pb2)  # lawtrail.case.v1.events
+TOUR_OFFICER, TOUR_UNIT = "officer-demo", "unit-demo"
 
 
 def _say(text: str) -> None:
@@ -70,7 +71,7 @@ async def tour(kafka_bootstrap: str, case_address: str, private_key_pem: bytes) 
 
     Returns the case id.
     """
-    officer, unit = "officer-demo", "unit-demo"
+    officer, unit = TOUR_OFFICER, TOUR_UNIT
     token = mint_token(private_key_pem, subject=officer, unit=unit, roles=["OFFICER"], ttl_s=600)
     _say(f"1. minted a dev token for {officer} (OFFICER of {unit}), valid 10 minutes")
 
@@ -108,7 +109,6 @@ async def tour(kafka_bootstrap: str, case_address: str, private_key_pem: bytes) 
         await _read_case_opened(consumer, case.case_id, timeout_s=30.0)
     finally:
         await consumer.stop()
-    _say("Done. The logs follow; press Ctrl-C to stop the stack.")
     return str(case.case_id)
 
 
@@ -120,8 +120,25 @@ def run(data_dir: Path) -> int:
     try:
         if not key.exists():
             raise StackError(f"no dev key at {key}: is the stack up (`make up`)?")
-        asyncio.run(tour(stack.kafka_bootstrap, case_svc.grpc_address, key.read_bytes()))
+        case_id = asyncio.run(tour(stack.kafka_bootstrap, case_svc.grpc_address, key.read_bytes()))
+        media_spec, retention_spec = service_spec("media-svc"), service_spec("retention-svc")
+        if media_spec.unavailable_reason() is None and retention_spec.unavailable_reason() is None:
+            from lawtrail_local.tour_retention import retention_chapter
+
+            asyncio.run(
+                retention_chapter(
+                    case_address=case_svc.grpc_address,
+                    media_address=stack.service(media_spec).grpc_address,
+                    retention_address=stack.service(retention_spec).grpc_address,
+                    private_key_pem=key.read_bytes(),
+                    case_id=case_id,
+                    unit=TOUR_UNIT,
+                    officer=TOUR_OFFICER,
+                    work_dir=data_dir / "tour",
+                )
+            )
     except StackError as exc:
         stderr_progress(f"scenario failed: {exc}")
         return 1
+    _say("Done. The logs follow; press Ctrl-C to stop the stack.")
     return 0
