@@ -78,16 +78,31 @@ def extension_for(format_name: str, media_kind: str) -> str:
 
 
 def manifest_bytes(
-    *, copy_id: str, case_id: str, unit: str, created_at: str, created_by: str, items: Sequence[ManifestItem]
+    *,
+    copy_id: str,
+    case_id: str,
+    unit: str,
+    created_at: str,
+    created_by: str,
+    items: Sequence[ManifestItem],
+    kind: str = "offline-copy",
+    month: str = "",
 ) -> bytes:
+    """manifest.json: `kind` "offline-copy" (R13, one case) or "archive-batch" (R11b, one unit and month)."""
     document = {
         "format": FORMAT,
+        "kind": kind,
         "copy_id": copy_id,
         "case_id": case_id,
+        "month": month,
         "unit": unit,
         "created_at": created_at,
         "created_by": created_by,
-        "regulation": "《行政执法全过程记录制度》第十三条 (R13): long-term hold, offline copy",
+        "regulation": (
+            "《行政执法全过程记录制度》第十一条 (R11b): monthly archive backup"
+            if kind == "archive-batch"
+            else "《行政执法全过程记录制度》第十三条 (R13): long-term hold, offline copy"
+        ),
         "items": [
             {
                 "recording_id": i.recording_id,

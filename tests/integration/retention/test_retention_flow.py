@@ -314,3 +314,73 @@ def extract_iso(image: Path, into: Path) -> Path:
     finally:
         iso.close()
     return into
+
+
+async def test_r11b_monthly_archive_batch_backs_up_a_units_recordings_and_reverification_finds_tampering(
+    services: Any, unit: str, tmp_path: Path
+) -> None:
+    recordings = upload_recordings(services, unit, "", 2, tmp_path, "arch")
+    ids = sorted(r.recording_id for r in recordings)
+    month = datetime.now(UTC).strftime("%Y-%m")
+    room = services.metadata("room-1", unit, "ARCHIVE_ROOM")
+    async with grpc.aio.insecure_channel(services.retention.grpc_address) as channel:
+        stub = api_grpc.RetentionServiceStub(channel)
+
+        async def unbacked() -> list[str]:
+            response = await stub.ListUnbackedRecordings(
+                api.ListUnbackedRecordingsRequest(unit=unit), metadata=room, timeout=10
+            )
+            return sorted(r.recording_id for r in response.recordings)
+
+        async def both_seen() -> bool:
+            return await unbacked() == ids
+
+        await kit_eventually(both_seen, "retention-svc lists both recordings as not backed up")
+        created = await stub.CreateArchiveBatch(
+            api.CreateArchiveBatchRequest(unit=unit, month=month), metadata=room, timeout=120
+        )
+        batch = created.batch
+        assert sorted(i.recording_id for i in batch.items) == ids
+        assert batch.last_verification_ok
+        assert await unbacked() == []
+        with pytest.raises(grpc.aio.AioRpcError) as nothing_left:
+            await stub.CreateArchiveBatch(
+                api.CreateArchiveBatchRequest(unit=unit, month=month), metadata=room, timeout=60
+            )
+        assert nothing_left.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        with pytest.raises(grpc.aio.AioRpcError) as bad_month:
+            await stub.CreateArchiveBatch(
+                api.CreateArchiveBatchRequest(unit=unit, month="2026-13"), metadata=room, timeout=60
+            )
+        assert bad_month.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "month" in (bad_month.value.details() or "")
+
+        folder = Path(batch.path)
+        report = await asyncio.to_thread(offline_copy.verify, folder)
+        assert report.ok, report.problems
+        assert report.root_hash == batch.root_hash
+        victim = folder / batch.items[0].path
+        data = bytearray(await asyncio.to_thread(victim.read_bytes))
+        data[len(data) // 2] ^= 0x01
+        await asyncio.to_thread(victim.write_bytes, bytes(data))
+        checked = (
+            await stub.VerifyArchiveBatch(
+                api.VerifyArchiveBatchRequest(batch_id=batch.batch_id), metadata=room, timeout=60
+            )
+        ).batch
+        assert not checked.last_verification_ok
+        assert any(batch.items[0].path in p for p in checked.last_verification_problems)
+        listed = await stub.ListArchiveBatches(
+            api.ListArchiveBatchesRequest(unit=unit), metadata=room, timeout=10
+        )
+        assert [b.batch_id for b in listed.batches] == [batch.batch_id]
+        assert not listed.batches[0].last_verification_ok
+
+
+async def kit_eventually(check: Any, what: str, within_s: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while asyncio.get_running_loop().time() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"gave up after {within_s:.0f} s waiting until {what}")

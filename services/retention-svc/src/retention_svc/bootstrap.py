@@ -12,6 +12,9 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 | `LAWTRAIL_RETENTION_COPIES_DIR` | `<data dir>/retention/copies` | where offline copies are written |
 | `LAWTRAIL_RETENTION_COPY_FORMAT` | `ISO` | `ISO` (disc image) or `FOLDER` (removable media) |
 | `LAWTRAIL_RETENTION_AUTO_COPY_INTERVAL_S` | `60` | held cases lacking a full copy get one; `0` = never |
+| `LAWTRAIL_RETENTION_ARCHIVE_DIR` | `<data dir>/retention/archive` | the archive store (R11b) |
+| `LAWTRAIL_RETENTION_ARCHIVE_INTERVAL_S` | `3600` | past months backed up; `0` = by RPC only |
+| `LAWTRAIL_RETENTION_ARCHIVE_VERIFY_INTERVAL_S` | `86400` | every batch re-verified this often; `0` = never |
 | `LAWTRAIL_RETENTION_MEDIA_ADDRESS` | `127.0.0.1:50052` | media-svc (verified downloads) |
 | `LAWTRAIL_RETENTION_TOKEN_FILE` | unset | a bearer token (role SERVICE) to present to media-svc |
 | `LAWTRAIL_RETENTION_TOKEN_KEY` | `<data dir>/keys/dev-private.pem` | else: signs its own token (local) |
@@ -40,6 +43,7 @@ from servicekit.auth.devtoken import ensure_dev_keys, ensure_keypair
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 
+from retention_svc.adapters.archive import ARCHIVED, BATCHES, BatchDocuments, MongoArchiveStore
 from retention_svc.adapters.copies import COPIES, CopyDocuments, LocalCopyWriter, MongoCopyInventory
 from retention_svc.adapters.media_content import DevGrantSigner, GrpcMediaContent
 from retention_svc.adapters.metrics import PrometheusRetentionMetrics
@@ -55,6 +59,7 @@ from retention_svc.domain.copies import CopyFormat
 from retention_svc.domain.rules import RuleBook, RuleError
 from retention_svc.entrypoints.consumers import CASE_TOPIC, DEFAULT_GROUP_ID, MEDIA_TOPIC, retention_router
 from retention_svc.entrypoints.grpc_api import SERVICE, RetentionApi, role_policy
+from retention_svc.service_layer.archive import ArchiveHandlers
 from retention_svc.service_layer.copies import CopyHandlers
 from retention_svc.service_layer.handlers import RetentionHandlers
 from retention_svc.service_layer.ports import (
@@ -80,6 +85,9 @@ class RetentionSettings(ServiceSettings):
     retention_copies_dir: Path | None = None
     retention_copy_format: Literal["ISO", "FOLDER"] = "ISO"
     retention_auto_copy_interval_s: float = Field(default=60.0, ge=0)
+    retention_archive_dir: Path | None = None
+    retention_archive_interval_s: float = Field(default=3600.0, ge=0)
+    retention_archive_verify_interval_s: float = Field(default=86400.0, ge=0)
     retention_media_address: str = "127.0.0.1:50052"
     retention_token_file: Path | None = None
     retention_token_key: Path | None = None
@@ -90,6 +98,8 @@ class RetentionSettings(ServiceSettings):
     def _derive_retention_defaults(self) -> Self:
         if self.retention_copies_dir is None:
             self.retention_copies_dir = self.data_dir / "retention" / "copies"
+        if self.retention_archive_dir is None:
+            self.retention_archive_dir = self.data_dir / "retention" / "archive"
         return self
 
 
@@ -231,7 +241,27 @@ async def bootstrap(rt: Runtime) -> Wiring:
         default_format=CopyFormat(settings.retention_copy_format),
         metrics=metrics,
     )
+    assert settings.retention_archive_dir is not None
+    archive = ArchiveHandlers(
+        store=MongoArchiveStore(
+            BatchDocuments(rt.db[BATCHES], event_source=source, notify=notify), rt.db[ARCHIVED]
+        ),
+        recordings=recordings,
+        media=media,
+        writer=LocalCopyWriter(settings.retention_archive_dir),
+        clock=utc_now,
+        extension_for=extension_for,
+        metrics=metrics,
+    )
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+    if settings.retention_archive_interval_s > 0:
+        background["archive-backup"] = lambda: _every(
+            settings.retention_archive_interval_s, "monthly archive backup", archive.back_up_past_months
+        )
+    if settings.retention_archive_verify_interval_s > 0:
+        background["archive-verify"] = lambda: _every(
+            settings.retention_archive_verify_interval_s, "archive re-verification", archive.reverify_all
+        )
     if settings.retention_auto_copy_interval_s > 0:
         background["offline-copies"] = lambda: _every(
             settings.retention_auto_copy_interval_s, "automatic offline copies", copies.copy_new_holds
@@ -240,7 +270,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         services=[
             ServiceBinding(
                 retention_service_pb2_grpc.add_RetentionServiceServicer_to_server,
-                RetentionApi(handlers, copies),
+                RetentionApi(handlers, copies, archive),
                 SERVICE,
             )
         ],
@@ -249,8 +279,9 @@ async def bootstrap(rt: Runtime) -> Wiring:
             CASES: CaseDocuments.all_indexes(),
             RECORDINGS: RecordingDocuments.all_indexes(),
             COPIES: CopyDocuments.all_indexes(),
+            BATCHES: BatchDocuments.all_indexes(),
         },
-        outbox_collections=[CASES, RECORDINGS, COPIES],
+        outbox_collections=[CASES, RECORDINGS, COPIES, BATCHES],
         consumers=[
             ConsumerSpec(
                 [CASE_TOPIC, MEDIA_TOPIC],

@@ -83,11 +83,13 @@ class LocalCopyWriter(CopyWriter):
             created_at=draft.created_at.isoformat(),
             created_by=draft.created_by,
             items=items,
+            kind=draft.kind,
+            month=draft.month,
         )
 
         def write() -> tuple[str, str]:
             root_hash = fmt.finish_staging(staging, manifest, items)
-            folder = self.root / _safe(draft.case_id)
+            folder = self.root / (draft.folder or _safe(draft.case_id))
             if draft.format is CopyFormat.ISO:
                 path = fmt.write_iso(
                     staging, folder / f"{draft.copy_id}.iso", f"LT_{draft.case_id}", on_progress

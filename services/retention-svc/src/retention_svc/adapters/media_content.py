@@ -50,12 +50,19 @@ class DevGrantSigner:
         raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         self._key_id = hashlib.sha256(raw).digest()[:8].hex()
 
-    def grant(self, *, grantee: str, case_id: str, purpose: str, now: datetime | None = None) -> str:
+    def grant(
+        self, *, grantee: str, case_id: str, recording_id: str, purpose: str, now: datetime | None = None
+    ) -> str:
+        """A grant to download the case's recordings, or (no case) the one recording."""
         issued = now or datetime.now(UTC)
         message = gpb.AccessGrant(
             grant_id=f"retention-{uuid.uuid4()}",
             grantee_subject=grantee,
-            resources=[gpb.GrantResource(kind=gpb.GRANT_RESOURCE_KIND_CASE, id=case_id)],
+            resources=[
+                gpb.GrantResource(kind=gpb.GRANT_RESOURCE_KIND_CASE, id=case_id)
+                if case_id
+                else gpb.GrantResource(kind=gpb.GRANT_RESOURCE_KIND_RECORDING, id=recording_id)
+            ],
             actions=[gpb.GRANTED_ACTION_DOWNLOAD],
             purpose=purpose,
             approver_subject=POLICY_APPROVER,
@@ -97,7 +104,9 @@ class GrpcMediaContent(MediaContent):
     async def download(
         self, recording_id: str, *, case_id: str, purpose: str
     ) -> AsyncIterator[tuple[ContentHeader, AsyncIterator[bytes]]]:
-        grant = self._grants.grant(grantee=self.subject, case_id=case_id, purpose=purpose)
+        grant = self._grants.grant(
+            grantee=self.subject, case_id=case_id, recording_id=recording_id, purpose=purpose
+        )
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = mgrpc.RecordingServiceStub(channel)
             call = stub.DownloadRecording(

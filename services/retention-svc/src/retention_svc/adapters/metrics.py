@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from retention_svc.service_layer.ports import RetentionMetrics
 
@@ -29,9 +29,49 @@ class PrometheusRetentionMetrics(RetentionMetrics):
             registry=registry,
         )
 
+        self.batches = Counter(
+            "lawtrail_retention_archive_batches",
+            "Monthly archive batches written and verified (R11b), per unit",
+            ["unit"],
+            registry=registry,
+        )
+        self.batch_bytes = Counter(
+            "lawtrail_retention_archive_bytes",
+            "Bytes of recordings backed up to the archive store (R11b), per unit",
+            ["unit"],
+            registry=registry,
+        )
+        self.verifications = Counter(
+            "lawtrail_retention_archive_verifications",
+            "Re-verifications of archive batches, per unit and result (ok / failed: alert on failed)",
+            ["unit", "result"],
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "lawtrail_retention_oldest_unbacked_recording_age_seconds",
+            "Age of the unit's oldest recording not yet in an archive batch (R11b); alert above ~35 days",
+            ["unit"],
+            registry=registry,
+        )
+        self._units_seen: set[str] = set()
+
     def hold_placed(self, unit: str) -> None:
         self.holds.labels(unit or "unknown").inc()
 
     def copy_made(self, unit: str, size_bytes: int) -> None:
         self.copies.labels(unit or "unknown").inc()
         self.copy_bytes.labels(unit or "unknown").inc(size_bytes)
+
+    def batch_made(self, unit: str, size_bytes: int) -> None:
+        self.batches.labels(unit or "unknown").inc()
+        self.batch_bytes.labels(unit or "unknown").inc(size_bytes)
+
+    def batch_verified(self, unit: str, ok: bool) -> None:
+        self.verifications.labels(unit or "unknown", "ok" if ok else "failed").inc()
+
+    def oldest_unbacked(self, ages_s: dict[str, float]) -> None:
+        for unit in self._units_seen - set(ages_s):
+            self.oldest.labels(unit).set(0)  # everything of this unit is backed up now
+        for unit, age in ages_s.items():
+            self.oldest.labels(unit or "unknown").set(age)
+        self._units_seen |= set(ages_s)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Any, ClassVar
 
 from servicekit.mongo import IndexSpec, VersionedRepository
@@ -20,7 +21,7 @@ from retention_svc.domain.retention import (
     RecordingRecord,
     RetentionState,
 )
-from retention_svc.service_layer.ports import CaseRecords, RecordingRecords
+from retention_svc.service_layer.ports import CaseRecords, IngestedRecordings, RecordingRecords
 
 Doc = dict[str, Any]
 CASES = "retention_cases"
@@ -37,6 +38,8 @@ class RecordingDocuments(VersionedRepository):
     indexes: ClassVar[Sequence[IndexSpec]] = [
         IndexSpec([("unit", 1), ("held", 1)]),
         IndexSpec([("case_id", 1)]),
+        IndexSpec([("unit", 1), ("ingested_at", 1)]),
+        IndexSpec([("ingested_at", 1)]),
     ]
 
 
@@ -186,7 +189,7 @@ class MongoCaseRecords(CaseRecords):
         case.pending_events.clear()
 
 
-class MongoRecordingRecords(RecordingRecords):
+class MongoRecordingRecords(RecordingRecords, IngestedRecordings):
     def __init__(self, documents: RecordingDocuments) -> None:
         self.documents = documents
 
@@ -196,6 +199,15 @@ class MongoRecordingRecords(RecordingRecords):
 
     def exclusive(self, recording_id: str) -> AbstractAsyncContextManager[object]:
         return self.documents.exclusive(recording_id)
+
+    async def ingested(self, unit: str | None, before: datetime) -> list[RecordingRecord]:
+        query: Doc = {"ingested_at": {"$lt": before}}
+        if unit is not None:
+            query["unit"] = unit
+        cursor = self.documents.collection.find(query, projection={"outbox": 0}).sort(
+            [("ingested_at", 1), ("_id", 1)]
+        )
+        return [recording_from_doc(doc) async for doc in cursor]
 
     async def save(self, rec: RecordingRecord) -> None:
         events = to_outbound(rec, rec.pending_events)

@@ -59,6 +59,10 @@ class CopyDraft:
     items: tuple[CopyItem, ...]
     # recording id → classification written in the manifest (unit, device, officer, times, media kind)
     classification: dict[str, dict[str, str]]
+    # where under the writer's root it goes ("" = the case id); what it is (for the manifest)
+    folder: str = ""
+    kind: str = "offline-copy"
+    month: str = ""
 
 
 @dataclass(frozen=True)

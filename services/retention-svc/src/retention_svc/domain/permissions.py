@@ -21,6 +21,8 @@ class Action(enum.StrEnum):
     READ_RETENTION = "read retention"
     EXTEND_RETENTION = "extend a retention"
     MAKE_OFFLINE_COPY = "make an offline copy"
+    ARCHIVE_BACKUP = "back up recordings to the archive"
+    VERIFY_ARCHIVE = "verify an archive batch"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ GRANTS: Mapping[Action, Grant] = {
     Action.READ_RETENTION: Grant(_PEOPLE, frozenset({LEGAL_OFFICE, SERVICE})),
     Action.EXTEND_RETENTION: Grant(frozenset({UNIT_HEAD, ARCHIVIST})),
     Action.MAKE_OFFLINE_COPY: Grant(frozenset({UNIT_HEAD, ARCHIVIST, ARCHIVE_ROOM})),
+    Action.ARCHIVE_BACKUP: Grant(frozenset({ARCHIVE_ROOM, ARCHIVIST})),
+    Action.VERIFY_ARCHIVE: Grant(frozenset({ARCHIVE_ROOM, ARCHIVIST}), frozenset({LEGAL_OFFICE})),
 }
 ROLES_FOR: Mapping[Action, frozenset[str]] = {action: grant.roles for action, grant in GRANTS.items()}
 

@@ -17,10 +17,12 @@ from lawtrail.retention.v1 import retention_service_pb2_grpc as api_grpc
 from servicekit.auth import current_principal
 from servicekit.errors import InvalidArgument
 
+from retention_svc.adapters.archive import batch_message
 from retention_svc.adapters.copy_mapping import copy_message
-from retention_svc.adapters.event_mapping import retention_message
+from retention_svc.adapters.event_mapping import retention_message, stamp
 from retention_svc.domain.copies import CopyFormat, Progress
 from retention_svc.domain.permissions import ROLES_FOR, Action, Actor
+from retention_svc.service_layer.archive import ArchiveHandlers
 from retention_svc.service_layer.copies import CopyHandlers
 from retention_svc.service_layer.handlers import RetentionHandlers
 
@@ -31,6 +33,10 @@ METHOD_ACTIONS: dict[str, Action] = {
     "ExtendRetention": Action.EXTEND_RETENTION,
     "CreateOfflineCopy": Action.MAKE_OFFLINE_COPY,
     "ListOfflineCopies": Action.READ_RETENTION,
+    "CreateArchiveBatch": Action.ARCHIVE_BACKUP,
+    "VerifyArchiveBatch": Action.VERIFY_ARCHIVE,
+    "ListArchiveBatches": Action.READ_RETENTION,
+    "ListUnbackedRecordings": Action.READ_RETENTION,
 }
 _FORMATS = {
     pb.COPY_FORMAT_UNSPECIFIED: None,
@@ -55,9 +61,10 @@ def _one_record(recording_id: str, case_id: str) -> None:
 
 
 class RetentionApi(api_grpc.RetentionServiceServicer):
-    def __init__(self, handlers: RetentionHandlers, copies: CopyHandlers) -> None:
+    def __init__(self, handlers: RetentionHandlers, copies: CopyHandlers, archive: ArchiveHandlers) -> None:
         self.handlers = handlers
         self.copies = copies
+        self.archive = archive
 
     async def ExplainRetention(
         self, request: api.ExplainRetentionRequest, context: Any
@@ -111,3 +118,37 @@ class RetentionApi(api_grpc.RetentionServiceServicer):
     ) -> api.ListOfflineCopiesResponse:
         copies = await self.copies.list_copies(caller(), request.case_id)
         return api.ListOfflineCopiesResponse(copies=[copy_message(c) for c in copies])
+
+    async def CreateArchiveBatch(
+        self, request: api.CreateArchiveBatchRequest, context: Any
+    ) -> api.CreateArchiveBatchResponse:
+        batch = await self.archive.create(caller(), request.unit, request.month)
+        return api.CreateArchiveBatchResponse(batch=batch_message(batch))
+
+    async def VerifyArchiveBatch(
+        self, request: api.VerifyArchiveBatchRequest, context: Any
+    ) -> api.VerifyArchiveBatchResponse:
+        batch = await self.archive.verify(caller(), request.batch_id)
+        return api.VerifyArchiveBatchResponse(batch=batch_message(batch))
+
+    async def ListArchiveBatches(
+        self, request: api.ListArchiveBatchesRequest, context: Any
+    ) -> api.ListArchiveBatchesResponse:
+        batches = await self.archive.list_batches(caller(), request.unit)
+        return api.ListArchiveBatchesResponse(batches=[batch_message(b) for b in batches])
+
+    async def ListUnbackedRecordings(
+        self, request: api.ListUnbackedRecordingsRequest, context: Any
+    ) -> api.ListUnbackedRecordingsResponse:
+        recordings = await self.archive.list_unbacked(caller(), request.unit)
+        return api.ListUnbackedRecordingsResponse(
+            recordings=[
+                pb.UnbackedRecording(
+                    recording_id=r.recording_id,
+                    unit=r.unit,
+                    ingested_at=stamp(r.ingested_at),
+                    size_bytes=r.size_bytes,
+                )
+                for r in recordings
+            ]
+        )

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -133,92 +134,111 @@ class CopyHandlers:
                     f"case {case_id} has no held recording (R13: only held material is copied offline)"
                 )
             copy_id = self.new_id()
-            total = sum(r.size_bytes for r in held)
-            done = 0
-            staging = await self.writer.stage(copy_id)
-            staging_done = False  # once the image or folder is made, the staging folder is gone
-            try:
-                items: list[CopyItem] = []
-                classification: dict[str, dict[str, str]] = {}
-                yield Progress(0, total, 0, len(held), "reading recordings through media-svc")
-                for n, rec in enumerate(held, start=1):
-                    rel = (
-                        f"recordings/{rec.recording_id}{self.extension_for(rec.format_name, rec.media_kind)}"
-                    )
-                    purpose = f"R13 offline copy {copy_id} of held case {case_id}"
-                    async with self.media.download(rec.recording_id, case_id=case_id, purpose=purpose) as (
-                        header,
-                        chunks,
-                    ):
-                        if header.sha256 != rec.sha256:
-                            raise DataLoss(
-                                f"media-svc serves recording {rec.recording_id} as SHA-256 {header.sha256}, "
-                                f"but it was ingested with {rec.sha256}"
-                            )
-                        digest, size = await self.writer.write_item(staging, rel, chunks)
-                    if digest != rec.sha256:
-                        raise DataLoss(
-                            f"recording {rec.recording_id} read as SHA-256 {digest}, ingested as {rec.sha256}"
-                        )
-                    items.append(CopyItem(rec.recording_id, rel, digest, size))
-                    classification[rec.recording_id] = _classification(rec)
-                    done += size
-                    yield Progress(done, total, n, len(held), f"copied recording {rec.recording_id}")
-                draft = CopyDraft(
-                    copy_id, case_id, unit, fmt, self.clock(), created_by, tuple(items), classification
-                )
-                step = "writing the disc image" if fmt is CopyFormat.ISO else "writing the folder"
-                path, root_hash = "", ""
-                async for part in _with_progress(
-                    lambda sink: self.writer.finish(staging, draft, sink), len(held), step
-                ):
-                    if isinstance(part, Progress):
-                        yield part
-                    else:
-                        path, root_hash = part
-                staging_done = True
-                read_back: tuple[str, list[str]] = ("", [])
-                async for part2 in _with_progress(
-                    lambda sink: self.writer.verify(path, sink),
-                    len(held),
-                    "verifying the copy by reading it back",
-                ):
-                    if isinstance(part2, Progress):
-                        yield part2
-                    else:
-                        read_back = part2
-                verified_hash, problems = read_back
-                if problems or verified_hash != root_hash:
+            draft = CopyDraft(copy_id, case_id, unit, fmt, self.clock(), created_by, (), {})
+            written: Written | None = None
+            async for part in write_verified(
+                self.media, self.writer, held, draft, self.extension_for,
+                purpose=f"R13 offline copy {copy_id} of held case {case_id}",
+            ):  # fmt: skip
+                if isinstance(part, Progress):
+                    yield part
+                else:
+                    written = part
+            assert written is not None
+            copy = OfflineCopy(
+                copy_id, case_id, unit, fmt, written.path, location, written.root_hash,
+                written.items, draft.created_at, created_by,
+            )  # fmt: skip
+            await self.inventory.add(copy)
+            self.metrics.copy_made(unit, copy.total_bytes)
+            log.info(
+                "offline copy %s of case %s written to %s (root %s)",
+                copy_id,
+                case_id,
+                written.path,
+                written.root_hash,
+            )
+            yield copy
+
+
+@dataclass(frozen=True)
+class Written:
+    path: str
+    root_hash: str
+    items: tuple[CopyItem, ...]
+
+
+async def write_verified(
+    media: MediaContent,
+    writer: CopyWriter,
+    recordings: Sequence[RecordingRecord],
+    draft: CopyDraft,
+    extension_for: Callable[[str, str], str],
+    *,
+    purpose: str,
+) -> AsyncIterator[Progress | Written]:
+    """Reads `recordings` through media-svc's verified download into a staging folder (each checked against
+    its ingest SHA-256), writes the manifest and the image or folder, re-reads it and checks every hash;
+    yields progress, then what was written. Raises DataLoss on any mismatch; removes the staging folder
+    on failure (R13 offline copies and R11b archive batches share it)."""
+    total = sum(r.size_bytes for r in recordings)
+    done = 0
+    staging = await writer.stage(draft.copy_id)
+    staging_done = False  # once the image or folder is made, the staging folder is gone
+    try:
+        items: list[CopyItem] = []
+        classification: dict[str, dict[str, str]] = {}
+        yield Progress(0, total, 0, len(recordings), "reading recordings through media-svc")
+        for n, rec in enumerate(recordings, start=1):
+            rel = f"recordings/{rec.recording_id}{extension_for(rec.format_name, rec.media_kind)}"
+            async with media.download(rec.recording_id, case_id=rec.case_id, purpose=purpose) as (
+                header,
+                chunks,
+            ):
+                if header.sha256 != rec.sha256:
                     raise DataLoss(
-                        f"the copy at {path} did not verify after writing: "
-                        + ("; ".join(problems) or f"root hash {verified_hash}, written {root_hash}")
+                        f"media-svc serves recording {rec.recording_id} as SHA-256 {header.sha256}, "
+                        f"but it was ingested with {rec.sha256}"
                     )
-                copy = OfflineCopy(
-                    copy_id,
-                    case_id,
-                    unit,
-                    fmt,
-                    path,
-                    location,
-                    root_hash,
-                    tuple(items),
-                    draft.created_at,
-                    created_by,
+                digest, size = await writer.write_item(staging, rel, chunks)
+            if digest != rec.sha256:
+                raise DataLoss(
+                    f"recording {rec.recording_id} read as SHA-256 {digest}, ingested as {rec.sha256}"
                 )
-                await self.inventory.add(copy)
-                self.metrics.copy_made(unit, copy.total_bytes)
-                log.info(
-                    "offline copy %s of case %s written to %s (root hash %s)",
-                    copy_id,
-                    case_id,
-                    path,
-                    root_hash,
-                )
-                yield copy
-            except BaseException:
-                if not staging_done:
-                    await self.writer.discard(staging)
-                raise
+            items.append(CopyItem(rec.recording_id, rel, digest, size))
+            classification[rec.recording_id] = _classification(rec)
+            done += size
+            yield Progress(done, total, n, len(recordings), f"copied recording {rec.recording_id}")
+        full = replace(draft, items=tuple(items), classification=classification)
+        step = "writing the disc image" if draft.format is CopyFormat.ISO else "writing the folder"
+        path, root_hash = "", ""
+        async for part in _with_progress(
+            lambda sink: writer.finish(staging, full, sink), len(recordings), step
+        ):
+            if isinstance(part, Progress):
+                yield part
+            else:
+                path, root_hash = part
+        staging_done = True
+        read_back: tuple[str, list[str]] = ("", [])
+        async for part2 in _with_progress(
+            lambda sink: writer.verify(path, sink), len(recordings), "verifying the copy by reading it back"
+        ):
+            if isinstance(part2, Progress):
+                yield part2
+            else:
+                read_back = part2
+        verified_hash, problems = read_back
+        if problems or verified_hash != root_hash:
+            raise DataLoss(
+                f"the copy at {path} did not verify after writing: "
+                + ("; ".join(problems) or f"root hash {verified_hash}, written {root_hash}")
+            )
+        yield Written(path, root_hash, tuple(items))
+    except BaseException:
+        if not staging_done:
+            await writer.discard(staging)
+        raise
 
 
 async def _with_progress(

@@ -7,8 +7,10 @@ import abc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from retention_svc.domain.archive import ArchiveBatch
 from retention_svc.domain.copies import CopyDraft, OfflineCopy
 from retention_svc.domain.retention import CaseRecord, RecordingRecord
 
@@ -75,6 +77,16 @@ class RetentionMetrics:
     def copy_made(self, unit: str, size_bytes: int) -> None:
         return None
 
+    def batch_made(self, unit: str, size_bytes: int) -> None:
+        return None
+
+    def batch_verified(self, unit: str, ok: bool) -> None:
+        return None
+
+    def oldest_unbacked(self, ages_s: dict[str, float]) -> None:
+        """Age in seconds of each unit's oldest recording not yet backed up (0 when none)."""
+        return
+
 
 class CopyInventory(abc.ABC):
     """The inventory of offline copies (which copy holds what, where it is kept)."""
@@ -110,3 +122,37 @@ class CopyWriter(abc.ABC):
     @abc.abstractmethod
     async def discard(self, staging: Path) -> None:
         """Removes a staging folder left by a failed copy."""
+
+
+class ArchiveStore(abc.ABC):
+    """The archive batches (R11b) and which recording is in which batch."""
+
+    @abc.abstractmethod
+    async def add(self, batch: ArchiveBatch) -> None:
+        """Records the batch, its ArchiveBatchCreated and the recordings it backs up, in that order."""
+
+    @abc.abstractmethod
+    async def record_verification(self, batch: ArchiveBatch) -> None:
+        """Stores the result of a re-verification with its ArchiveBatchVerified."""
+
+    @abc.abstractmethod
+    async def get(self, batch_id: str) -> ArchiveBatch | None: ...
+
+    @abc.abstractmethod
+    async def for_unit(self, unit: str) -> list[ArchiveBatch]:
+        """The unit's batches, oldest first."""
+
+    @abc.abstractmethod
+    async def all_batches(self) -> list[ArchiveBatch]: ...
+
+    @abc.abstractmethod
+    async def backed_up(self, recording_ids: list[str]) -> set[str]:
+        """Which of these recordings are in a batch already."""
+
+
+class IngestedRecordings(abc.ABC):
+    """Recordings by unit and ingest time (what the archive backup needs)."""
+
+    @abc.abstractmethod
+    async def ingested(self, unit: str | None, before: datetime) -> list[RecordingRecord]:
+        """Recordings ingested before `before` (of `unit`, or every unit), oldest ingest first."""

@@ -135,3 +135,53 @@ class OfflineCopyCreated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OfflineCopyCreated: _TypeAlias = OfflineCopyCreated  # noqa: Y015
+
+@_typing.final
+class ArchiveBatchCreated(_message.Message):
+    """A monthly archive batch was written to the archive store and verified by reading it back (R11b)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def batch(self) -> _retention_pb2.ArchiveBatch:
+        """The batch."""
+
+    def __init__(
+        self,
+        *,
+        batch: _retention_pb2.ArchiveBatch | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveBatchCreated: _TypeAlias = ArchiveBatchCreated  # noqa: Y015
+
+@_typing.final
+class ArchiveBatchVerified(_message.Message):
+    """A scheduled or requested re-verification of an archive batch finished (R11b); see the batch's
+    last_verification_ok and last_verification_problems.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def batch(self) -> _retention_pb2.ArchiveBatch:
+        """The batch with the result of this check."""
+
+    def __init__(
+        self,
+        *,
+        batch: _retention_pb2.ArchiveBatch | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveBatchVerified: _TypeAlias = ArchiveBatchVerified  # noqa: Y015

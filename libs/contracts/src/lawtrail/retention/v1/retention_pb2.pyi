@@ -349,3 +349,115 @@ class OfflineCopy(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OfflineCopy: _TypeAlias = OfflineCopy  # noqa: Y015
+
+@_typing.final
+class ArchiveBatch(_message.Message):
+    """A monthly archive batch (R11b 每月定期交机关档案室备份归档): a unit's recordings ingested in one month,
+    copied to the separate archive store with a manifest and a root hash, and re-verified on a schedule.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    ROOT_HASH_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    LAST_VERIFIED_AT_FIELD_NUMBER: _builtins.int
+    LAST_VERIFICATION_OK_FIELD_NUMBER: _builtins.int
+    LAST_VERIFICATION_PROBLEMS_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """Batch id."""
+    unit: _builtins.str
+    """The unit whose recordings it holds."""
+    month: _builtins.str
+    """The month of ingest, "YYYY-MM" (UTC)."""
+    path: _builtins.str
+    """Where the batch is in the archive store (a folder locally; a volume or bucket prefix on Kubernetes)."""
+    root_hash: _builtins.str
+    """SHA-256 of the batch's manifest.json (the root hash), 64 lowercase hex characters."""
+    total_bytes: _builtins.int
+    """Total bytes of content."""
+    created_by: _builtins.str
+    """Who made it ("retention-svc" for the scheduled job)."""
+    last_verification_ok: _builtins.bool
+    """Whether the last check found every file intact."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CopyItem]:
+        """The recordings in the batch."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was written (UTC)."""
+
+    @_builtins.property
+    def last_verified_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was last re-read and checked (UTC); unset before the first check."""
+
+    @_builtins.property
+    def last_verification_problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the last check found wrong; empty when intact."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        month: _builtins.str = ...,
+        path: _builtins.str = ...,
+        root_hash: _builtins.str = ...,
+        items: _abc.Iterable[Global___CopyItem] | None = ...,
+        total_bytes: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        created_by: _builtins.str = ...,
+        last_verified_at: _timestamp_pb2.Timestamp | None = ...,
+        last_verification_ok: _builtins.bool = ...,
+        last_verification_problems: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_verified_at", b"last_verified_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "created_at", b"created_at", "created_by", b"created_by", "items", b"items", "last_verification_ok", b"last_verification_ok", "last_verification_problems", b"last_verification_problems", "last_verified_at", b"last_verified_at", "month", b"month", "path", b"path", "root_hash", b"root_hash", "total_bytes", b"total_bytes", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveBatch: _TypeAlias = ArchiveBatch  # noqa: Y015
+
+@_typing.final
+class UnbackedRecording(_message.Message):
+    """A recording ingested but not yet in any archive batch (R11b)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDING_ID_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    INGESTED_AT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    recording_id: _builtins.str
+    """Recording id."""
+    unit: _builtins.str
+    """Owning unit."""
+    size_bytes: _builtins.int
+    """Size in bytes."""
+    @_builtins.property
+    def ingested_at(self) -> _timestamp_pb2.Timestamp:
+        """When media-svc stored it (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        recording_id: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        ingested_at: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ingested_at", b"ingested_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ingested_at", b"ingested_at", "recording_id", b"recording_id", "size_bytes", b"size_bytes", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnbackedRecording: _TypeAlias = UnbackedRecording  # noqa: Y015

@@ -279,3 +279,191 @@ class ListOfflineCopiesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListOfflineCopiesResponse: _TypeAlias = ListOfflineCopiesResponse  # noqa: Y015
+
+@_typing.final
+class CreateArchiveBatchRequest(_message.Message):
+    """Asks for a monthly archive batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """The unit."""
+    month: _builtins.str
+    """The month of ingest, "YYYY-MM" (UTC); not in the future."""
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+        month: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["month", b"month", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateArchiveBatchRequest: _TypeAlias = CreateArchiveBatchRequest  # noqa: Y015
+
+@_typing.final
+class CreateArchiveBatchResponse(_message.Message):
+    """The batch written and verified."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def batch(self) -> _retention_pb2.ArchiveBatch:
+        """The batch."""
+
+    def __init__(
+        self,
+        *,
+        batch: _retention_pb2.ArchiveBatch | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateArchiveBatchResponse: _TypeAlias = CreateArchiveBatchResponse  # noqa: Y015
+
+@_typing.final
+class VerifyArchiveBatchRequest(_message.Message):
+    """Asks to re-verify a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    """The batch id."""
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyArchiveBatchRequest: _TypeAlias = VerifyArchiveBatchRequest  # noqa: Y015
+
+@_typing.final
+class VerifyArchiveBatchResponse(_message.Message):
+    """The result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def batch(self) -> _retention_pb2.ArchiveBatch:
+        """The batch with the result of the check."""
+
+    def __init__(
+        self,
+        *,
+        batch: _retention_pb2.ArchiveBatch | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyArchiveBatchResponse: _TypeAlias = VerifyArchiveBatchResponse  # noqa: Y015
+
+@_typing.final
+class ListArchiveBatchesRequest(_message.Message):
+    """Asks for a unit's archive batches."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """The unit."""
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListArchiveBatchesRequest: _TypeAlias = ListArchiveBatchesRequest  # noqa: Y015
+
+@_typing.final
+class ListArchiveBatchesResponse(_message.Message):
+    """A unit's archive batches."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def batches(self) -> _containers.RepeatedCompositeFieldContainer[_retention_pb2.ArchiveBatch]:
+        """The batches, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        batches: _abc.Iterable[_retention_pb2.ArchiveBatch] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListArchiveBatchesResponse: _TypeAlias = ListArchiveBatchesResponse  # noqa: Y015
+
+@_typing.final
+class ListUnbackedRecordingsRequest(_message.Message):
+    """Asks for a unit's recordings not yet backed up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """The unit."""
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUnbackedRecordingsRequest: _TypeAlias = ListUnbackedRecordingsRequest  # noqa: Y015
+
+@_typing.final
+class ListUnbackedRecordingsResponse(_message.Message):
+    """A unit's recordings not yet backed up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def recordings(self) -> _containers.RepeatedCompositeFieldContainer[_retention_pb2.UnbackedRecording]:
+        """The recordings, oldest ingest first."""
+
+    def __init__(
+        self,
+        *,
+        recordings: _abc.Iterable[_retention_pb2.UnbackedRecording] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["recordings", b"recordings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUnbackedRecordingsResponse: _TypeAlias = ListUnbackedRecordingsResponse  # noqa: Y015

@@ -55,6 +55,26 @@ class RetentionServiceStub:
                 request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListOfflineCopiesRequest.SerializeToString,
                 response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListOfflineCopiesResponse.FromString,
                 _registered_method=True)
+        self.CreateArchiveBatch = channel.unary_unary(
+                '/lawtrail.retention.v1.RetentionService/CreateArchiveBatch',
+                request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.CreateArchiveBatchRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.CreateArchiveBatchResponse.FromString,
+                _registered_method=True)
+        self.VerifyArchiveBatch = channel.unary_unary(
+                '/lawtrail.retention.v1.RetentionService/VerifyArchiveBatch',
+                request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.VerifyArchiveBatchRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.VerifyArchiveBatchResponse.FromString,
+                _registered_method=True)
+        self.ListArchiveBatches = channel.unary_unary(
+                '/lawtrail.retention.v1.RetentionService/ListArchiveBatches',
+                request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListArchiveBatchesRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListArchiveBatchesResponse.FromString,
+                _registered_method=True)
+        self.ListUnbackedRecordings = channel.unary_unary(
+                '/lawtrail.retention.v1.RetentionService/ListUnbackedRecordings',
+                request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsResponse.FromString,
+                _registered_method=True)
 
 
 class RetentionServiceServicer:
@@ -95,6 +115,39 @@ class RetentionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateArchiveBatch(self, request, context):
+        """Backs up a unit's recordings ingested in a month and not yet backed up to the archive store (R11b),
+        reading them through media-svc's verified download, and verifies the batch → ArchiveBatchCreated.
+        FAILED_PRECONDITION when there is nothing to back up. The scheduled job does this for past months.
+        Callers: ARCHIVE_ROOM or ARCHIVIST of the unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyArchiveBatch(self, request, context):
+        """Re-reads an archive batch from the archive store and checks every hash → ArchiveBatchVerified.
+        Callers: ARCHIVE_ROOM or ARCHIVIST of the unit, LEGAL_OFFICE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListArchiveBatches(self, request, context):
+        """A unit's archive batches, oldest first. Callers: any authenticated person of the unit, LEGAL_OFFICE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUnbackedRecordings(self, request, context):
+        """A unit's recordings not yet in any archive batch, oldest ingest first (R11b).
+        Callers: any authenticated person of the unit, LEGAL_OFFICE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetentionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -117,6 +170,26 @@ def add_RetentionServiceServicer_to_server(servicer, server):
                     servicer.ListOfflineCopies,
                     request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListOfflineCopiesRequest.FromString,
                     response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListOfflineCopiesResponse.SerializeToString,
+            ),
+            'CreateArchiveBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateArchiveBatch,
+                    request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.CreateArchiveBatchRequest.FromString,
+                    response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.CreateArchiveBatchResponse.SerializeToString,
+            ),
+            'VerifyArchiveBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyArchiveBatch,
+                    request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.VerifyArchiveBatchRequest.FromString,
+                    response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.VerifyArchiveBatchResponse.SerializeToString,
+            ),
+            'ListArchiveBatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArchiveBatches,
+                    request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListArchiveBatchesRequest.FromString,
+                    response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListArchiveBatchesResponse.SerializeToString,
+            ),
+            'ListUnbackedRecordings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnbackedRecordings,
+                    request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsRequest.FromString,
+                    response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -228,6 +301,114 @@ class RetentionService:
             '/lawtrail.retention.v1.RetentionService/ListOfflineCopies',
             lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListOfflineCopiesRequest.SerializeToString,
             lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListOfflineCopiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateArchiveBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.retention.v1.RetentionService/CreateArchiveBatch',
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.CreateArchiveBatchRequest.SerializeToString,
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.CreateArchiveBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyArchiveBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.retention.v1.RetentionService/VerifyArchiveBatch',
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.VerifyArchiveBatchRequest.SerializeToString,
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.VerifyArchiveBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListArchiveBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.retention.v1.RetentionService/ListArchiveBatches',
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListArchiveBatchesRequest.SerializeToString,
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListArchiveBatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnbackedRecordings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.retention.v1.RetentionService/ListUnbackedRecordings',
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsRequest.SerializeToString,
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,22 @@ class RetentionServiceStub:
     """The inventory of offline copies of a case: which copy holds which recordings, and where it is kept.
     Callers: any authenticated person of the case's unit, LEGAL_OFFICE.
     """
+    CreateArchiveBatch: _grpc.UnaryUnaryMultiCallable[_retention_service_pb2.CreateArchiveBatchRequest, _retention_service_pb2.CreateArchiveBatchResponse]
+    """Backs up a unit's recordings ingested in a month and not yet backed up to the archive store (R11b),
+    reading them through media-svc's verified download, and verifies the batch → ArchiveBatchCreated.
+    FAILED_PRECONDITION when there is nothing to back up. The scheduled job does this for past months.
+    Callers: ARCHIVE_ROOM or ARCHIVIST of the unit.
+    """
+    VerifyArchiveBatch: _grpc.UnaryUnaryMultiCallable[_retention_service_pb2.VerifyArchiveBatchRequest, _retention_service_pb2.VerifyArchiveBatchResponse]
+    """Re-reads an archive batch from the archive store and checks every hash → ArchiveBatchVerified.
+    Callers: ARCHIVE_ROOM or ARCHIVIST of the unit, LEGAL_OFFICE.
+    """
+    ListArchiveBatches: _grpc.UnaryUnaryMultiCallable[_retention_service_pb2.ListArchiveBatchesRequest, _retention_service_pb2.ListArchiveBatchesResponse]
+    """A unit's archive batches, oldest first. Callers: any authenticated person of the unit, LEGAL_OFFICE."""
+    ListUnbackedRecordings: _grpc.UnaryUnaryMultiCallable[_retention_service_pb2.ListUnbackedRecordingsRequest, _retention_service_pb2.ListUnbackedRecordingsResponse]
+    """A unit's recordings not yet in any archive batch, oldest ingest first (R11b).
+    Callers: any authenticated person of the unit, LEGAL_OFFICE.
+    """
 
 @_typing.type_check_only
 class RetentionServiceAsyncStub(RetentionServiceStub):
@@ -78,6 +94,22 @@ class RetentionServiceAsyncStub(RetentionServiceStub):
     ListOfflineCopies: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.ListOfflineCopiesRequest, _retention_service_pb2.ListOfflineCopiesResponse]  # type: ignore[assignment]
     """The inventory of offline copies of a case: which copy holds which recordings, and where it is kept.
     Callers: any authenticated person of the case's unit, LEGAL_OFFICE.
+    """
+    CreateArchiveBatch: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.CreateArchiveBatchRequest, _retention_service_pb2.CreateArchiveBatchResponse]  # type: ignore[assignment]
+    """Backs up a unit's recordings ingested in a month and not yet backed up to the archive store (R11b),
+    reading them through media-svc's verified download, and verifies the batch → ArchiveBatchCreated.
+    FAILED_PRECONDITION when there is nothing to back up. The scheduled job does this for past months.
+    Callers: ARCHIVE_ROOM or ARCHIVIST of the unit.
+    """
+    VerifyArchiveBatch: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.VerifyArchiveBatchRequest, _retention_service_pb2.VerifyArchiveBatchResponse]  # type: ignore[assignment]
+    """Re-reads an archive batch from the archive store and checks every hash → ArchiveBatchVerified.
+    Callers: ARCHIVE_ROOM or ARCHIVIST of the unit, LEGAL_OFFICE.
+    """
+    ListArchiveBatches: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.ListArchiveBatchesRequest, _retention_service_pb2.ListArchiveBatchesResponse]  # type: ignore[assignment]
+    """A unit's archive batches, oldest first. Callers: any authenticated person of the unit, LEGAL_OFFICE."""
+    ListUnbackedRecordings: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.ListUnbackedRecordingsRequest, _retention_service_pb2.ListUnbackedRecordingsResponse]  # type: ignore[assignment]
+    """A unit's recordings not yet in any archive batch, oldest ingest first (R11b).
+    Callers: any authenticated person of the unit, LEGAL_OFFICE.
     """
 
 class RetentionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -123,6 +155,46 @@ class RetentionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_retention_service_pb2.ListOfflineCopiesResponse, _abc.Awaitable[_retention_service_pb2.ListOfflineCopiesResponse]]:
         """The inventory of offline copies of a case: which copy holds which recordings, and where it is kept.
         Callers: any authenticated person of the case's unit, LEGAL_OFFICE.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateArchiveBatch(
+        self,
+        request: _retention_service_pb2.CreateArchiveBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_service_pb2.CreateArchiveBatchResponse, _abc.Awaitable[_retention_service_pb2.CreateArchiveBatchResponse]]:
+        """Backs up a unit's recordings ingested in a month and not yet backed up to the archive store (R11b),
+        reading them through media-svc's verified download, and verifies the batch → ArchiveBatchCreated.
+        FAILED_PRECONDITION when there is nothing to back up. The scheduled job does this for past months.
+        Callers: ARCHIVE_ROOM or ARCHIVIST of the unit.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyArchiveBatch(
+        self,
+        request: _retention_service_pb2.VerifyArchiveBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_service_pb2.VerifyArchiveBatchResponse, _abc.Awaitable[_retention_service_pb2.VerifyArchiveBatchResponse]]:
+        """Re-reads an archive batch from the archive store and checks every hash → ArchiveBatchVerified.
+        Callers: ARCHIVE_ROOM or ARCHIVIST of the unit, LEGAL_OFFICE.
+        """
+
+    @_abc_1.abstractmethod
+    def ListArchiveBatches(
+        self,
+        request: _retention_service_pb2.ListArchiveBatchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_service_pb2.ListArchiveBatchesResponse, _abc.Awaitable[_retention_service_pb2.ListArchiveBatchesResponse]]:
+        """A unit's archive batches, oldest first. Callers: any authenticated person of the unit, LEGAL_OFFICE."""
+
+    @_abc_1.abstractmethod
+    def ListUnbackedRecordings(
+        self,
+        request: _retention_service_pb2.ListUnbackedRecordingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_service_pb2.ListUnbackedRecordingsResponse, _abc.Awaitable[_retention_service_pb2.ListUnbackedRecordingsResponse]]:
+        """A unit's recordings not yet in any archive batch, oldest ingest first (R11b).
+        Callers: any authenticated person of the unit, LEGAL_OFFICE.
         """
 
 def add_RetentionServiceServicer_to_server(servicer: RetentionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
