@@ -42,18 +42,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from lawtrail.media.v1 import device_service_pb2_grpc, recording_service_pb2_grpc
+from lawtrail.media.v1 import device_service_pb2_grpc, disposal_service_pb2_grpc, recording_service_pb2_grpc
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from servicekit.app import Runtime, Wiring
+from servicekit.app import ConsumerSpec, Runtime, Wiring
 from servicekit.clock import Clock, utc_now
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 from servicekit.ids import IdFactory, new_id
+from servicekit.mongo import OUTBOX_INDEX
 
 from media_svc.adapters.access_grants import Ed25519GrantVerifier, ensure_dev_grant_keys, load_public_keys
 from media_svc.adapters.content_store import LocalContentStore
 from media_svc.adapters.device_repository import MongoDeviceRepository
+from media_svc.adapters.disposal import TOMBSTONES, LocalContentEraser, MongoDisposalStore
 from media_svc.adapters.ffprobe import FfprobeProber
 from media_svc.adapters.ingest_pipeline import ThreadedContentReceiver
 from media_svc.adapters.recording_metrics import PrometheusRecordingMetrics
@@ -69,13 +71,23 @@ from media_svc.adapters.recording_repository import (
 from media_svc.adapters.verified_reader import FramedContentReader
 from media_svc.domain.devices import PreUseCheckPolicy, ShiftSchedule
 from media_svc.domain.recordings import IngestPolicy
+from media_svc.entrypoints.disposal_api import (
+    CASE_TOPIC,
+    DISPOSAL_ROLE_POLICY,
+    RETENTION_TOPIC,
+    DisposalApi,
+    DisposalAwareRecordingApi,
+    disposal_guard_router,
+)
+from media_svc.entrypoints.disposal_api import GROUP_ID as DISPOSAL_GROUP_ID
+from media_svc.entrypoints.disposal_api import SERVICE as DISPOSAL_SERVICE
 from media_svc.entrypoints.grpc_api import (
     DEVICE_SERVICE,
     RECORDING_SERVICE,
     DeviceApi,
-    RecordingApi,
     role_policy,
 )
+from media_svc.service_layer.disposal import DisposalHandlers
 from media_svc.service_layer.handlers import MediaHandlers
 from media_svc.service_layer.ports import (
     AccessLog,
@@ -245,6 +257,13 @@ async def bootstrap(rt: Runtime) -> Wiring:
         verifier=Ed25519GrantVerifier(load_public_keys(key_paths)),
     )
     handlers = build_handlers(ports, settings, metrics=PrometheusRecordingMetrics(rt.metrics.registry))
+    # Disposal (R12, R13, R23-5): carried out for retention-svc, refused on media-svc's own view of holds
+    # and case closure (entrypoints/disposal_api.py).
+    disposals = MongoDisposalStore(rt.db, event_source=source, notify=notify)
+    assert isinstance(ports.store, LocalContentStore)
+    disposal = DisposalHandlers(
+        recordings=ports.recordings, store=disposals, eraser=LocalContentEraser(ports.store)
+    )
 
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "continuity-sweep": lambda: _every(
@@ -261,8 +280,13 @@ async def bootstrap(rt: Runtime) -> Wiring:
         services=[
             ServiceBinding(
                 recording_service_pb2_grpc.add_RecordingServiceServicer_to_server,
-                RecordingApi(handlers),
+                DisposalAwareRecordingApi(handlers, disposal),
                 RECORDING_SERVICE,
+            ),
+            ServiceBinding(
+                disposal_service_pb2_grpc.add_DisposalServiceServicer_to_server,
+                DisposalApi(disposal),
+                DISPOSAL_SERVICE,
             ),
             ServiceBinding(
                 device_service_pb2_grpc.add_DeviceServiceServicer_to_server,
@@ -270,15 +294,21 @@ async def bootstrap(rt: Runtime) -> Wiring:
                 DEVICE_SERVICE,
             ),
         ],
-        role_policy=role_policy(),
+        role_policy={**role_policy(), **DISPOSAL_ROLE_POLICY},
         indexes={
             RECORDINGS: MongoRecordingRepository.indexes(),
             SERIES: MongoSeriesRepository.indexes(),
             ACCESS: MongoAccessLog.indexes(),
             **MongoScrubRunRepository.indexes(),
             **MongoDeviceRepository.indexes(),
+            TOMBSTONES: [OUTBOX_INDEX],
         },
-        outbox_collections=[RECORDINGS, SERIES, ACCESS],
+        outbox_collections=[RECORDINGS, SERIES, ACCESS, TOMBSTONES],
+        # Disposal guard (R13): media-svc's own view of holds and case closure; no inbox, every effect is
+        # idempotent by construction.
+        consumers=[
+            ConsumerSpec([CASE_TOPIC, RETENTION_TOPIC], DISPOSAL_GROUP_ID, disposal_guard_router(disposals))
+        ],
         background=background,
     )
 

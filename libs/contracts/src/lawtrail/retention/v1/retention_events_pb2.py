@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lawtrail.retention.v1 import retention_pb2 as lawtrail_dot_retention_dot_v1_dot_retention__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,lawtrail/retention/v1/retention_events.proto\x12\x15lawtrail.retention.v1\x1a%lawtrail/retention/v1/retention.proto\"H\n\x11RetentionAssigned\x12\x33\n\tretention\x18\x01 \x01(\x0b\x32 .lawtrail.retention.v1.Retention\"\x86\x01\n\x10RetentionChanged\x12\x33\n\tretention\x18\x01 \x01(\x0b\x32 .lawtrail.retention.v1.Retention\x12=\n\x0eprevious_state\x18\x02 \x01(\x0e\x32%.lawtrail.retention.v1.RetentionState\"{\n\x12LongTermHoldPlaced\x12\x14\n\x0crecording_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x31\n\x04hold\x18\x04 \x01(\x0b\x32#.lawtrail.retention.v1.LongTermHold\"F\n\x12OfflineCopyCreated\x12\x30\n\x04\x63opy\x18\x01 \x01(\x0b\x32\".lawtrail.retention.v1.OfflineCopy\"I\n\x13\x41rchiveBatchCreated\x12\x32\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32#.lawtrail.retention.v1.ArchiveBatch\"J\n\x14\x41rchiveBatchVerified\x12\x32\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32#.lawtrail.retention.v1.ArchiveBatchb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,lawtrail/retention/v1/retention_events.proto\x12\x15lawtrail.retention.v1\x1a%lawtrail/retention/v1/retention.proto\"H\n\x11RetentionAssigned\x12\x33\n\tretention\x18\x01 \x01(\x0b\x32 .lawtrail.retention.v1.Retention\"\x86\x01\n\x10RetentionChanged\x12\x33\n\tretention\x18\x01 \x01(\x0b\x32 .lawtrail.retention.v1.Retention\x12=\n\x0eprevious_state\x18\x02 \x01(\x0e\x32%.lawtrail.retention.v1.RetentionState\"{\n\x12LongTermHoldPlaced\x12\x14\n\x0crecording_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x31\n\x04hold\x18\x04 \x01(\x0b\x32#.lawtrail.retention.v1.LongTermHold\"F\n\x12OfflineCopyCreated\x12\x30\n\x04\x63opy\x18\x01 \x01(\x0b\x32\".lawtrail.retention.v1.OfflineCopy\"I\n\x13\x41rchiveBatchCreated\x12\x32\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32#.lawtrail.retention.v1.ArchiveBatch\"J\n\x14\x41rchiveBatchVerified\x12\x32\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32#.lawtrail.retention.v1.ArchiveBatch\"N\n\x17\x44isposalOrderCarriedOut\x12\x33\n\x05order\x18\x01 \x01(\x0b\x32$.lawtrail.retention.v1.DisposalOrderb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,4 +44,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ARCHIVEBATCHCREATED']._serialized_end=591
   _globals['_ARCHIVEBATCHVERIFIED']._serialized_start=593
   _globals['_ARCHIVEBATCHVERIFIED']._serialized_end=667
+  _globals['_DISPOSALORDERCARRIEDOUT']._serialized_start=669
+  _globals['_DISPOSALORDERCARRIEDOUT']._serialized_end=747
 # @@protoc_insertion_point(module_scope)

@@ -185,3 +185,27 @@ class ArchiveBatchVerified(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveBatchVerified: _TypeAlias = ArchiveBatchVerified  # noqa: Y015
+
+@_typing.final
+class DisposalOrderCarriedOut(_message.Message):
+    """A disposal order was approved by two people and carried out by media-svc (see each item's outcome)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> _retention_pb2.DisposalOrder:
+        """The order."""
+
+    def __init__(
+        self,
+        *,
+        order: _retention_pb2.DisposalOrder | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisposalOrderCarriedOut: _TypeAlias = DisposalOrderCarriedOut  # noqa: Y015

@@ -100,6 +100,30 @@ COPY_FORMAT_FOLDER: CopyFormat.ValueType  # 2
 """A folder to copy onto removable media (移动存储)."""
 Global___CopyFormat: _TypeAlias = CopyFormat  # noqa: Y015
 
+class _DisposalOrderState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DisposalOrderStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DisposalOrderState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DISPOSAL_ORDER_STATE_UNSPECIFIED: _DisposalOrderState.ValueType  # 0
+    """Not set."""
+    DISPOSAL_ORDER_STATE_PROPOSED: _DisposalOrderState.ValueType  # 1
+    """Proposed with one approval; needs the second."""
+    DISPOSAL_ORDER_STATE_CARRIED_OUT: _DisposalOrderState.ValueType  # 2
+    """Approved by two people and carried out (see each item's outcome)."""
+
+class DisposalOrderState(_DisposalOrderState, metaclass=_DisposalOrderStateEnumTypeWrapper):
+    """The state of a disposal order."""
+
+DISPOSAL_ORDER_STATE_UNSPECIFIED: DisposalOrderState.ValueType  # 0
+"""Not set."""
+DISPOSAL_ORDER_STATE_PROPOSED: DisposalOrderState.ValueType  # 1
+"""Proposed with one approval; needs the second."""
+DISPOSAL_ORDER_STATE_CARRIED_OUT: DisposalOrderState.ValueType  # 2
+"""Approved by two people and carried out (see each item's outcome)."""
+Global___DisposalOrderState: _TypeAlias = DisposalOrderState  # noqa: Y015
+
 @_typing.final
 class AppliedRule(_message.Message):
     """One rule that applied to a record, and the date it alone gives."""
@@ -461,3 +485,91 @@ class UnbackedRecording(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UnbackedRecording: _TypeAlias = UnbackedRecording  # noqa: Y015
+
+@_typing.final
+class DisposalItem(_message.Message):
+    """What happened to one recording of a disposal order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDING_ID_FIELD_NUMBER: _builtins.int
+    DISPOSED_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    recording_id: _builtins.str
+    """Recording id."""
+    disposed: _builtins.bool
+    """True when media-svc disposed of it (a tombstone remains)."""
+    refusal: _builtins.str
+    """Why it was not disposed of (refused by retention-svc's re-check or by media-svc); empty when disposed."""
+    def __init__(
+        self,
+        *,
+        recording_id: _builtins.str = ...,
+        disposed: _builtins.bool = ...,
+        refusal: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disposed", b"disposed", "recording_id", b"recording_id", "refusal", b"refusal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisposalItem: _TypeAlias = DisposalItem  # noqa: Y015
+
+@_typing.final
+class DisposalOrder(_message.Message):
+    """A disposal order: proposed by one person, approved by a second with the other role, then carried out."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    PROPOSED_ROLE_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    PROPOSED_AT_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """Order id."""
+    unit: _builtins.str
+    """The unit."""
+    reason: _builtins.str
+    """Why."""
+    state: Global___DisposalOrderState.ValueType
+    """Proposed or carried out."""
+    proposed_by: _builtins.str
+    """Who proposed it (first approval) and when."""
+    proposed_role: _builtins.str
+    """The proposer's role: UNIT_HEAD or ARCHIVE_ROOM."""
+    approved_by: _builtins.str
+    """Who gave the second approval; empty while proposed."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___DisposalItem]:
+        """The recordings and their outcome."""
+
+    @_builtins.property
+    def proposed_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was proposed (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        state: Global___DisposalOrderState.ValueType = ...,
+        proposed_by: _builtins.str = ...,
+        proposed_role: _builtins.str = ...,
+        approved_by: _builtins.str = ...,
+        items: _abc.Iterable[Global___DisposalItem] | None = ...,
+        proposed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["proposed_at", b"proposed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_by", b"approved_by", "items", b"items", "order_id", b"order_id", "proposed_at", b"proposed_at", "proposed_by", b"proposed_by", "proposed_role", b"proposed_role", "reason", b"reason", "state", b"state", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisposalOrder: _TypeAlias = DisposalOrder  # noqa: Y015

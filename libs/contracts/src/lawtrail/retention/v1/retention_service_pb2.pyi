@@ -467,3 +467,151 @@ class ListUnbackedRecordingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListUnbackedRecordingsResponse: _TypeAlias = ListUnbackedRecordingsResponse  # noqa: Y015
+
+@_typing.final
+class ListDisposalCandidatesRequest(_message.Message):
+    """Asks for a unit's disposal candidates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """The unit."""
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDisposalCandidatesRequest: _TypeAlias = ListDisposalCandidatesRequest  # noqa: Y015
+
+@_typing.final
+class ListDisposalCandidatesResponse(_message.Message):
+    """Records past retention and not held."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[_retention_pb2.Retention]:
+        """Their retention, earliest date first."""
+
+    def __init__(
+        self,
+        *,
+        candidates: _abc.Iterable[_retention_pb2.Retention] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDisposalCandidatesResponse: _TypeAlias = ListDisposalCandidatesResponse  # noqa: Y015
+
+@_typing.final
+class ProposeDisposalRequest(_message.Message):
+    """Proposes to dispose of recordings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    RECORDING_IDS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """The unit."""
+    reason: _builtins.str
+    """Why, 1–1000 characters."""
+    @_builtins.property
+    def recording_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Recordings to dispose of (each a current candidate), 1–1000."""
+
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+        recording_ids: _abc.Iterable[_builtins.str] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "recording_ids", b"recording_ids", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeDisposalRequest: _TypeAlias = ProposeDisposalRequest  # noqa: Y015
+
+@_typing.final
+class ProposeDisposalResponse(_message.Message):
+    """The proposed order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> _retention_pb2.DisposalOrder:
+        """The order, awaiting its second approval."""
+
+    def __init__(
+        self,
+        *,
+        order: _retention_pb2.DisposalOrder | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeDisposalResponse: _TypeAlias = ProposeDisposalResponse  # noqa: Y015
+
+@_typing.final
+class ApproveDisposalRequest(_message.Message):
+    """Approves a proposed order (the second approval)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    """The order id."""
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveDisposalRequest: _TypeAlias = ApproveDisposalRequest  # noqa: Y015
+
+@_typing.final
+class ApproveDisposalResponse(_message.Message):
+    """The order after it was carried out."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def order(self) -> _retention_pb2.DisposalOrder:
+        """The order with the outcome of every recording."""
+
+    def __init__(
+        self,
+        *,
+        order: _retention_pb2.DisposalOrder | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveDisposalResponse: _TypeAlias = ApproveDisposalResponse  # noqa: Y015

@@ -75,6 +75,21 @@ class RetentionServiceStub:
                 request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsRequest.SerializeToString,
                 response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsResponse.FromString,
                 _registered_method=True)
+        self.ListDisposalCandidates = channel.unary_unary(
+                '/lawtrail.retention.v1.RetentionService/ListDisposalCandidates',
+                request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListDisposalCandidatesRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListDisposalCandidatesResponse.FromString,
+                _registered_method=True)
+        self.ProposeDisposal = channel.unary_unary(
+                '/lawtrail.retention.v1.RetentionService/ProposeDisposal',
+                request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ProposeDisposalRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ProposeDisposalResponse.FromString,
+                _registered_method=True)
+        self.ApproveDisposal = channel.unary_unary(
+                '/lawtrail.retention.v1.RetentionService/ApproveDisposal',
+                request_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ApproveDisposalRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ApproveDisposalResponse.FromString,
+                _registered_method=True)
 
 
 class RetentionServiceServicer:
@@ -148,6 +163,32 @@ class RetentionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDisposalCandidates(self, request, context):
+        """Recordings of a unit past their retention date and not held, for review before disposal.
+        Callers: UNIT_HEAD, ARCHIVE_ROOM or ARCHIVIST of the unit, LEGAL_OFFICE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeDisposal(self, request, context):
+        """Proposes a disposal order for candidates of one unit; the proposer's approval is the first of two.
+        INVALID_ARGUMENT for a recording that is not a candidate (held, not yet due, other unit).
+        Callers: UNIT_HEAD or ARCHIVE_ROOM of the unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveDisposal(self, request, context):
+        """The second approval, by another person with the other role (unit head ↔ archive room) → the order is
+        carried out by media-svc recording by recording (each re-checked here, and independently by media-svc)
+        → DisposalOrderCarriedOut. Callers: UNIT_HEAD or ARCHIVE_ROOM of the unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetentionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +231,21 @@ def add_RetentionServiceServicer_to_server(servicer, server):
                     servicer.ListUnbackedRecordings,
                     request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsRequest.FromString,
                     response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsResponse.SerializeToString,
+            ),
+            'ListDisposalCandidates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDisposalCandidates,
+                    request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListDisposalCandidatesRequest.FromString,
+                    response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListDisposalCandidatesResponse.SerializeToString,
+            ),
+            'ProposeDisposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeDisposal,
+                    request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ProposeDisposalRequest.FromString,
+                    response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ProposeDisposalResponse.SerializeToString,
+            ),
+            'ApproveDisposal': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveDisposal,
+                    request_deserializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ApproveDisposalRequest.FromString,
+                    response_serializer=lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ApproveDisposalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -409,6 +465,87 @@ class RetentionService:
             '/lawtrail.retention.v1.RetentionService/ListUnbackedRecordings',
             lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsRequest.SerializeToString,
             lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListUnbackedRecordingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDisposalCandidates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.retention.v1.RetentionService/ListDisposalCandidates',
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListDisposalCandidatesRequest.SerializeToString,
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ListDisposalCandidatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeDisposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.retention.v1.RetentionService/ProposeDisposal',
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ProposeDisposalRequest.SerializeToString,
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ProposeDisposalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveDisposal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.retention.v1.RetentionService/ApproveDisposal',
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ApproveDisposalRequest.SerializeToString,
+            lawtrail_dot_retention_dot_v1_dot_retention__service__pb2.ApproveDisposalResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,20 @@ class RetentionServiceStub:
     """A unit's recordings not yet in any archive batch, oldest ingest first (R11b).
     Callers: any authenticated person of the unit, LEGAL_OFFICE.
     """
+    ListDisposalCandidates: _grpc.UnaryUnaryMultiCallable[_retention_service_pb2.ListDisposalCandidatesRequest, _retention_service_pb2.ListDisposalCandidatesResponse]
+    """Recordings of a unit past their retention date and not held, for review before disposal.
+    Callers: UNIT_HEAD, ARCHIVE_ROOM or ARCHIVIST of the unit, LEGAL_OFFICE.
+    """
+    ProposeDisposal: _grpc.UnaryUnaryMultiCallable[_retention_service_pb2.ProposeDisposalRequest, _retention_service_pb2.ProposeDisposalResponse]
+    """Proposes a disposal order for candidates of one unit; the proposer's approval is the first of two.
+    INVALID_ARGUMENT for a recording that is not a candidate (held, not yet due, other unit).
+    Callers: UNIT_HEAD or ARCHIVE_ROOM of the unit.
+    """
+    ApproveDisposal: _grpc.UnaryUnaryMultiCallable[_retention_service_pb2.ApproveDisposalRequest, _retention_service_pb2.ApproveDisposalResponse]
+    """The second approval, by another person with the other role (unit head ↔ archive room) → the order is
+    carried out by media-svc recording by recording (each re-checked here, and independently by media-svc)
+    → DisposalOrderCarriedOut. Callers: UNIT_HEAD or ARCHIVE_ROOM of the unit.
+    """
 
 @_typing.type_check_only
 class RetentionServiceAsyncStub(RetentionServiceStub):
@@ -110,6 +124,20 @@ class RetentionServiceAsyncStub(RetentionServiceStub):
     ListUnbackedRecordings: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.ListUnbackedRecordingsRequest, _retention_service_pb2.ListUnbackedRecordingsResponse]  # type: ignore[assignment]
     """A unit's recordings not yet in any archive batch, oldest ingest first (R11b).
     Callers: any authenticated person of the unit, LEGAL_OFFICE.
+    """
+    ListDisposalCandidates: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.ListDisposalCandidatesRequest, _retention_service_pb2.ListDisposalCandidatesResponse]  # type: ignore[assignment]
+    """Recordings of a unit past their retention date and not held, for review before disposal.
+    Callers: UNIT_HEAD, ARCHIVE_ROOM or ARCHIVIST of the unit, LEGAL_OFFICE.
+    """
+    ProposeDisposal: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.ProposeDisposalRequest, _retention_service_pb2.ProposeDisposalResponse]  # type: ignore[assignment]
+    """Proposes a disposal order for candidates of one unit; the proposer's approval is the first of two.
+    INVALID_ARGUMENT for a recording that is not a candidate (held, not yet due, other unit).
+    Callers: UNIT_HEAD or ARCHIVE_ROOM of the unit.
+    """
+    ApproveDisposal: _aio.UnaryUnaryMultiCallable[_retention_service_pb2.ApproveDisposalRequest, _retention_service_pb2.ApproveDisposalResponse]  # type: ignore[assignment]
+    """The second approval, by another person with the other role (unit head ↔ archive room) → the order is
+    carried out by media-svc recording by recording (each re-checked here, and independently by media-svc)
+    → DisposalOrderCarriedOut. Callers: UNIT_HEAD or ARCHIVE_ROOM of the unit.
     """
 
 class RetentionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -195,6 +223,38 @@ class RetentionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_retention_service_pb2.ListUnbackedRecordingsResponse, _abc.Awaitable[_retention_service_pb2.ListUnbackedRecordingsResponse]]:
         """A unit's recordings not yet in any archive batch, oldest ingest first (R11b).
         Callers: any authenticated person of the unit, LEGAL_OFFICE.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDisposalCandidates(
+        self,
+        request: _retention_service_pb2.ListDisposalCandidatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_service_pb2.ListDisposalCandidatesResponse, _abc.Awaitable[_retention_service_pb2.ListDisposalCandidatesResponse]]:
+        """Recordings of a unit past their retention date and not held, for review before disposal.
+        Callers: UNIT_HEAD, ARCHIVE_ROOM or ARCHIVIST of the unit, LEGAL_OFFICE.
+        """
+
+    @_abc_1.abstractmethod
+    def ProposeDisposal(
+        self,
+        request: _retention_service_pb2.ProposeDisposalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_service_pb2.ProposeDisposalResponse, _abc.Awaitable[_retention_service_pb2.ProposeDisposalResponse]]:
+        """Proposes a disposal order for candidates of one unit; the proposer's approval is the first of two.
+        INVALID_ARGUMENT for a recording that is not a candidate (held, not yet due, other unit).
+        Callers: UNIT_HEAD or ARCHIVE_ROOM of the unit.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveDisposal(
+        self,
+        request: _retention_service_pb2.ApproveDisposalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retention_service_pb2.ApproveDisposalResponse, _abc.Awaitable[_retention_service_pb2.ApproveDisposalResponse]]:
+        """The second approval, by another person with the other role (unit head ↔ archive room) → the order is
+        carried out by media-svc recording by recording (each re-checked here, and independently by media-svc)
+        → DisposalOrderCarriedOut. Callers: UNIT_HEAD or ARCHIVE_ROOM of the unit.
         """
 
 def add_RetentionServiceServicer_to_server(servicer: RetentionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

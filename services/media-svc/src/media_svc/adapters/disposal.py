@@ -1,0 +1,104 @@
+"""MongoDB side of disposal: media-svc's own projections of holds (retention-svc's LongTermHoldPlaced) and
+of case closure (case-svc's CaseOpened/CaseClosed/CaseArchived) — `disposal_holds`, `disposal_cases` — and
+the tombstones (`tombstones`, written with RecordingDisposed). Content removal goes through the store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from lawtrail.media.v1 import disposal_service_pb2 as pb
+from pymongo.asynchronous.database import AsyncDatabase
+from servicekit.messaging.outbox import OutboundEvent
+from servicekit.mongo import IndexSpec, VersionedRepository, serialized
+
+from media_svc.adapters.content_store import LocalContentStore
+from media_svc.domain.disposal import Tombstone
+from media_svc.service_layer.disposal import ContentEraser, DisposalStore
+
+HOLDS = "disposal_holds"
+CASES = "disposal_cases"
+TOMBSTONES = "tombstones"
+TOPIC = "lawtrail.media.v1.events"
+
+
+def tombstone_message(t: Tombstone) -> pb.RecordingTombstone:
+    at = Timestamp()
+    at.FromDatetime(t.disposed_at)
+    return pb.RecordingTombstone(
+        recording_id=t.recording_id, sha256=t.sha256, size_bytes=t.size_bytes, unit=t.unit, case_id=t.case_id,
+        order_id=t.order_id, approved_by=list(t.approved_by), reason=t.reason, disposed_at=at,
+    )  # fmt: skip
+
+
+class _Tombstones(VersionedRepository):
+    what = "tombstone"
+    indexes: ClassVar[Sequence[IndexSpec]] = []
+
+
+class MongoDisposalStore(DisposalStore):
+    def __init__(self, db: AsyncDatabase[dict[str, Any]], *, event_source: str, notify: Any) -> None:
+        self.holds = serialized(db[HOLDS])
+        self.cases = serialized(db[CASES])
+        self.tombstones = _Tombstones(db[TOMBSTONES], event_source=event_source, notify=notify)
+
+    # projections (idempotent: sets and monotonic flags)
+    async def hold_placed(self, recording_id: str, incident_id: str) -> None:
+        await self.holds.update_one({"_id": recording_id}, {"$addToSet": {"holds": incident_id}}, upsert=True)
+
+    async def case_open(self, case_id: str) -> None:
+        # Opening never reopens: a closure seen first (replay from another partition order) stays.
+        await self.cases.update_one({"_id": case_id}, {"$setOnInsert": {"closed": False}}, upsert=True)
+
+    async def case_closed(self, case_id: str) -> None:
+        await self.cases.update_one({"_id": case_id}, {"$set": {"closed": True}}, upsert=True)
+
+    async def holds_of(self, recording_id: str) -> list[str]:
+        doc = await self.holds.find_one({"_id": recording_id})
+        return list(doc.get("holds", [])) if doc else []
+
+    async def is_closed(self, case_id: str) -> bool:
+        doc = await self.cases.find_one({"_id": case_id})
+        return bool(doc and doc.get("closed"))
+
+    async def tombstone(self, recording_id: str) -> Tombstone | None:
+        doc = await self.tombstones.get(recording_id)
+        if doc is None:
+            return None
+        return Tombstone(
+            doc["_id"], doc["sha256"], doc["size_bytes"], doc["unit"], doc["case_id"], doc["order_id"],
+            tuple(doc["approved_by"]), doc["reason"], doc["disposed_at"],
+        )  # fmt: skip
+
+    async def add_tombstone(self, t: Tombstone) -> None:
+        event = OutboundEvent(
+            TOPIC, pb.RecordingDisposed(tombstone=tombstone_message(t)), subject=t.recording_id
+        )
+        await self.tombstones.insert(
+            {
+                "_id": t.recording_id, "sha256": t.sha256, "size_bytes": t.size_bytes, "unit": t.unit,
+                "case_id": t.case_id, "order_id": t.order_id, "approved_by": list(t.approved_by),
+                "reason": t.reason, "disposed_at": t.disposed_at,
+            },
+            events=[event],
+        )  # fmt: skip
+
+
+class LocalContentEraser(ContentEraser):
+    """Removes disposed content from the write-once store (the only removal there is, after a tombstone)."""
+
+    def __init__(self, store: LocalContentStore) -> None:
+        self.store = store
+
+    def erase(self, sha256: str) -> None:
+        path = self.store.path_of(sha256)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
