@@ -28,7 +28,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.case.v1 import case_pb2, case_service_pb2_grpc
 from lawtrail.case.v1 import case_service_pb2 as case_api
-from lawtrail.media.v1 import media_events_pb2
+from lawtrail.media.v1 import disposal_service_pb2, disposal_service_pb2_grpc, media_events_pb2
 from lawtrail.media.v1 import recording_service_pb2 as media_api
 from lawtrail.retention.v1 import retention_pb2 as rpb
 from lawtrail.retention.v1 import retention_service_pb2 as api
@@ -384,3 +384,101 @@ async def kit_eventually(check: Any, what: str, within_s: float = 60.0) -> None:
             return
         await asyncio.sleep(0.25)
     raise AssertionError(f"gave up after {within_s:.0f} s waiting until {what}")
+
+
+async def test_r13_disposal_needs_two_people_and_a_held_recording_is_refused_by_both_services(
+    services: Any, unit: str, tmp_path: Path
+) -> None:
+    # A recording that ended eight months ago, used as evidence nowhere: past its 6 months (R12).
+    old_start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=240)
+    video = make_video(tmp_path / "old.mp4", tag=f"old-{uuid.uuid4()}")
+    with grpc.insecure_channel(services.media.grpc_address) as channel:
+        officer = caller(channel, services.private_key, "officer-1", unit, ["OFFICER"])
+        due = upload(officer, video, classification(start=old_start, unit=unit, device="CAM-OLD"))
+    # A recording of a case with a complaint: held (R13).
+    case_id = open_case(services, unit)
+    (held,) = upload_recordings(services, unit, case_id, 1, tmp_path, "held")
+    record_assault(services, unit, case_id)
+    head = services.metadata("head-1", unit, "UNIT_HEAD")
+    room = services.metadata("room-1", unit, "ARCHIVE_ROOM")
+    service_token = services.metadata("retention-svc", "lawtrail-services", "SERVICE")
+    async with (
+        grpc.aio.insecure_channel(services.retention.grpc_address) as channel,
+        grpc.aio.insecure_channel(services.media.grpc_address) as media_channel,
+    ):
+        stub = api_grpc.RetentionServiceStub(channel)
+        media = disposal_service_pb2_grpc.DisposalServiceStub(media_channel)
+
+        async def candidates() -> list[str]:
+            response = await stub.ListDisposalCandidates(
+                api.ListDisposalCandidatesRequest(unit=unit), metadata=head, timeout=10
+            )
+            return [c.record_id for c in response.candidates]
+
+        async def due_listed() -> bool:
+            return due.recording_id in await candidates() and bool(
+                (r := await explain(services, unit, held.recording_id)) and r.holds
+            )
+
+        await kit_eventually(due_listed, "the due recording is a candidate and the other one is held")
+        assert held.recording_id not in await candidates()
+
+        # retention-svc refuses to propose the held recording.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.ProposeDisposal(
+                api.ProposeDisposalRequest(unit=unit, recording_ids=[held.recording_id], reason="expired"),
+                metadata=head,
+                timeout=10,
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "long-term hold" in (refused.value.details() or "")
+
+        # media-svc refuses too, on its own, as if retention-svc had a bug and sent the order anyway.
+        async def media_refuses_for_the_hold() -> bool:
+            with pytest.raises(grpc.aio.AioRpcError) as media_refused:
+                await media.DisposeRecording(
+                    disposal_service_pb2.DisposeRecordingRequest(
+                        recording_id=held.recording_id, order_id="bogus-order",
+                        approved_by=["head-1", "room-1"], reason="a bug in retention-svc",
+                    ),
+                    metadata=service_token,
+                    timeout=10,
+                )  # fmt: skip
+            assert media_refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            return "long-term hold" in (media_refused.value.details() or "")
+
+        await kit_eventually(media_refuses_for_the_hold, "media-svc refuses naming the long-term hold")
+
+        # Two people: proposed by the unit head, approved by the archive room (not by the proposer).
+        order = (
+            await stub.ProposeDisposal(
+                api.ProposeDisposalRequest(
+                    unit=unit, recording_ids=[due.recording_id], reason="6 months passed"
+                ),
+                metadata=head,
+                timeout=10,
+            )
+        ).order
+        assert order.state == rpb.DISPOSAL_ORDER_STATE_PROPOSED
+        for wrong in (head, services.metadata("head-2", unit, "UNIT_HEAD")):
+            with pytest.raises(grpc.aio.AioRpcError) as one_person:
+                await stub.ApproveDisposal(
+                    api.ApproveDisposalRequest(order_id=order.order_id), metadata=wrong, timeout=10
+                )
+            assert one_person.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        done = (
+            await stub.ApproveDisposal(
+                api.ApproveDisposalRequest(order_id=order.order_id), metadata=room, timeout=60
+            )
+        ).order
+        assert done.state == rpb.DISPOSAL_ORDER_STATE_CARRIED_OUT
+        assert [(i.recording_id, i.disposed, i.refusal) for i in done.items] == [(due.recording_id, True, "")]
+
+        # The tombstone: content gone from media-svc's store, downloads refused, no longer a candidate.
+        sha = due.sha256
+        assert not (services.starter.data_dir / "content" / "objects" / sha[:2] / sha[2:4] / sha).exists()
+
+        async def no_longer_candidate() -> bool:
+            return due.recording_id not in await candidates()
+
+        await kit_eventually(no_longer_candidate, "retention-svc learns the disposal from RecordingDisposed")

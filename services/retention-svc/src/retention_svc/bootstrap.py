@@ -45,6 +45,7 @@ from servicekit.grpc import ServiceBinding
 
 from retention_svc.adapters.archive import ARCHIVED, BATCHES, BatchDocuments, MongoArchiveStore
 from retention_svc.adapters.copies import COPIES, CopyDocuments, LocalCopyWriter, MongoCopyInventory
+from retention_svc.adapters.disposal import ORDERS, MongoDisposalOrders, OrderDocuments
 from retention_svc.adapters.media_content import DevGrantSigner, GrpcMediaContent
 from retention_svc.adapters.metrics import PrometheusRetentionMetrics
 from retention_svc.adapters.repository import (
@@ -61,6 +62,7 @@ from retention_svc.entrypoints.consumers import CASE_TOPIC, DEFAULT_GROUP_ID, ME
 from retention_svc.entrypoints.grpc_api import SERVICE, RetentionApi, role_policy
 from retention_svc.service_layer.archive import ArchiveHandlers
 from retention_svc.service_layer.copies import CopyHandlers
+from retention_svc.service_layer.disposal import DisposalHandlers
 from retention_svc.service_layer.handlers import RetentionHandlers
 from retention_svc.service_layer.ports import (
     CaseRecords,
@@ -253,6 +255,13 @@ async def bootstrap(rt: Runtime) -> Wiring:
         extension_for=extension_for,
         metrics=metrics,
     )
+    disposal = DisposalHandlers(
+        recordings=recordings,
+        ingested=recordings,
+        orders=MongoDisposalOrders(OrderDocuments(rt.db[ORDERS], event_source=source, notify=notify)),
+        media=media,
+        clock=utc_now,
+    )
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
     if settings.retention_archive_interval_s > 0:
         background["archive-backup"] = lambda: _every(
@@ -270,7 +279,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         services=[
             ServiceBinding(
                 retention_service_pb2_grpc.add_RetentionServiceServicer_to_server,
-                RetentionApi(handlers, copies, archive),
+                RetentionApi(handlers, copies, archive, disposal),
                 SERVICE,
             )
         ],
@@ -280,8 +289,9 @@ async def bootstrap(rt: Runtime) -> Wiring:
             RECORDINGS: RecordingDocuments.all_indexes(),
             COPIES: CopyDocuments.all_indexes(),
             BATCHES: BatchDocuments.all_indexes(),
+            ORDERS: OrderDocuments.all_indexes(),
         },
-        outbox_collections=[CASES, RECORDINGS, COPIES, BATCHES],
+        outbox_collections=[CASES, RECORDINGS, COPIES, BATCHES, ORDERS],
         consumers=[
             ConsumerSpec(
                 [CASE_TOPIC, MEDIA_TOPIC],

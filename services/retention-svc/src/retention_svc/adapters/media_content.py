@@ -26,12 +26,14 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lawtrail.common.v1 import access_grant_pb2 as gpb
+from lawtrail.media.v1 import disposal_service_pb2 as dpb
+from lawtrail.media.v1 import disposal_service_pb2_grpc as dgrpc
 from lawtrail.media.v1 import recording_service_pb2 as mpb
 from lawtrail.media.v1 import recording_service_pb2_grpc as mgrpc
 from servicekit.auth.devtoken import mint_token
 from servicekit.errors import DataLoss, FailedPrecondition, NotFound, PermissionDenied
 
-from retention_svc.service_layer.ports import ContentHeader, MediaContent
+from retention_svc.service_layer.ports import ContentHeader, MediaContent, MediaDisposal
 
 TOKEN_PREFIX = "lg1."  # noqa: S105 - the grant token's format tag (lawtrail/common/v1/access_grant.proto)
 SIGNING_CONTEXT = b"lawtrail.common.v1.AccessGrant\n"
@@ -77,7 +79,7 @@ class DevGrantSigner:
         return TOKEN_PREFIX + base64.urlsafe_b64encode(signed.SerializeToString()).decode().rstrip("=")
 
 
-class GrpcMediaContent(MediaContent):
+class GrpcMediaContent(MediaContent, MediaDisposal):
     def __init__(
         self,
         address: str,
@@ -99,6 +101,11 @@ class GrpcMediaContent(MediaContent):
         if self._token_file is not None:
             return self._token_file.read_text().strip()
         return mint_token(self._token_key, subject=self.subject, unit=self.unit, roles=["SERVICE"], ttl_s=900)
+
+    async def dispose(
+        self, recording_id: str, order_id: str, approved_by: tuple[str, str], reason: str
+    ) -> None:
+        await _dispose(self.address, self._token(), recording_id, order_id, approved_by, reason)
 
     @asynccontextmanager
     async def download(
@@ -131,6 +138,24 @@ class GrpcMediaContent(MediaContent):
                 raise _translate(error, recording_id) from error
             finally:
                 call.cancel()
+
+
+async def _dispose(
+    address: str, token: str, recording_id: str, order_id: str, approved_by: tuple[str, str], reason: str
+) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            await dgrpc.DisposalServiceStub(channel).DisposeRecording(
+                dpb.DisposeRecordingRequest(
+                    recording_id=recording_id, order_id=order_id, approved_by=list(approved_by), reason=reason
+                ),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=60,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise FailedPrecondition(error.details() or "refused") from error
+            raise _translate(error, recording_id) from error
 
 
 def _translate(error: grpc.aio.AioRpcError, recording_id: str) -> Exception:

@@ -125,7 +125,8 @@ def case_from_doc(doc: Doc) -> CaseRecord:
 
 _FACTS = (
     "unit", "sha256", "size_bytes", "media_kind", "format_name", "device_number", "officer",
-    "recorded_from", "recorded_to", "ingested_at", "case_id", "extended_until", "extension_reason",
+    "recorded_from", "recorded_to", "ingested_at", "case_id", "disposed_at",
+    "extended_until", "extension_reason",
 )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ class Action(enum.StrEnum):
     MAKE_OFFLINE_COPY = "make an offline copy"
     ARCHIVE_BACKUP = "back up recordings to the archive"
     VERIFY_ARCHIVE = "verify an archive batch"
+    DISPOSE = "propose or approve a disposal"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ GRANTS: Mapping[Action, Grant] = {
     Action.MAKE_OFFLINE_COPY: Grant(frozenset({UNIT_HEAD, ARCHIVIST, ARCHIVE_ROOM})),
     Action.ARCHIVE_BACKUP: Grant(frozenset({ARCHIVE_ROOM, ARCHIVIST})),
     Action.VERIFY_ARCHIVE: Grant(frozenset({ARCHIVE_ROOM, ARCHIVIST}), frozenset({LEGAL_OFFICE})),
+    Action.DISPOSE: Grant(frozenset({UNIT_HEAD, ARCHIVE_ROOM})),
 }
 ROLES_FOR: Mapping[Action, frozenset[str]] = {action: grant.roles for action, grant in GRANTS.items()}
 

@@ -207,6 +207,7 @@ class RecordingRecord:
     recorded_to: datetime | None = None
     ingested_at: datetime | None = None
     case_id: str = ""
+    disposed_at: datetime | None = None  # media-svc's RecordingDisposed: only a tombstone remains
     holds: dict[str, Hold] = field(default_factory=dict)
     extended_until: datetime | None = None
     extension_reason: str = ""

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.case.v1 import case_events_pb2 as case_ev
 from lawtrail.case.v1 import case_pb2
+from lawtrail.media.v1 import disposal_service_pb2 as disposal_pb2
 from lawtrail.media.v1 import media_events_pb2 as media_ev
 from lawtrail.media.v1 import recording_pb2
 from servicekit.errors import InvalidArgument
@@ -112,6 +113,14 @@ def retention_router(handlers: RetentionHandlers) -> TypeRouter:
         )
         await _apply(envelope, handlers.recording_linked(facts, event.case_id))
 
+    async def on_disposed(event: disposal_pb2.RecordingDisposed, envelope: Envelope) -> None:
+        tombstone = event.tombstone
+        await _apply(
+            envelope,
+            handlers.recording_disposed(tombstone.recording_id, _time(tombstone.disposed_at, envelope.time)),
+        )
+
+    router.on(disposal_pb2.RecordingDisposed, on_disposed)
     router.on(case_ev.CaseOpened, on_case_opened)
     router.on(case_ev.CaseIncidentRecorded, on_incident)
     router.on(case_ev.CaseClosed, on_case_closed)

@@ -19,11 +19,13 @@ from servicekit.errors import InvalidArgument
 
 from retention_svc.adapters.archive import batch_message
 from retention_svc.adapters.copy_mapping import copy_message
+from retention_svc.adapters.disposal import order_message
 from retention_svc.adapters.event_mapping import retention_message, stamp
 from retention_svc.domain.copies import CopyFormat, Progress
 from retention_svc.domain.permissions import ROLES_FOR, Action, Actor
 from retention_svc.service_layer.archive import ArchiveHandlers
 from retention_svc.service_layer.copies import CopyHandlers
+from retention_svc.service_layer.disposal import DisposalHandlers
 from retention_svc.service_layer.handlers import RetentionHandlers
 
 SERVICE = api.DESCRIPTOR.services_by_name["RetentionService"]
@@ -37,6 +39,9 @@ METHOD_ACTIONS: dict[str, Action] = {
     "VerifyArchiveBatch": Action.VERIFY_ARCHIVE,
     "ListArchiveBatches": Action.READ_RETENTION,
     "ListUnbackedRecordings": Action.READ_RETENTION,
+    "ListDisposalCandidates": Action.READ_RETENTION,
+    "ProposeDisposal": Action.DISPOSE,
+    "ApproveDisposal": Action.DISPOSE,
 }
 _FORMATS = {
     pb.COPY_FORMAT_UNSPECIFIED: None,
@@ -61,10 +66,17 @@ def _one_record(recording_id: str, case_id: str) -> None:
 
 
 class RetentionApi(api_grpc.RetentionServiceServicer):
-    def __init__(self, handlers: RetentionHandlers, copies: CopyHandlers, archive: ArchiveHandlers) -> None:
+    def __init__(
+        self,
+        handlers: RetentionHandlers,
+        copies: CopyHandlers,
+        archive: ArchiveHandlers,
+        disposal: DisposalHandlers,
+    ) -> None:
         self.handlers = handlers
         self.copies = copies
         self.archive = archive
+        self.disposal = disposal
 
     async def ExplainRetention(
         self, request: api.ExplainRetentionRequest, context: Any
@@ -152,3 +164,23 @@ class RetentionApi(api_grpc.RetentionServiceServicer):
                 for r in recordings
             ]
         )
+
+    async def ListDisposalCandidates(
+        self, request: api.ListDisposalCandidatesRequest, context: Any
+    ) -> api.ListDisposalCandidatesResponse:
+        candidates = await self.disposal.candidates(caller(), request.unit)
+        return api.ListDisposalCandidatesResponse(candidates=[retention_message(r) for r in candidates])
+
+    async def ProposeDisposal(
+        self, request: api.ProposeDisposalRequest, context: Any
+    ) -> api.ProposeDisposalResponse:
+        order = await self.disposal.propose(
+            caller(), request.unit, list(request.recording_ids), request.reason
+        )
+        return api.ProposeDisposalResponse(order=order_message(order))
+
+    async def ApproveDisposal(
+        self, request: api.ApproveDisposalRequest, context: Any
+    ) -> api.ApproveDisposalResponse:
+        order = await self.disposal.approve(caller(), request.order_id)
+        return api.ApproveDisposalResponse(order=order_message(order))

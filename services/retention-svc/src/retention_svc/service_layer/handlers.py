@@ -107,6 +107,15 @@ class RetentionHandlers:
             rec.link(case_id)
             await self._reconcile_one(rec, case, save=True)
 
+    async def recording_disposed(self, recording_id: str, at: datetime) -> None:
+        """media-svc carried out a disposal: the recording is a tombstone now (never a candidate again)."""
+        _require_id("recording_id", recording_id)
+        async with self.recordings.exclusive(recording_id):
+            rec = await self.recordings.get(recording_id) or RecordingRecord(recording_id)
+            if rec.disposed_at is None or at < rec.disposed_at:
+                rec.disposed_at = at
+                await self.recordings.save(rec)
+
     async def _reconcile_recordings(self, case: CaseRecord, recording_ids: Iterable[str]) -> None:
         semaphore = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 

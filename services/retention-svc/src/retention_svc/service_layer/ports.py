@@ -12,6 +12,7 @@ from pathlib import Path
 
 from retention_svc.domain.archive import ArchiveBatch
 from retention_svc.domain.copies import CopyDraft, OfflineCopy
+from retention_svc.domain.disposal import DisposalOrder
 from retention_svc.domain.retention import CaseRecord, RecordingRecord
 
 ProgressSink = Callable[[int, int, str], None]  # (bytes done, bytes total, step), called from any thread
@@ -156,3 +157,25 @@ class IngestedRecordings(abc.ABC):
     @abc.abstractmethod
     async def ingested(self, unit: str | None, before: datetime) -> list[RecordingRecord]:
         """Recordings ingested before `before` (of `unit`, or every unit), oldest ingest first."""
+
+
+class DisposalOrders(abc.ABC):
+    @abc.abstractmethod
+    async def add(self, order: DisposalOrder) -> None: ...
+
+    @abc.abstractmethod
+    async def get(self, order_id: str) -> DisposalOrder | None: ...
+
+    @abc.abstractmethod
+    async def save(self, order: DisposalOrder) -> None:
+        """Stores a carried-out order with its DisposalOrderCarriedOut event (optimistic version)."""
+
+
+class MediaDisposal(abc.ABC):
+    """media-svc's DisposalService: carries out one recording of an approved order, or refuses
+    (FailedPrecondition naming the hold or the open case)."""
+
+    @abc.abstractmethod
+    async def dispose(
+        self, recording_id: str, order_id: str, approved_by: tuple[str, str], reason: str
+    ) -> None: ...
