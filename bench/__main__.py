@@ -3,7 +3,7 @@
 Benchmarks report ratios against a bare baseline measured in the same run (these machines are
 shared and noisy; a lone absolute time means little). Each module has a `main()` that starts its
 own stack on free ports, so a benchmark never touches a stack left running by `make run`.
-Run one with `python -m bench case` or `python -m bench media`.
+Run one with `python -m bench case`, `python -m bench media` or `python -m bench retention`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = {"case": "bench.case_bench", "media": "bench.media_bench"}
+MODULES = {"case": "bench.case_bench", "media": "bench.media_bench", "retention": "bench.retention_bench"}
 
 
 def main() -> None:
