@@ -15,6 +15,7 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 | `LAWTRAIL_RETENTION_ARCHIVE_DIR` | `<data dir>/retention/archive` | the archive store (R11b) |
 | `LAWTRAIL_RETENTION_ARCHIVE_INTERVAL_S` | `3600` | past months backed up; `0` = by RPC only |
 | `LAWTRAIL_RETENTION_ARCHIVE_VERIFY_INTERVAL_S` | `86400` | every batch re-verified this often; `0` = never |
+| `LAWTRAIL_RETENTION_METRICS_INTERVAL_S` | `300` | held / candidate gauges per unit refreshed |
 | `LAWTRAIL_RETENTION_MEDIA_ADDRESS` | `127.0.0.1:50052` | media-svc (verified downloads) |
 | `LAWTRAIL_RETENTION_TOKEN_FILE` | unset | a bearer token (role SERVICE) to present to media-svc |
 | `LAWTRAIL_RETENTION_TOKEN_KEY` | `<data dir>/keys/dev-private.pem` | else: signs its own token (local) |
@@ -90,6 +91,7 @@ class RetentionSettings(ServiceSettings):
     retention_archive_dir: Path | None = None
     retention_archive_interval_s: float = Field(default=3600.0, ge=0)
     retention_archive_verify_interval_s: float = Field(default=86400.0, ge=0)
+    retention_metrics_interval_s: float = Field(default=300.0, gt=0)
     retention_media_address: str = "127.0.0.1:50052"
     retention_token_file: Path | None = None
     retention_token_key: Path | None = None
@@ -261,8 +263,13 @@ async def bootstrap(rt: Runtime) -> Wiring:
         orders=MongoDisposalOrders(OrderDocuments(rt.db[ORDERS], event_source=source, notify=notify)),
         media=media,
         clock=utc_now,
+        metrics=metrics,
     )
-    background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+    background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+        "unit-metrics": lambda: _every(
+            settings.retention_metrics_interval_s, "unit metrics", disposal.update_metrics
+        )
+    }
     if settings.retention_archive_interval_s > 0:
         background["archive-backup"] = lambda: _every(
             settings.retention_archive_interval_s, "monthly archive backup", archive.back_up_past_months

@@ -53,6 +53,18 @@ class PrometheusRetentionMetrics(RetentionMetrics):
             ["unit"],
             registry=registry,
         )
+        self.held_now = Gauge(
+            "lawtrail_retention_held_recordings",
+            "Recordings under a long-term hold (R13), per unit",
+            ["unit"],
+            registry=registry,
+        )
+        self.candidates = Gauge(
+            "lawtrail_retention_disposal_candidates",
+            "Recordings past retention and not held, awaiting disposal review (R12), per unit",
+            ["unit"],
+            registry=registry,
+        )
         self._units_seen: set[str] = set()
 
     def hold_placed(self, unit: str) -> None:
@@ -75,3 +87,9 @@ class PrometheusRetentionMetrics(RetentionMetrics):
         for unit, age in ages_s.items():
             self.oldest.labels(unit or "unknown").set(age)
         self._units_seen |= set(ages_s)
+
+    def unit_totals(self, held: dict[str, int], candidates: dict[str, int]) -> None:
+        for unit, count in held.items():
+            self.held_now.labels(unit or "unknown").set(count)
+        for unit, count in candidates.items():
+            self.candidates.labels(unit or "unknown").set(count)

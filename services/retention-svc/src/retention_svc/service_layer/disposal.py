@@ -19,6 +19,7 @@ from retention_svc.service_layer.ports import (
     IngestedRecordings,
     MediaDisposal,
     RecordingRecords,
+    RetentionMetrics,
 )
 
 
@@ -32,7 +33,9 @@ class DisposalHandlers:
         media: MediaDisposal,
         clock: Callable[[], datetime],
         new_id: Callable[[], str] = lambda: f"disposal-{uuid.uuid4()}",
+        metrics: RetentionMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or RetentionMetrics()
         self.recordings = recordings
         self.ingested = ingested
         self.orders = orders
@@ -47,6 +50,16 @@ class DisposalHandlers:
         now = self.clock()
         due = [r for r in await self.ingested.ingested(unit, now) if why_not_candidate(r, now) is None]
         return sorted(due, key=lambda r: (r.decision.retain_until if r.decision else now, r.recording_id))
+
+    async def update_metrics(self) -> None:
+        """Per-unit gauges: held recordings and disposal candidates (the scheduled job)."""
+        now = self.clock()
+        held: dict[str, int] = {}
+        due: dict[str, int] = {}
+        for rec in await self.ingested.ingested(None, now):
+            held[rec.unit] = held.get(rec.unit, 0) + rec.held
+            due[rec.unit] = due.get(rec.unit, 0) + (why_not_candidate(rec, now) is None)
+        self.metrics.unit_totals(held, due)
 
     async def propose(self, actor: Actor, unit: str, recording_ids: list[str], reason: str) -> DisposalOrder:
         if not unit:

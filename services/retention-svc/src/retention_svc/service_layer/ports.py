@@ -84,6 +84,10 @@ class RetentionMetrics:
     def batch_verified(self, unit: str, ok: bool) -> None:
         return None
 
+    def unit_totals(self, held: dict[str, int], candidates: dict[str, int]) -> None:
+        """Per unit: recordings under a long-term hold, and recordings due for disposal review."""
+        return
+
     def oldest_unbacked(self, ages_s: dict[str, float]) -> None:
         """Age in seconds of each unit's oldest recording not yet backed up (0 when none)."""
         return
