@@ -30,10 +30,12 @@ from lawtrail.case.v1 import case_pb2, case_service_pb2_grpc
 from lawtrail.case.v1 import case_service_pb2 as case_api
 from lawtrail.media.v1 import disposal_service_pb2, disposal_service_pb2_grpc, media_events_pb2
 from lawtrail.media.v1 import recording_service_pb2 as media_api
+from lawtrail.media.v1 import recording_service_pb2_grpc as media_service_grpc
 from lawtrail.retention.v1 import retention_pb2 as rpb
 from lawtrail.retention.v1 import retention_service_pb2 as api
 from lawtrail.retention.v1 import retention_service_pb2_grpc as api_grpc
 from lawtrail_client import offline_copy
+from retention_svc.adapters.media_content import DevGrantSigner
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "media"))
 
@@ -477,6 +479,22 @@ async def test_r13_disposal_needs_two_people_and_a_held_recording_is_refused_by_
         # The tombstone: content gone from media-svc's store, downloads refused, no longer a candidate.
         sha = due.sha256
         assert not (services.starter.data_dir / "content" / "objects" / sha[:2] / sha[2:4] / sha).exists()
+        grant_key = (services.starter.data_dir / "keys" / "access-grant-dev-private.pem").read_bytes()
+        grant = DevGrantSigner(grant_key).grant(
+            grantee="room-1",
+            case_id="",
+            recording_id=due.recording_id,
+            purpose="look at a disposed recording",
+        )
+        download = media_service_grpc.RecordingServiceStub(media_channel).DownloadRecording(
+            media_api.DownloadRecordingRequest(recording_id=due.recording_id, access_grant=grant),
+            metadata=room,
+            timeout=10,
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await download.read()
+        assert gone.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert order.order_id in (gone.value.details() or "")
 
         async def no_longer_candidate() -> bool:
             return due.recording_id not in await candidates()
