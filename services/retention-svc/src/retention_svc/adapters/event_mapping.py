@@ -82,7 +82,6 @@ def _decision(decision: Decision, kind: RecordKind, record_id: str, unit: str, c
 
 
 def to_outbound(record: CaseRecord | RecordingRecord, events: list[RetentionEvent]) -> list[OutboundEvent]:
-    subject = record.case_id if isinstance(record, CaseRecord) else record.recording_id
     out: list[OutboundEvent] = []
     for event in events:
         if event.kind == "RetentionAssigned":
@@ -94,12 +93,14 @@ def to_outbound(record: CaseRecord | RecordingRecord, events: list[RetentionEven
             )
         elif event.kind == "LongTermHoldPlaced":
             assert event.hold is not None
-            assert isinstance(record, RecordingRecord)
             message = ev.LongTermHoldPlaced(
-                recording_id=record.recording_id, sha256=record.sha256, unit=record.unit,
+                recording_id=event.record_id,
+                sha256=event.sha256,
+                unit=record.unit,
                 hold=hold_message(event.hold),
-            )  # fmt: skip
+            )
         else:  # pragma: no cover - the domain emits only the kinds above
             raise ValueError(f"unknown retention event {event.kind}")
-        out.append(OutboundEvent(TOPIC, message, subject=subject))  # type: ignore[arg-type]
+        # Key = the record the event is about: the recording (holds, its retention) or the case file.
+        out.append(OutboundEvent(TOPIC, message, subject=event.record_id))  # type: ignore[arg-type]
     return out

@@ -98,6 +98,7 @@ def case_to_doc(case: CaseRecord) -> Doc:
         "extension_reason": case.extension_reason,
         "decision": _decision_doc(case.decision),
         "held": case.held,
+        "announced": sorted(case.announced),
     }
 
 
@@ -119,6 +120,7 @@ def case_from_doc(doc: Doc) -> CaseRecord:
         extension_reason=doc.get("extension_reason", ""),
         decision=_decision(doc.get("decision")),
         held=bool(doc.get("held")),
+        announced=set(doc.get("announced", [])),
         version=doc["version"],
     )
 

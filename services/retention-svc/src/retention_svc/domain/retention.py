@@ -89,13 +89,15 @@ class Decision:
 
 @dataclass(frozen=True)
 class RetentionEvent:
-    """A domain event to publish: `kind` is RetentionAssigned, RetentionChanged or LongTermHoldPlaced."""
+    """A domain event to publish: `kind` is RetentionAssigned, RetentionChanged or LongTermHoldPlaced
+    (`record_id` = the recording held, `sha256` its hash)."""
 
     kind: str
     record_kind: RecordKind
     record_id: str
     previous_state: RetentionState | None = None
     hold: Hold | None = None
+    sha256: str = ""
 
 
 @dataclass
@@ -113,6 +115,9 @@ class CaseRecord:
     extension_reason: str = ""
     decision: Decision | None = None
     held: bool = False  # a hold-placing incident was recorded (set by reconcile, from the rules)
+    # "<recording id>/<incident id>" of every LongTermHoldPlaced already written with this case: the
+    # case announces its recordings' holds in one write (one outbox, one relay pass for all of them).
+    announced: set[str] = field(default_factory=set)
     version: int = 0
     pending_events: list[RetentionEvent] = field(default_factory=list)
 
@@ -141,6 +146,33 @@ class CaseRecord:
 
     def is_held(self, rules: RuleBook) -> bool:
         return bool(self.holding_incidents(rules))
+
+    def unannounced(self, rules: RuleBook) -> list[str]:
+        """Recordings of the case with a hold not announced yet."""
+        incidents = self.holding_incidents(rules)
+        return [
+            r
+            for r in sorted(self.recording_ids)
+            if any(f"{r}/{i.incident_id}" not in self.announced for i in incidents)
+        ]
+
+    def announce_holds(self, rules: RuleBook, sha256_of: dict[str, str]) -> None:
+        """Appends one LongTermHoldPlaced per (recording, holding incident) not announced yet (R13)."""
+        for incident in self.holding_incidents(rules):
+            for recording_id in sorted(self.recording_ids):
+                key = f"{recording_id}/{incident.incident_id}"
+                if key in self.announced:
+                    continue
+                self.announced.add(key)
+                self.pending_events.append(
+                    RetentionEvent(
+                        "LongTermHoldPlaced",
+                        RecordKind.RECORDING,
+                        recording_id,
+                        hold=hold_for(self.case_id, incident),
+                        sha256=sha256_of.get(recording_id, ""),
+                    )
+                )
 
     # --- decision ---
     def case_file_until(self, rules: RuleBook) -> tuple[RetentionState, datetime | None, AppliedRule]:
@@ -254,31 +286,25 @@ class RecordingRecord:
         return bool(self.holds)
 
     def reconcile(self, case: CaseRecord | None, rules: RuleBook) -> None:
-        """Places the holds the case's incidents call for and records the decision if it changed."""
+        """Places the holds the case's incidents call for and records the decision if it changed.
+        (`LongTermHoldPlaced` is announced by the case: `CaseRecord.announce_holds`.)"""
         if case is not None:
             for incident in case.holding_incidents(rules):
-                if incident.incident_id in self.holds:
-                    continue
-                reason = INCIDENT_MEANING.get(incident.kind, incident.kind)
-                if incident.reason:
-                    reason += f": {incident.reason}"
-                hold = Hold(
-                    incident.incident_id,
-                    incident.kind,
-                    reason,
-                    case.case_id,
-                    incident.source_event,
-                    incident.recorded_at,
-                )
-                self.holds[incident.incident_id] = hold
-                self.pending_events.append(
-                    RetentionEvent("LongTermHoldPlaced", RecordKind.RECORDING, self.recording_id, hold=hold)
-                )
+                self.holds.setdefault(incident.incident_id, hold_for(case.case_id, incident))
         _record(self, decide_recording(self, case, rules), RecordKind.RECORDING, self.recording_id)
 
     def extend(self, until: datetime, reason: str) -> None:
         _check_extension(self.decision, until, reason, f"recording {self.recording_id}")
         self.extended_until, self.extension_reason = until, reason
+
+
+def hold_for(case_id: str, incident: Incident) -> Hold:
+    reason = INCIDENT_MEANING.get(incident.kind, incident.kind)
+    if incident.reason:
+        reason += f": {incident.reason}"
+    return Hold(
+        incident.incident_id, incident.kind, reason, case_id, incident.source_event, incident.recorded_at
+    )
 
 
 def decide_recording(rec: RecordingRecord, case: CaseRecord | None, rules: RuleBook) -> Decision:

@@ -78,6 +78,7 @@ class RetentionHandlers:
             case.learn_class(unit=facts.unit, act_type=facts.act_type, procedure=facts.procedure)
             change(case)
             case.reconcile(self.rules)
+            await self._announce(case)
             await self.cases.save(case)
         await self._reconcile_recordings(case, sorted(case.recording_ids))
 
@@ -100,6 +101,7 @@ class RetentionHandlers:
                 case.learn_class(unit=facts.unit, act_type="", procedure="")
                 case.link(facts.recording_id)
                 case.reconcile(self.rules)
+                case.announce_holds(self.rules, {facts.recording_id: facts.sha256})
                 await self.cases.save(case)
         async with self.recordings.exclusive(facts.recording_id):
             rec = await self.recordings.get(facts.recording_id) or RecordingRecord(facts.recording_id)
@@ -115,6 +117,20 @@ class RetentionHandlers:
             if rec.disposed_at is None or at < rec.disposed_at:
                 rec.disposed_at = at
                 await self.recordings.save(rec)
+
+    async def _announce(self, case: CaseRecord) -> None:
+        """Writes LongTermHoldPlaced for every recording whose hold is new, with the case (one write)."""
+        todo = case.unannounced(self.rules)
+        if not todo:
+            return
+        semaphore = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+
+        async def sha(recording_id: str) -> tuple[str, str]:
+            async with semaphore:
+                rec = await self.recordings.get(recording_id)
+            return recording_id, rec.sha256 if rec else ""
+
+        case.announce_holds(self.rules, dict(await asyncio.gather(*(sha(r) for r in todo))))
 
     async def _reconcile_recordings(self, case: CaseRecord, recording_ids: Iterable[str]) -> None:
         semaphore = asyncio.Semaphore(RECONCILE_CONCURRENCY)
