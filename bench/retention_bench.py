@@ -83,16 +83,24 @@ class HoldReader:
             RETENTION_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="latest", enable_auto_commit=False
         )
         self.held: dict[str, set[str]] = {}
+        self.assigned: dict[str, set[str]] = {}  # case id → recordings with a RetentionAssigned
 
     async def start(self) -> None:
         await self.consumer.start()
         await at_end(self.consumer)
 
-    async def wait_for(self, case_id: str, count: int, timeout_s: float) -> None:
+    async def wait_for(self, case_id: str, count: int, timeout_s: float, *, holds: bool = True) -> None:
+        """Until `count` recordings of the case are held (or, `holds=False`, have their first retention)."""
+        seen = self.held if holds else self.assigned
+        what = "holds" if holds else "links applied"
         deadline = time.monotonic() + timeout_s
-        while len(self.held.get(case_id, ())) < count:
+        last = time.monotonic()
+        while len(seen.get(case_id, ())) < count:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(self.held.get(case_id, ()))}/{count} holds for {case_id}")
+                raise TimeoutError(f"only {len(seen.get(case_id, ()))}/{count} {what} for {case_id}")
+            if time.monotonic() - last > 10:
+                last = time.monotonic()
+                print(f"    … {len(seen.get(case_id, ()))}/{count} {what}", flush=True)  # noqa: T201
             batches = await self.consumer.getmany(timeout_ms=50)
             for records in batches.values():
                 for record in records:
@@ -100,6 +108,10 @@ class HoldReader:
                     if envelope.type.endswith("LongTermHoldPlaced"):
                         event = envelope.parse(retention_events_pb2.LongTermHoldPlaced)
                         self.held.setdefault(event.hold.case_id, set()).add(event.recording_id)
+                    elif envelope.type.endswith("RetentionAssigned"):
+                        retention = envelope.parse(retention_events_pb2.RetentionAssigned).retention
+                        if retention.case_id and retention.record_id != retention.case_id:
+                            self.assigned.setdefault(retention.case_id, set()).add(retention.record_id)
 
     async def stop(self) -> None:
         await self.consumer.stop()
@@ -180,7 +192,8 @@ async def incident_to_holds(
                     )  # fmt: skip
                     case_id = opened.case.case_id
                     await link_recordings(producer, case_id, size)
-                    await asyncio.sleep(1.0 + size / 200)  # let retention-svc apply the links first
+                    # Setup, not timed: retention-svc has applied every link (its RetentionAssigned came).
+                    await reader.wait_for(case_id, size, timeout_s=1800, holds=False)
                     began = time.perf_counter()
                     await stub.RecordIncident(
                         case_api.RecordIncidentRequest(
@@ -190,7 +203,7 @@ async def incident_to_holds(
                         ),
                         metadata=metadata, timeout=30,
                     )  # fmt: skip
-                    await reader.wait_for(case_id, size, timeout_s=300)
+                    await reader.wait_for(case_id, size, timeout_s=900)
                     latencies.append((time.perf_counter() - began) * 1000)
                 results[size] = latencies
                 print(
