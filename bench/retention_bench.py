@@ -100,7 +100,7 @@ class HoldReader:
                 raise TimeoutError(f"only {len(seen.get(case_id, ()))}/{count} {what} for {case_id}")
             if time.monotonic() - last > 10:
                 last = time.monotonic()
-                print(f"    … {len(seen.get(case_id, ()))}/{count} {what}", flush=True)  # noqa: T201
+                print(f"    … {len(seen.get(case_id, ()))}/{count} {what}", flush=True)
             batches = await self.consumer.getmany(timeout_ms=50)
             for records in batches.values():
                 for record in records:
