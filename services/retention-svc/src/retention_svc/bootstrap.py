@@ -75,7 +75,6 @@ from retention_svc.service_layer.ports import (
 )
 
 log = logging.getLogger(__name__)
-INBOX = "inbox"
 
 
 class RetentionSettings(ServiceSettings):
@@ -300,11 +299,11 @@ async def bootstrap(rt: Runtime) -> Wiring:
         },
         outbox_collections=[CASES, RECORDINGS, COPIES, BATCHES, ORDERS],
         consumers=[
+            # No inbox: every effect is idempotent by construction (entrypoints/consumers.py), and the
+            # inbox's lookup by (source, id) reads the whole collection on FerretDB v1 — measured at
+            # ~1 s per event after a few thousand events (bench/retention_bench.py).
             ConsumerSpec(
-                [CASE_TOPIC, MEDIA_TOPIC],
-                settings.retention_consumer_group,
-                retention_router(handlers),
-                inbox_collection=INBOX,
+                [CASE_TOPIC, MEDIA_TOPIC], settings.retention_consumer_group, retention_router(handlers)
             )
         ],
         background=background,
