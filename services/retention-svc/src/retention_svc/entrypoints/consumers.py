@@ -5,8 +5,8 @@ One consumer group (`retention-svc.events` by default) reads `lawtrail.case.v1.e
 by one writer. Each fact is idempotent by construction (sets that grow, the earliest closure, the same
 values whoever reports them), the decisions are pure functions of the facts, and events are written only
 when a decision or an announcement is new — so redelivery, replay from the start or another order of the
-two topics end in the same state and publish nothing twice. Hence no inbox (see bootstrap.py). A fact that can never apply (missing ids, a recording linked to
-two cases) is parked in `<group>.dlq` at once.
+two topics end in the same state and publish nothing twice. Hence no inbox (see bootstrap.py). A fact
+that can never apply (missing ids, a recording linked to two cases) is parked in `<group>.dlq` at once.
 """
 
 from __future__ import annotations
