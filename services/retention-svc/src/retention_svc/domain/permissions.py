@@ -1,20 +1,22 @@
 """R8 (谁执法、谁记录、谁负责；法制机构归口管理、指导、监督) for retention: who may do what.
 
-The gRPC layer lets a call through only when the caller holds one of `ROLES_FOR[action]` (the role policy);
-`authorize` then checks the unit: a unit's people act on their own unit's records, the legal affairs office
-reads every unit, and services (role SERVICE) read every unit. A refusal says why. Pure Python.
+The rule and its role groups are servicekit.policy's (one policy for every service); this module declares
+retention-svc's resource with it. A unit's people act on their own unit's records; the legal affairs
+office and inspectors read every unit; services (role SERVICE) read every unit; the legal affairs office
+may also re-verify any unit's archive batch. Disposal is proposed by the unit head or the archive room and
+approved by the other (domain/disposal.py checks the two people). Every refusal says why.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from servicekit.errors import PermissionDenied
+from servicekit.policy import EVERY_UNIT_READERS, Actor, Grant, Resource, Role
 
-OFFICER, UNIT_HEAD, ARCHIVIST = "OFFICER", "UNIT_HEAD", "ARCHIVIST"
-LEGAL_OFFICE, ARCHIVE_ROOM, INSPECTOR, SERVICE = "LEGAL_OFFICE", "ARCHIVE_ROOM", "INSPECTOR", "SERVICE"
+__all__ = ["ARCHIVE_ROOM", "RESOURCES", "ROLES_FOR", "UNIT_HEAD", "Action", "Actor", "authorize"]
+
+UNIT_HEAD, ARCHIVE_ROOM = Role.UNIT_HEAD.value, Role.ARCHIVE_ROOM.value
 
 
 class Action(enum.StrEnum):
@@ -26,47 +28,29 @@ class Action(enum.StrEnum):
     DISPOSE = "propose or approve a disposal"
 
 
-@dataclass(frozen=True)
-class Actor:
-    """The verified caller (from the bearer token, never from the request)."""
+_PEOPLE = frozenset({Role.OFFICER, Role.UNIT_HEAD, Role.ARCHIVIST, Role.ARCHIVE_ROOM, Role.INSPECTOR})
+RETENTION: Resource[Action] = Resource(
+    name="retention record",
+    plural="retention records",
+    service="retention-svc",
+    grants={
+        Action.READ_RETENTION: Grant(_PEOPLE, EVERY_UNIT_READERS | {Role.SERVICE}),
+        Action.EXTEND_RETENTION: Grant.act({Role.UNIT_HEAD, Role.ARCHIVIST}),
+        Action.MAKE_OFFLINE_COPY: Grant.act({Role.UNIT_HEAD, Role.ARCHIVIST, Role.ARCHIVE_ROOM}),
+        Action.ARCHIVE_BACKUP: Grant.act({Role.ARCHIVE_ROOM, Role.ARCHIVIST}),
+        Action.VERIFY_ARCHIVE: Grant.act({Role.ARCHIVE_ROOM, Role.ARCHIVIST}, supervised=True),
+        Action.DISPOSE: Grant.act(
+            {Role.UNIT_HEAD, Role.ARCHIVE_ROOM},
+            note="two different people: the unit head and the archive room",
+        ),
+    },
+)
+RESOURCES = (RETENTION,)
 
-    subject: str
-    unit: str
-    roles: frozenset[str]
-
-
-@dataclass(frozen=True)
-class Grant:
-    own_unit: frozenset[str]
-    any_unit: frozenset[str] = frozenset()
-
-    @property
-    def roles(self) -> frozenset[str]:
-        return self.own_unit | self.any_unit
-
-
-_PEOPLE = frozenset({OFFICER, UNIT_HEAD, ARCHIVIST, ARCHIVE_ROOM, INSPECTOR})
-GRANTS: Mapping[Action, Grant] = {
-    Action.READ_RETENTION: Grant(_PEOPLE, frozenset({LEGAL_OFFICE, SERVICE})),
-    Action.EXTEND_RETENTION: Grant(frozenset({UNIT_HEAD, ARCHIVIST})),
-    Action.MAKE_OFFLINE_COPY: Grant(frozenset({UNIT_HEAD, ARCHIVIST, ARCHIVE_ROOM})),
-    Action.ARCHIVE_BACKUP: Grant(frozenset({ARCHIVE_ROOM, ARCHIVIST})),
-    Action.VERIFY_ARCHIVE: Grant(frozenset({ARCHIVE_ROOM, ARCHIVIST}), frozenset({LEGAL_OFFICE})),
-    Action.DISPOSE: Grant(frozenset({UNIT_HEAD, ARCHIVE_ROOM})),
-}
-ROLES_FOR: Mapping[Action, frozenset[str]] = {action: grant.roles for action, grant in GRANTS.items()}
+# Roles the gRPC layer admits per action (the unit is checked by `authorize`).
+ROLES_FOR: Mapping[Action, frozenset[str]] = {action: RETENTION.roles_for(action) for action in Action}
 
 
 def authorize(actor: Actor, action: Action, unit: str) -> None:
-    """Raises PermissionDenied unless `actor` may take `action` on a record of `unit`."""
-    grant = GRANTS[action]
-    if actor.roles & grant.any_unit:
-        return
-    if not actor.roles & grant.own_unit:
-        raise PermissionDenied(
-            f"{actor.subject} may not {action}: it needs one of {', '.join(sorted(grant.roles))}"
-        )
-    if unit and actor.unit != unit:
-        raise PermissionDenied(
-            f"{actor.subject} of unit {actor.unit!r} may not {action} for a record of unit {unit!r} (R8)"
-        )
+    """Raises `PermissionDenied` unless `actor` may take `action` on a record of `unit` (R8)."""
+    RETENTION.authorize(actor, action, unit)

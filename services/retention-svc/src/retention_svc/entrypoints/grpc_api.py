@@ -14,15 +14,16 @@ from typing import Any
 from lawtrail.retention.v1 import retention_pb2 as pb
 from lawtrail.retention.v1 import retention_service_pb2 as api
 from lawtrail.retention.v1 import retention_service_pb2_grpc as api_grpc
-from servicekit.auth import current_principal
+from servicekit.auth import current_actor
 from servicekit.errors import InvalidArgument
+from servicekit.policy import rpc_actions, rpc_role_policy
 
 from retention_svc.adapters.archive import batch_message
 from retention_svc.adapters.copy_mapping import copy_message
 from retention_svc.adapters.disposal import order_message
 from retention_svc.adapters.event_mapping import retention_message, stamp
 from retention_svc.domain.copies import CopyFormat, Progress
-from retention_svc.domain.permissions import ROLES_FOR, Action, Actor
+from retention_svc.domain.permissions import RETENTION, Action
 from retention_svc.service_layer.archive import ArchiveHandlers
 from retention_svc.service_layer.copies import CopyHandlers
 from retention_svc.service_layer.disposal import DisposalHandlers
@@ -50,14 +51,15 @@ _FORMATS = {
 }
 
 
+RPC_ACTIONS = rpc_actions(SERVICE.full_name, {m: (RETENTION, a) for m, a in METHOD_ACTIONS.items()})
+
+
 def role_policy() -> dict[str, frozenset[str]]:
     """Full method name -> roles allowed to call it (servicekit refuses any method not listed)."""
-    return {f"/{SERVICE.full_name}/{method}": ROLES_FOR[action] for method, action in METHOD_ACTIONS.items()}
+    return rpc_role_policy(RPC_ACTIONS)
 
 
-def caller() -> Actor:
-    principal = current_principal()
-    return Actor(principal.subject, principal.unit, frozenset(principal.roles))
+caller = current_actor  # the verified caller as the domain's Actor (never from the request)
 
 
 def _one_record(recording_id: str, case_id: str) -> None:
