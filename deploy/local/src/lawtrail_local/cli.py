@@ -24,7 +24,7 @@ from lawtrail_local.services import SERVICES, ServiceProcess, health_status
 from lawtrail_local.stack import Stack
 
 #: What `down --purge` removes: only what the launcher itself creates in the data directory.
-_PURGED = ("kafka", "ferretdb", "data", "logs", "run")
+_PURGED = ("kafka", "ferretdb", "postgres", "data", "logs", "run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,9 @@ from lawtrail_local.stack import Stack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Stack]:
-    """Kafka + FerretDB for the whole test session, with the topics of deploy/local/topics.toml."""
+    """Kafka + FerretDB for the whole test session, with the topics of deploy/local/topics.toml.
+
+    FerretDB's backend is `$LAWTRAIL_LOCAL_DB` (default PostgreSQL, in a throw-away cluster)."""
     kafka_port, controller_port, mongo_port = free_ports(3)
     local_stack = Stack(
         tmp_path_factory.mktemp("lawtrail-stack"),
@@ -36,6 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
         controller_port,
         mongo_port,
         progress=_live_progress(pytestconfig),
+        throwaway=True,
     )
     local_stack.start()
     try:
