@@ -280,7 +280,8 @@ async def measure_backend(
                 m = await sample(call, budget_s=budget_s, most=200)
                 results.setdefault(name, {})[size] = m
                 report(
-                    f"  {name:<28} p50 {m.percentile(0.5):9.1f} ms  p99 {m.percentile(0.99):9.1f} ms  ({m.calls} calls)"
+                    f"  {name:<28} p50 {m.percentile(0.5):9.1f} ms  "
+                    f"p99 {m.percentile(0.99):9.1f} ms  ({m.calls} calls)"
                 )
         await client.close()
     finally:

@@ -1,4 +1,4 @@
-"""FerretDB v1 (MongoDB wire protocol over PostgreSQL or SQLite) built from the Go module in deploy/local/ferretdb.
+"""FerretDB v1 (MongoDB wire protocol over PostgreSQL or SQLite), built from deploy/local/ferretdb.
 
 `go install` of FerretDB's own command panics at start (its generated version file is missing from
 the published module), so a small wrapper module of ours embeds FerretDB's library instead. The

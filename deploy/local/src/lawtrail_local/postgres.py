@@ -28,21 +28,23 @@ import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 from lawtrail_local.errors import StackError
 from lawtrail_local.ports import HOST, ensure_port_free, is_listening
 from lawtrail_local.process import ManagedProcess
 
-#: The database FerretDB keeps every MongoDB database in (one PostgreSQL schema each).
+#: The database FerretDB keeps every MongoDB database in (one PostgreSQL schema each); the SQL below
+#: spells it out.
 DATABASE = "ferretdb"
 
 # Adds a GIN index on `(_jsonb -> 'f')` for each field `f` of each btree index FerretDB creates.
 # FerretDB writes its index keys as `((_jsonb -> 'f'::text))`; dotted keys (`#>`) are left alone (not
 # pushed down by FerretDB v1 anyway). The GIN index itself fires the trigger again and is skipped by
 # the btree test, so there is no recursion.
-SETUP_SQL = f"""
-ALTER DATABASE {DATABASE} SET plan_cache_mode = force_custom_plan;
+SETUP_SQL = """
+ALTER DATABASE ferretdb SET plan_cache_mode = force_custom_plan;
 CREATE OR REPLACE FUNCTION lawtrail_gin_for_ferretdb_index() RETURNS event_trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -137,7 +139,7 @@ class PostgreSQL:
             # A private temporary directory (e.g. pytest's) that the account cannot enter: keep the
             # cluster under /tmp instead, named after the data directory so a restart finds it.
             digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
-            self.cluster_dir = Path("/tmp") / f"lawtrail-postgres-{digest}"
+            self.cluster_dir = Path(tempfile.gettempdir()) / f"lawtrail-postgres-{digest}"
         self.process = ManagedProcess(
             "postgres",
             pid_file=data_dir / "run" / "postgres.pid",
@@ -224,11 +226,11 @@ class PostgreSQL:
         """Create the `ferretdb` database with its settings and event trigger (idempotent)."""
         psql = [str(bin_dir / "psql"), "-h", HOST, "-p", str(self.port), "-U", self.user.pw_name]
         exists = self._as_user(
-            [*psql, "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
+            [*psql, "-d", "postgres", "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'"],
             "checking for the ferretdb database",
         )
         if exists.strip() != "1":
-            self._as_user([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {DATABASE}"], "createdb")
+            self._as_user([*psql, "-d", "postgres", "-c", "CREATE DATABASE ferretdb"], "createdb")
         self._as_user(
             [*psql, "-d", DATABASE, "-v", "ON_ERROR_STOP=1", "-q", "-c", SETUP_SQL],
             "setting up the ferretdb database (plan_cache_mode, GIN index trigger)",
