@@ -163,7 +163,7 @@ class VersionedRepository:
         if "_id" not in document:
             raise ValueError("a new document needs its aggregate id as _id")
         self._refuse_reserved(document, allow_id=True)
-        entries = outbox_entries(events, source=self._event_source)
+        entries = outbox_entries(events, source=self._event_source, version=1)
         stored = {**document, VERSION_FIELD: 1, OUTBOX_FIELD: entries, PENDING_FIELD: bool(entries)}
         try:
             await self.collection.insert_one(stored)
@@ -190,7 +190,7 @@ class VersionedRepository:
         self._refuse_reserved(set_fields)
         unset = list(unset_fields)
         self._refuse_reserved(dict.fromkeys(unset))
-        entries = outbox_entries(events, source=self._event_source)
+        entries = outbox_entries(events, source=self._event_source, version=expected_version + 1)
         update: Document = {"$set": dict(set_fields), "$inc": {VERSION_FIELD: 1}}
         if entries:
             update["$set"][PENDING_FIELD] = True
