@@ -151,7 +151,7 @@ def event(topic: str, text: str, subject: str) -> OutboundEvent:
 async def test_repository_versions_conflicts_and_outbox_on_ferretdb(db: AsyncDatabase[Document]) -> None:
     await ensure_indexes(db, {"cases": Cases.all_indexes()})
     await ensure_indexes(db, {"cases": Cases.all_indexes()})  # idempotent: a restart re-declares them
-    assert {"outbox_pending", "unit_1_opened_at_-1"} <= set(await db["cases"].index_information())
+    assert {"outbox_pending_id", "unit_1_opened_at_-1"} <= set(await db["cases"].index_information())
     notified: list[tuple[str, list[Any]]] = []
     cases = Cases(
         db["cases"], event_source=SOURCE, notify=lambda coll, ids: notified.append((coll.name, list(ids)))

@@ -66,6 +66,11 @@ def _live_progress(config: pytest.Config) -> Progress:
     return progress
 
 
+def query_shapes_file(stack: Stack) -> Path:
+    """Where the services started by this test session record the shapes of their queries."""
+    return stack.data_dir / "query-shapes.jsonl"
+
+
 class ServiceStarter:
     """Starts Lawtrail services on free ports against a stack, and stops them all at the end.
 
@@ -104,7 +109,12 @@ class ServiceStarter:
             data_dir=self.data_dir,
             grpc_port=grpc_port,
             metrics_port=metrics_port,
-            env={"LAWTRAIL_MONGO_DATABASE": f"{spec.module}_{self._database_suffix}", **(env or {})},
+            env={
+                "LAWTRAIL_MONGO_DATABASE": f"{spec.module}_{self._database_suffix}",
+                # Every query the services issue, for the index-coverage test (servicekit.queryshapes).
+                "LAWTRAIL_QUERY_SHAPES_FILE": str(query_shapes_file(self.stack)),
+                **(env or {}),
+            },
             instance=spec.name if count == 1 else f"{spec.name}-{count}",
         )
         self.started.append(service)

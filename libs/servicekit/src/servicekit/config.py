@@ -55,6 +55,9 @@ class ServiceSettings(BaseSettings):
     # lasts this long and is renewed every third of it; a crashed holder on another host blocks a
     # new writer at most this long (on this host a dead holder is taken over at once).
     writer_lease_ttl_s: float = Field(default=15.0, ge=1)
+    # Tests only: append the shape of every query to this file (servicekit.queryshapes), which the
+    # index-coverage test checks against the declared indexes.
+    query_shapes_file: Path | None = None
 
     @field_validator("auth_public_keys", mode="before")
     @classmethod

@@ -14,9 +14,10 @@ renews it every third of ``ttl_s``; a holder that cannot renew (lost it, or the 
 longer than the lease) stops the service. A crashed holder's lease is taken over when it expires,
 or at once when the holder ran on this host and its process is gone (``kill -9`` then restart).
 
-FerretDB cannot make the take-over itself atomic either (two starters could both write the
-document), so a starter writes its claim, waits ``settle_s`` (far longer than one update takes),
-and reads again: only the process whose claim is still there proceeds.
+A first lease is an insert (the unique ``_id`` lets one of racing starters win). FerretDB cannot make
+a take-over atomic (two starters could both update the document), so a starter taking over writes
+its claim, waits ``settle_s`` (far longer than one update takes), and reads again: only the process
+whose claim is still there proceeds.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class WriterLease:
         *,
         service: str,
         ttl_s: float = 15.0,
-        settle_s: float = 1.0,
+        settle_s: float = 0.5,
         ferretdb: bool | None = None,
     ) -> None:
         """``ferretdb``: None asks the server (``buildInfo``); tests may say which policy to apply."""
@@ -126,7 +127,11 @@ class WriterLease:
         claim = {"holder": self._me, "until": now + self._ttl, "service": self._service}
         if current is None:
             try:
+                # The unique `_id` makes racing inserts safe: exactly one succeeds, no settling needed.
                 await self._collection.insert_one({"_id": _LEASE_ID, **claim})
+                self.held = True
+                log.info("holding the single-writer lease of database %s (FerretDB)", self._database)
+                return
             except DuplicateKeyError:
                 current = await self._collection.find_one({"_id": _LEASE_ID})
         if current is not None:
