@@ -28,7 +28,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from lawtrail_local.ports import free_ports
 from lawtrail_local.postgres import PostgreSQL, find_postgres_bin
 from media_svc.adapters.recording_repository import SEARCH_FIELDS, SEARCH_INDEXES
 from pymongo import AsyncMongoClient
-from servicekit.mongo import OUTBOX_INDEX, ensure_indexes
+from servicekit.mongo import OUTBOX_INDEX, IndexSpec, ensure_indexes
 
 from bench.case_bench import CaseDocuments as CaseDocs
 from bench.case_bench import Measured
@@ -51,6 +51,7 @@ STAGES = ("INITIATION", "INVESTIGATION", "REVIEW_DECISION", "SERVICE_EXECUTION",
 ACT_TYPES = ("LICENSING", "PENALTY", "INSPECTION", "LEVY")
 FLAGS = ("MAJOR_COMPLEX", "LEGACY_ISSUE", "DISPUTED")
 START = datetime(2025, 1, 1, tzinfo=UTC)
+NEWEST = [("opened_at", -1), ("_id", -1)]
 
 
 def case_doc(docs: CaseDocs, i: int) -> dict[str, Any]:
@@ -62,6 +63,9 @@ def case_doc(docs: CaseDocs, i: int) -> dict[str, Any]:
     doc["officers"] = [f"officer-{i % 50}", "alice"]
     doc["party_names"] = [f"某某建设有限公司{i % 97}"]
     doc["outbox_pending"] = i % 1000 == 999  # a few pending, as a live service has
+    # Not stored by case-svc: the day bucket of the FerretDB query design measured beside ListCases
+    # (an equality that keeps each sorted read to one day of one unit).
+    doc["opened_day"] = doc["opened_at"].strftime("%Y-%m-%d")
     return doc
 
 
@@ -122,7 +126,9 @@ async def sample(call: Callable[[int], Awaitable[Any]], *, budget_s: float, most
     return Measured(i, time.perf_counter() - began, latencies)
 
 
-def shapes(db: Any, case_ids: list[str]) -> list[tuple[str, Callable[[int], Awaitable[Any]]]]:
+def shapes(
+    db: Any, case_ids: list[str], len_cases: list[int]
+) -> list[tuple[str, Callable[[int], Awaitable[Any]]]]:
     """Every query shape, as the repositories issue it; `i` varies the target."""
     cases, recs = db[CASES], db[RECORDINGS]
     newest = [("opened_at", -1), ("_id", -1)]
@@ -184,6 +190,17 @@ def shapes(db: Any, case_ids: list[str]) -> list[tuple[str, Callable[[int], Awai
         }
         return await page(cases.find(query).sort(newest).limit(51))
 
+    async def day_buckets(i: int) -> int:
+        """ListCases' first page as day-bucketed reads, newest day first, until the page is full."""
+        unit = f"unit-{i % UNITS}"
+        day = START + timedelta(minutes=len_cases[0] - 1)
+        found = 0
+        while found < 51 and day >= START:
+            query = {"unit": unit, "opened_day": day.strftime("%Y-%m-%d")}
+            found += await page(cases.find(query).sort(newest).limit(51 - found))
+            day -= timedelta(days=1)
+        return found
+
     async def across_units(_: int) -> int:
         return await page(cases.find({}).sort(newest).limit(51))
 
@@ -205,6 +222,7 @@ def shapes(db: Any, case_ids: list[str]) -> list[tuple[str, Callable[[int], Awai
         ("ListCases unit+party", listing({"party_names": "某某建设有限公司5"})),
         ("ListCases unit+cause^", listing({"cause": {"$regex": "^未按规定修建防空地下室 #1"}})),
         ("ListCases unit cursor page", cursor_page),
+        ("ListCases unit, day buckets (design)", day_buckets),
         ("ListCases across units", across_units),
         *[
             (f"Search unit+{f}", search(f, value))
@@ -240,7 +258,11 @@ async def atomicity(db: Any) -> tuple[int, int]:
 
 
 async def measure_backend(
-    backend: str, sizes: tuple[int, ...], budget_s: float, report: Callable[[str], None]
+    backend: str,
+    sizes: tuple[int, ...],
+    budget_s: float,
+    report: Callable[[str], None],
+    only: Sequence[str] = (),
 ) -> dict[str, dict[int, Measured]]:
     workdir = Path(tempfile.mkdtemp(prefix=f"lawtrail-datalayer-{backend}-"))
     mongo_port, pg_port = free_ports(2)
@@ -259,10 +281,15 @@ async def measure_backend(
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(ferret.mongo_uri, tz_aware=True)
         db = client[DATABASE]
         await ensure_indexes(
-            db, {CASES: CaseDocuments.all_indexes(), RECORDINGS: [*SEARCH_INDEXES, OUTBOX_INDEX]}
+            db,
+            {
+                CASES: [*CaseDocuments.all_indexes(), IndexSpec([("unit", 1), ("opened_day", 1), *NEWEST])],
+                RECORDINGS: [*SEARCH_INDEXES, OUTBOX_INDEX],
+            },
         )
         docs = CaseDocs()
         case_ids: list[str] = []
+        len_cases = [0]
         counted, won = await atomicity(db)
         report(
             f"  {backend}: 200 racing $inc of one field end at {counted}; "
@@ -275,7 +302,10 @@ async def measure_backend(
             await top_up(db[CASES], lambda i: case_doc(docs, i), size, report)
             await top_up(db[RECORDINGS], recording_doc, size, report)
             case_ids[:] = [d["_id"] async for d in db[CASES].find({}, {"_id": 1}).limit(2000)]
-            for name, call in shapes(db, case_ids):
+            len_cases[0] = size
+            for name, call in shapes(db, case_ids, len_cases):
+                if only and not any(word in name for word in only):
+                    continue
                 await call(0)  # warm-up (plans, connections)
                 m = await sample(call, budget_s=budget_s, most=200)
                 results.setdefault(name, {})[size] = m
@@ -324,11 +354,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1k and 3k documents: a smoke test")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--budget", type=float, default=5.0, help="seconds of samples per shape (≥ 3 calls)")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="measure only shapes whose name contains one of these"
+    )
     args = parser.parse_args(argv if argv is not None else [])
     sizes = (1_000, 3_000) if args.quick else (10_000, 100_000)
     all_results = {}
     for backend in args.backends:
-        all_results[backend] = asyncio.run(measure_backend(backend, sizes, args.budget, print))
+        all_results[backend] = asyncio.run(measure_backend(backend, sizes, args.budget, print, args.only))
         print(table(all_results, sizes), flush=True)  # so far: a long run shows what it has
     print(table(all_results, sizes), flush=True)
 

@@ -86,7 +86,7 @@ class WriterLease:
         *,
         service: str,
         ttl_s: float = 15.0,
-        settle_s: float = 0.5,
+        settle_s: float = 0.25,
         ferretdb: bool | None = None,
     ) -> None:
         """``ferretdb``: None asks the server (``buildInfo``); tests may say which policy to apply."""

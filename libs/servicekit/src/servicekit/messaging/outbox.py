@@ -289,9 +289,10 @@ class OutboxRelay:
                     break
                 ids = list(hinted)
                 try:
-                    for n, document_id in enumerate(ids):
-                        published += await self._relay_document(name, document_id, compact=False)
-                        ids[n] = _DONE
+                    # In batches: one wait for the broker's acks per batch, not per document.
+                    for start in range(0, len(ids), _BATCH):
+                        published += await self._relay_batch(name, ids[start : start + _BATCH])
+                        ids[start : start + _BATCH] = [_DONE] * len(ids[start : start + _BATCH])
                 except BaseException:
                     # Keep what is not published yet (and whatever was notified meanwhile) for the retry.
                     again = self._hinted.setdefault(name, {})
@@ -339,6 +340,37 @@ class OutboxRelay:
             )
         for ack in acks:
             ack.result()  # raises the first send that failed
+
+    async def _relay_batch(self, name: str, ids: Sequence[Any]) -> int:
+        """The hot path for notified documents: read each and its watermark by ``_id``, send every
+        entry above the watermarks (each document's in order), wait for all acks, raise the watermarks.
+        Nothing is written to the documents themselves."""
+        collection, relayed = self._collections[name], self._relayed[name]
+        plans: list[tuple[str, int]] = []
+        todo: list[Document] = []
+        published = 0
+        for document_id in ids:
+            document = await collection.find_one(
+                {"_id": document_id}, projection={OUTBOX_FIELD: 1, PENDING_FIELD: 1}
+            )
+            if document is None or not document.get(PENDING_FIELD):
+                continue
+            entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
+            if any(SEQ_FIELD not in e for e in entries):  # written before sequences existed
+                published += await self._relay_document(name, document_id, compact=False)
+                continue
+            key = _relayed_key(collection, document_id)
+            mark = await relayed.find_one({"_id": key})
+            done = mark[SEQ_FIELD] if mark else -1
+            above = [e for e in entries if e[SEQ_FIELD] > done]
+            if above:
+                todo += above
+                plans.append((key, max(e[SEQ_FIELD] for e in above)))
+        if todo:
+            await self._publish(todo, f"{len(plans)} documents", collection.name)
+            for key, top in plans:
+                await self._raise_watermark(relayed, key, top)
+        return published + len(todo)
 
     async def _relay_document(self, name: str, document_id: Any, *, compact: bool) -> int:
         """Publish the entries of one document above its watermark, then raise the watermark; with
