@@ -72,6 +72,8 @@ RELAYED_COLLECTION = "outbox_relayed"
 _PER_WRITE = 1000
 # A document that keeps being written while the sweep compacts it is tried again at most this often.
 _COMPACT_TRIES = 10
+# Point reads and watermark writes of one batch in flight at once.
+_READERS = 16
 
 Document = dict[str, Any]
 # Pending documents looked up per query; a sweep repeats the query until none is left.
@@ -181,6 +183,11 @@ class OutboxRelay:
         self._metrics = metrics
         self._collections: dict[str, AsyncCollection[Document]] = {}
         self._relayed: dict[str, AsyncCollection[Document]] = {}
+        # Watermarks this relay raised itself (key → seq). A watermark only grows until compaction
+        # deletes it, and entries written after a compaction have higher sequences, so a remembered
+        # value is never above the truth in a way that could skip an entry; a stale lower one (another
+        # replica raised it) only causes a redelivery. Bounded by the documents relayed between sweeps.
+        self._marks: dict[str, int] = {}
         for collection in collections:
             self._add(collection)
         self._sweep_interval_s = sweep_interval_s
@@ -346,30 +353,46 @@ class OutboxRelay:
         entry above the watermarks (each document's in order), wait for all acks, raise the watermarks.
         Nothing is written to the documents themselves."""
         collection, relayed = self._collections[name], self._relayed[name]
+        limit = asyncio.Semaphore(_READERS)
+
+        async def read(document_id: Any) -> tuple[Document | None, int]:
+            # The reads of a batch run concurrently (each a point read by `_id`); the watermark is
+            # read only when this relay has not raised it itself (see `_marks`).
+            key = _relayed_key(collection, document_id)
+            async with limit:
+                document = await collection.find_one(
+                    {"_id": document_id}, projection={OUTBOX_FIELD: 1, PENDING_FIELD: 1}
+                )
+                if document is None or not document.get(PENDING_FIELD):
+                    return None, -1
+                if key not in self._marks:
+                    mark = await relayed.find_one({"_id": key})
+                    return document, (mark[SEQ_FIELD] if mark else -1)
+                return document, self._marks[key]
+
         plans: list[tuple[str, int]] = []
         todo: list[Document] = []
         published = 0
-        for document_id in ids:
-            document = await collection.find_one(
-                {"_id": document_id}, projection={OUTBOX_FIELD: 1, PENDING_FIELD: 1}
-            )
-            if document is None or not document.get(PENDING_FIELD):
+        for document_id, (document, done) in zip(ids, await asyncio.gather(*map(read, ids)), strict=True):
+            if document is None:
                 continue
             entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
             if any(SEQ_FIELD not in e for e in entries):  # written before sequences existed
                 published += await self._relay_document(name, document_id, compact=False)
                 continue
-            key = _relayed_key(collection, document_id)
-            mark = await relayed.find_one({"_id": key})
-            done = mark[SEQ_FIELD] if mark else -1
             above = [e for e in entries if e[SEQ_FIELD] > done]
             if above:
                 todo += above
-                plans.append((key, max(e[SEQ_FIELD] for e in above)))
+                plans.append((_relayed_key(collection, document_id), max(e[SEQ_FIELD] for e in above)))
         if todo:
             await self._publish(todo, f"{len(plans)} documents", collection.name)
-            for key, top in plans:
-                await self._raise_watermark(relayed, key, top)
+
+            async def raise_one(key: str, top: int) -> None:
+                async with limit:
+                    await self._raise_watermark(relayed, key, top)
+                self._marks[key] = max(top, self._marks.get(key, -1))
+
+            await asyncio.gather(*(raise_one(key, top) for key, top in plans))
         return published + len(todo)
 
     async def _relay_document(self, name: str, document_id: Any, *, compact: bool) -> int:
@@ -386,7 +409,7 @@ class OutboxRelay:
                 return published
             entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
             mark = await relayed.find_one({"_id": key})
-            done = mark[SEQ_FIELD] if mark else -1
+            done = max(mark[SEQ_FIELD] if mark else -1, self._marks.get(key, -1))
             todo = [e for e in entries if SEQ_FIELD not in e or e[SEQ_FIELD] > done]
             if todo:
                 await self._publish(todo, document_id, collection.name)
@@ -394,6 +417,7 @@ class OutboxRelay:
                 top = max((e[SEQ_FIELD] for e in todo if SEQ_FIELD in e), default=None)
                 if top is not None:
                     await self._raise_watermark(relayed, key, top)
+                    self._marks[key] = max(top, self._marks.get(key, -1))
                 legacy = [e for e in todo if SEQ_FIELD not in e]
                 if legacy:  # written before sequences existed: removed as they used to be
                     await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: legacy}})
@@ -411,6 +435,7 @@ class OutboxRelay:
             )
             if cleared.matched_count:
                 await relayed.delete_one({"_id": key})
+                self._marks.pop(key, None)
                 return published
             # A command wrote the document since it was read: relay its new entries, then try again.
         return published
