@@ -274,7 +274,7 @@ async def measure_backend(
             pg_bin = find_postgres_bin()
             postgres.ensure_cluster(pg_bin)
             postgres.start(pg_bin)
-            postgres.wait_ready(60)
+            postgres.wait_ready(60, pg_bin)
             postgres.ensure_database(pg_bin)
         ferret.start(ensure_ferretdb_binary(report), postgres.url if postgres else None)
         ferret.wait_ready(60)

@@ -91,7 +91,7 @@ def find_postgres_bin() -> Path:
         candidates.append(Path(os.path.realpath(initdb)).parent)
     candidates += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
     for directory in candidates:
-        if all((directory / tool).is_file() for tool in ("initdb", "postgres", "psql")):
+        if all((directory / tool).is_file() for tool in ("initdb", "postgres", "psql", "pg_isready")):
             return directory
     raise StackError(
         "PostgreSQL (initdb, postgres, psql) not found on PATH nor in /usr/lib/postgresql/*/bin: run "
@@ -216,11 +216,20 @@ class PostgreSQL:
             user=user,
         )
 
-    def wait_ready(self, timeout: float) -> float:
-        """Wait until the server accepts connections on its port."""
-        return self.process.wait_until(
-            lambda: is_listening(self.port), what="ready (listening)", timeout=timeout
-        )
+    def wait_ready(self, timeout: float, bin_dir: Path | None = None) -> float:
+        """Wait until the server accepts connections (it listens a moment before it does, while it
+        starts up or recovers after a crash): `pg_isready` answers 0."""
+        tool = str((bin_dir or find_postgres_bin()) / "pg_isready")
+
+        def accepting() -> bool:
+            if not is_listening(self.port):
+                return False
+            done = subprocess.run(
+                [tool, "-q", "-h", HOST, "-p", str(self.port)], capture_output=True, timeout=10, check=False
+            )
+            return done.returncode == 0
+
+        return self.process.wait_until(accepting, what="ready (accepting connections)", timeout=timeout)
 
     def ensure_database(self, bin_dir: Path) -> None:
         """Create the `ferretdb` database with its settings and event trigger (idempotent)."""

@@ -125,7 +125,7 @@ class Stack:
                     self.progress(f"starting postgres on 127.0.0.1:{self.postgres.port}…")
                     self.postgres.start(pg_bin)
                     started.append(self.postgres.process)
-                    elapsed = self.postgres.wait_ready(self.ready_timeout)
+                    elapsed = self.postgres.wait_ready(self.ready_timeout, pg_bin)
                     self.postgres.ensure_database(pg_bin)
                     self.progress(f"postgres ready in {elapsed:.1f} s")
             if ferretdb_running:
