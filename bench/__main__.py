@@ -11,7 +11,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = {"case": "bench.case_bench", "media": "bench.media_bench", "retention": "bench.retention_bench"}
+MODULES = {
+    "datalayer": "bench.datalayer_bench",
+    "case": "bench.case_bench",
+    "media": "bench.media_bench",
+    "retention": "bench.retention_bench",
+}
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import tempfile
 import time
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from case_svc.adapters.event_mapping import outbound
+from aiokafka import AIOKafkaConsumer
+from case_svc.adapters.event_mapping import TOPIC, outbound
 from case_svc.adapters.repository import CASES, case_to_doc
 from case_svc.bootstrap import load_rules
 from case_svc.domain import commands as c
@@ -50,13 +52,20 @@ from pymongo import AsyncMongoClient
 from servicekit.auth.devtoken import mint_token
 from servicekit.clock import to_ms
 from servicekit.ids import new_id
-from servicekit.messaging.outbox import OUTBOX_FIELD, PENDING_FIELD, outbox_entries
+from servicekit.messaging.outbox import (
+    OUTBOX_FIELD,
+    PENDING_FIELD,
+    RELAYED_COLLECTION,
+    SEQ_FIELD,
+    outbox_entries,
+)
 from servicekit.policy import Actor
 
 DATABASE = "case_svc_bench"
 BENCH_UNIT = "unit-bench"
 LIST_UNITS = 10
 EVENT_SOURCE = "/lawtrail/case-svc"
+OPENED_TYPE = "lawtrail.case.v1.CaseOpened"
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,54 @@ async def measure(call: Callable[[int], Awaitable[Any]], calls: int, concurrency
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return Measured(calls, time.perf_counter() - began, latencies)
+
+
+class EventLag:
+    """Reads the case topic while OpenCase runs: per CaseOpened, the time from its commit (`ce_time`,
+    set when the command's write is made) to the record's timestamp (set when the relay sends it),
+    and the relay's publishing rate (records ÷ the span of their timestamps)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="latest", enable_auto_commit=False
+        )
+        self._lags: list[float] = []
+        self._stamps: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+        self._expected = 1 << 30
+        self._enough = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        await self._consumer.seek_to_end()
+        for partition in self._consumer.assignment():
+            await self._consumer.position(partition)  # pin "latest" before the load starts
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for record in self._consumer:
+            headers = {k: v for k, v in record.headers}
+            if headers.get("ce_type") != OPENED_TYPE.encode():
+                continue
+            committed = datetime.fromisoformat(headers["ce_time"].decode().replace("Z", "+00:00"))
+            self._lags.append(record.timestamp - committed.timestamp() * 1000)
+            self._stamps.append(record.timestamp)
+            if len(self._lags) >= self._expected:
+                self._enough.set()
+
+    async def stop(self, expected: int, timeout_s: float = 600) -> tuple[list[float], float]:
+        self._expected = expected
+        if len(self._lags) >= expected:
+            self._enough.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._enough.wait(), timeout_s)
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._consumer.stop()
+        span_s = (max(self._stamps) - min(self._stamps)) / 1000 if len(self._stamps) > 1 else 0.0
+        return self._lags, (len(self._stamps) / span_s if span_s else 0.0)
 
 
 def open_request(i: int) -> api.OpenCaseRequest:
@@ -157,15 +214,34 @@ async def populate(collection: Any, docs: CaseDocuments, total: int, report: Cal
     report(f"  populated {total - have} cases up to {total} in {time.perf_counter() - began:.1f} s")
 
 
+async def unrelayed(collection: Any) -> int:
+    """Outbox entries the relay has not published yet: those above their document's watermark
+    (publishing no longer writes the case document; the sweep compacts it later)."""
+    marks = {
+        d["_id"]: d[SEQ_FIELD]
+        async for d in collection.database[RELAYED_COLLECTION].find(
+            {"_id": {"$regex": f"^{collection.name}/"}}
+        )
+    }
+    left = 0
+    async for doc in collection.find({PENDING_FIELD: True}, projection={OUTBOX_FIELD: 1}):
+        done = marks.get(f"{collection.name}/{doc['_id']}", -1)
+        left += sum(1 for e in doc.get(OUTBOX_FIELD) or [] if e.get(SEQ_FIELD, done + 1) > done)
+    return left
+
+
 async def wait_for_relay(collection: Any, report: Callable[[str], None], limit_s: float = 600) -> None:
     began = time.perf_counter()
     # Polling is the point here: the relay runs in another process and reports only through the data.
     while time.perf_counter() - began < limit_s:
-        if not await collection.count_documents({PENDING_FIELD: True}):
+        if not await unrelayed(collection):
             break
         await asyncio.sleep(0.5)
-    left = await collection.count_documents({PENDING_FIELD: True})
-    report(f"  relay drained the outbox in {time.perf_counter() - began:.1f} s ({left} cases still pending)")
+    left = await unrelayed(collection)
+    report(
+        f"  relay published every outbox entry in {time.perf_counter() - began:.1f} s "
+        f"({left} still unpublished)"
+    )
 
 
 async def run(
@@ -181,7 +257,7 @@ async def run(
     """Runs the whole benchmark; prints what it measures through `report`; returns the figures."""
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-case-bench-"))
     kafka_port, controller_port, mongo_port, grpc_port, metrics_port = free_ports(5)
-    stack = Stack(workdir / "stack", kafka_port, controller_port, mongo_port)
+    stack = Stack(workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True)
     figures: dict[str, float] = {}
     await asyncio.to_thread(stack.start)
     service = stack.service(
@@ -213,7 +289,12 @@ async def run(
             async def open_case(i: int) -> None:
                 await stub.OpenCase(open_request(i), metadata=metadata, timeout=30)
 
-            report(f"case-svc benchmark — stack on 127.0.0.1 (kafka :{kafka_port}, ferretdb :{mongo_port})")
+            report(
+                f"case-svc benchmark — stack on 127.0.0.1 (kafka :{kafka_port}, ferretdb :{mongo_port} "
+                f"on {stack.ferretdb.backend})"
+            )
+            # Issue 9: OpenCase is measured with the first list size already stored (a live office).
+            await populate(db[CASES], docs, sizes[0], report)
             await measure(open_case, 50, 1)  # warm-up: connections, JIT-less caches, first index pages
             await baseline.insert_one(docs.new(-1))
             await wait_for_relay(db[CASES], report)
@@ -224,8 +305,11 @@ async def run(
                 async def insert_one(i: int, prepared: list[dict[str, Any]] = prepared) -> None:
                     await baseline.insert_one(prepared[i])
 
+                lag = EventLag(stack.kafka_bootstrap)
+                await lag.start()
                 opened = await measure(open_case, calls, concurrency)
                 await wait_for_relay(db[CASES], report)
+                lags, relay_rate = await lag.stop(calls)
                 bare = await measure(insert_one, calls, concurrency)
                 ratio = opened.throughput / bare.throughput
                 report(f"OpenCase        c={concurrency:<2} {opened.line()}")
@@ -236,6 +320,17 @@ async def run(
                 figures[f"insert_one_c{concurrency}_per_s"] = bare.throughput
                 figures[f"insert_one_c{concurrency}_p99_ms"] = bare.percentile(0.99)
                 figures[f"open_case_ratio_c{concurrency}"] = ratio
+                if lags:
+                    ordered = sorted(lags)
+                    lag_p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+                    keeps_up = relay_rate / opened.throughput
+                    report(
+                        f"  event lag commit → on the topic: p50 {ordered[len(ordered) // 2]:.0f} ms, "
+                        f"p99 {lag_p99:.0f} ms (target ≤ 1000 ms); relay {relay_rate:.1f} events/s ÷ "
+                        f"OpenCase {opened.throughput:.1f}/s = {keeps_up:.2f} (target ≥ 1)"
+                    )
+                    figures[f"event_lag_c{concurrency}_p99_ms"] = lag_p99
+                    figures[f"relay_keeps_up_c{concurrency}"] = keeps_up
             report(
                 f"  OpenCase p99 at 10 concurrent = {figures['open_case_c10_p99_ms']:.1f} ms (target ≤ 25 ms)"
             )
@@ -263,8 +358,20 @@ async def run(
             )
             list_metadata = (("authorization", f"Bearer {list_token}"),)
             p99 = {}
+            case_ids = [d["_id"] async for d in db[CASES].find({"unit": query_unit}, {"_id": 1}).limit(500)]
+
+            async def get_case(i: int) -> None:
+                await stub.GetCase(
+                    api.GetCaseRequest(case_id=case_ids[(i * 7919) % len(case_ids)]),
+                    metadata=list_metadata,
+                    timeout=30,
+                )
+
             for size in sizes:
                 await populate(db[CASES], docs, size, report)
+                got = await measure(get_case, 300, 1)
+                report(f"GetCase    {size:>7} cases {got.line()} (target p99 ≤ 5 ms)")
+                figures[f"get_case_{size}_p99_ms"] = got.percentile(0.99)
                 one = await measure(list_cases, 3, 1)
                 samples = max(5, min(list_samples, int(list_budget_s / max(one.seconds / 3, 1e-3) / 2)))
                 listed = await measure(list_cases, samples, 1)

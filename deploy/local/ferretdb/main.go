@@ -1,4 +1,5 @@
-// Command ferretdb runs FerretDB v1 (MongoDB wire protocol over SQLite) for Lawtrail's local stack.
+// Command ferretdb runs FerretDB v1 (MongoDB wire protocol over PostgreSQL or SQLite) for Lawtrail's
+// local stack.
 //
 // It exists because `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` builds a binary
 // that panics at start (a generated version file is missing from the published module). Embedding
@@ -22,29 +23,46 @@ import (
 
 func main() {
 	listenAddr := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
-	sqliteDir := flag.String("sqlite-dir", "", "existing directory for the SQLite files (one per database)")
+	handler := flag.String("handler", "sqlite", "backend: sqlite or postgresql")
+	sqliteDir := flag.String("sqlite-dir", "", "existing directory for the SQLite files (one per database), for -handler sqlite")
+	postgresqlURL := flag.String("postgresql-url", "", "postgres://user@127.0.0.1:port/db, for -handler postgresql")
 	debug := flag.Bool("debug", false, "log at debug level")
 	flag.Parse()
 
-	if err := run(*listenAddr, *sqliteDir, *debug); err != nil {
+	if err := run(*listenAddr, *handler, *sqliteDir, *postgresqlURL, *debug); err != nil {
 		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listenAddr, sqliteDir string, debug bool) error {
-	if sqliteDir == "" {
-		return errors.New("-sqlite-dir is required")
-	}
+func run(listenAddr, handler, sqliteDir, postgresqlURL string, debug bool) error {
+	config := ferretdb.Config{Listener: ferretdb.ListenerConfig{TCP: listenAddr}, Handler: handler}
 
-	// FerretDB's SQLite handler wants an existing directory, given as a URI ending in "/".
-	dir, err := filepath.Abs(sqliteDir)
-	if err != nil {
-		return err
-	}
+	switch handler {
+	case "sqlite":
+		if sqliteDir == "" {
+			return errors.New("-sqlite-dir is required with -handler sqlite")
+		}
 
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("-sqlite-dir %q is not an existing directory", dir)
+		// FerretDB's SQLite handler wants an existing directory, given as a URI ending in "/".
+		dir, err := filepath.Abs(sqliteDir)
+		if err != nil {
+			return err
+		}
+
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return fmt.Errorf("-sqlite-dir %q is not an existing directory", dir)
+		}
+
+		config.SQLiteURL = "file:" + dir + "/"
+	case "postgresql":
+		if postgresqlURL == "" {
+			return errors.New("-postgresql-url is required with -handler postgresql")
+		}
+
+		config.PostgreSQLURL = postgresqlURL
+	default:
+		return fmt.Errorf("-handler %q: choose sqlite or postgresql", handler)
 	}
 
 	level := slog.LevelInfo
@@ -58,12 +76,9 @@ func run(listenAddr, sqliteDir string, debug bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: listenAddr},
-		Logger:    logger,
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + dir + "/",
-	})
+	config.Logger = logger
+
+	f, err := ferretdb.New(&config)
 	if err != nil {
 		return err
 	}

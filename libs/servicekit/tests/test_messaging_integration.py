@@ -27,7 +27,7 @@ from servicekit.config import ServiceSettings
 from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from servicekit.messaging.consumer import EventConsumer, MongoInbox, TypeRouter, dlq_topic
 from servicekit.messaging.envelope import Envelope, KafkaRecord, decode, encode
-from servicekit.messaging.outbox import OutboundEvent, OutboxRelay
+from servicekit.messaging.outbox import RELAYED_COLLECTION, OutboundEvent, OutboxRelay, unrelayed_entries
 from servicekit.messaging.producer import create_producer, send_and_wait
 from servicekit.metrics import Metrics
 from servicekit.mongo import APPLIED_FIELD, IndexSpec, VersionedRepository, apply_once, ensure_indexes
@@ -151,7 +151,7 @@ def event(topic: str, text: str, subject: str) -> OutboundEvent:
 async def test_repository_versions_conflicts_and_outbox_on_ferretdb(db: AsyncDatabase[Document]) -> None:
     await ensure_indexes(db, {"cases": Cases.all_indexes()})
     await ensure_indexes(db, {"cases": Cases.all_indexes()})  # idempotent: a restart re-declares them
-    assert {"outbox_pending", "unit_1_opened_at_-1"} <= set(await db["cases"].index_information())
+    assert {"outbox_pending_id", "unit_1_opened_at_-1"} <= set(await db["cases"].index_information())
     notified: list[tuple[str, list[Any]]] = []
     cases = Cases(
         db["cases"], event_source=SOURCE, notify=lambda coll, ids: notified.append((coll.name, list(ids)))
@@ -246,6 +246,43 @@ async def test_relay_publishes_in_order_waits_for_ack_then_clears(
     assert metrics.registry.get_sample_value("lawtrail_outbox_published_total", {"topic": topic}) == 4
 
 
+async def test_relaying_writes_only_the_small_watermark_and_the_sweep_compacts(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """Issue 9: publishing costs no write of the aggregate's document (it used to cost a claim and a
+    clear); the watermark records progress, and the periodic sweep compacts the relayed entries."""
+    topic = _name("sk-it-watermark")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(producer, metrics=metrics)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
+    relay.watch(cases.collection)
+    await cases.insert({"_id": "c-1"}, events=[event(topic, "opened", "c-1")])
+    await cases.update("c-1", expected_version=1, set_fields={}, events=[event(topic, "e", "c-1")] * 2)
+    before = await db["cases"].find_one({"_id": "c-1"})
+    assert before is not None
+    assert [e["seq"] for e in before["outbox"]] == [1000, 2000, 2001]
+
+    assert await relay.relay_hinted() == 3
+    after = await db["cases"].find_one({"_id": "c-1"})
+    assert after == before, "the hot path must not write the aggregate"
+    mark = await db[RELAYED_COLLECTION].find_one({"_id": "cases/c-1"})
+    assert mark is not None
+    assert mark["seq"] == 2001
+    assert await unrelayed_entries(db["cases"], "c-1") == []
+
+    await cases.update("c-1", expected_version=2, set_fields={}, events=[event(topic, "later", "c-1")])
+    assert await relay.relay_hinted() == 1  # only the entry above the watermark
+    assert await relay.relay_once() == 0  # the sweep publishes nothing again, and compacts
+    compacted = await db["cases"].find_one({"_id": "c-1"})
+    assert compacted is not None
+    assert (compacted["outbox"], compacted["outbox_pending"], compacted["version"]) == ([], False, 3)
+    assert await db[RELAYED_COLLECTION].find_one({"_id": "cases/c-1"}) is None
+    values = [
+        decode(r).parse(StringValue).value for r in await read_topic(stack.kafka_bootstrap, topic, at_least=4)
+    ]
+    assert values == ["opened", "e", "e", "later"]
+
+
 async def test_relay_keeps_events_written_while_it_publishes(
     stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
 ) -> None:
@@ -300,8 +337,7 @@ async def test_relay_survives_a_broker_hiccup_and_retries_with_backoff(
     try:
 
         async def pending(case_id: str) -> bool:
-            document = await db["cases"].find_one({"_id": case_id})
-            return document is not None and document["outbox_pending"]
+            return bool(await unrelayed_entries(db["cases"], case_id))
 
         await eventually(lambda: _not(pending("warm-up")), what="the warm-up event is relayed")
         with broker_paused(stack):
@@ -356,11 +392,12 @@ async def test_concurrent_commands_and_the_relay_lose_nothing_on_ferretdb(
     try:
         await asyncio.gather(*(command(worker) for worker in range(8)))
 
-        async def cleared() -> bool:
-            document = await db["cases"].find_one({"_id": "c-1"})
-            return document is not None and document["outbox"] == [] and not document["outbox_pending"]
+        async def relayed() -> bool:
+            return await db["cases"].find_one({"_id": "c-1"}) is not None and not await unrelayed_entries(
+                db["cases"], "c-1"
+            )
 
-        await eventually(cleared, what="every event is relayed")
+        await eventually(relayed, what="every event is relayed")
     finally:
         await relay.stop()
     stored = await cases.get_or_raise("c-1")

@@ -9,7 +9,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 from servicekit.messaging.outbox import OutboundEvent, OutboxRelay, outbox_entries
 from servicekit.metrics import Metrics
 
-from .test_tracing import _Collection, _Producer
+from .test_tracing import _Producer
 
 
 async def test_event_lag_is_the_time_from_the_write_to_the_acknowledgement(metrics: Metrics) -> None:
@@ -22,8 +22,7 @@ async def test_event_lag_is_the_time_from_the_write_to_the_acknowledgement(metri
     # A client without tz_aware=True reads BSON dates back naive (UTC): the lag is the same.
     entries[0]["time"] = entries[0]["time"].replace(tzinfo=None)
     relay = OutboxRelay(_Producer(), metrics=metrics)  # type: ignore[arg-type]
-    document = {"_id": "s-1", "outbox": entries, "outbox_lease_until": datetime.now(UTC)}
-    await relay._publish(_Collection(), document)  # type: ignore[arg-type]
+    await relay._publish(entries, "s-1", "test")
 
     registry = metrics.registry
     labels = {"topic": "lawtrail.test.v1.events"}

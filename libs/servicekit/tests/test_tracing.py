@@ -152,13 +152,6 @@ def test_outbox_entries_keep_the_trace_of_the_change(spans: InMemorySpanExporter
     assert entry["traceparent"] == expected
 
 
-class _Collection:
-    name = "cases"
-
-    async def update_one(self, *_: Any, **__: Any) -> Any:
-        return type("Result", (), {"matched_count": 1})()
-
-
 class _Producer:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -181,8 +174,8 @@ async def test_the_relay_publishes_in_a_producer_span_of_the_writers_trace(
         )
     producer = _Producer()
     relay = OutboxRelay(producer, metrics=metrics)  # type: ignore[arg-type]
-    document = {"_id": "s-1", "outbox": entries, "outbox_lease_until": datetime.now(UTC)}
-    assert await relay._publish(_Collection(), document) == 1  # type: ignore[arg-type]
+    await relay._publish(entries, "s-1", "test")
+    assert len(producer.sent) == 1
 
     rpc_trace = f"{rpc.get_span_context().trace_id:032x}"
     publish = next(s for s in spans.get_finished_spans() if s.kind == SpanKind.PRODUCER)

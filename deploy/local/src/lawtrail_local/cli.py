@@ -24,7 +24,7 @@ from lawtrail_local.services import SERVICES, ServiceProcess, health_status
 from lawtrail_local.stack import Stack
 
 #: What `down --purge` removes: only what the launcher itself creates in the data directory.
-_PURGED = ("kafka", "ferretdb", "data", "logs", "run")
+_PURGED = ("kafka", "ferretdb", "postgres", "data", "logs", "run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,7 +140,8 @@ def _start_services(stack: Stack, timeout: float) -> None:
 def _down(args: argparse.Namespace, data_dir: Path) -> int:
     stack = Stack(data_dir)
     running = [s.process for s in _services(stack) if s.process.adopt()]
-    running += [p for p in stack.processes if p.adopt()]
+    # Infrastructure in reverse start order: FerretDB before the PostgreSQL under it, Kafka last.
+    running += [p for p in reversed(stack.processes) if p.adopt()]
     if not running:
         stderr_progress(f"nothing running from {data_dir}")
     for process in running:  # services first: they still flush to Kafka and FerretDB while stopping

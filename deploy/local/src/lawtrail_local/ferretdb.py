@@ -1,4 +1,4 @@
-"""FerretDB v1 (MongoDB wire protocol over SQLite) built from the Go module in deploy/local/ferretdb.
+"""FerretDB v1 (MongoDB wire protocol over PostgreSQL or SQLite), built from deploy/local/ferretdb.
 
 `go install` of FerretDB's own command panics at start (its generated version file is missing from
 the published module), so a small wrapper module of ours embeds FerretDB's library instead. The
@@ -83,11 +83,28 @@ def ensure_ferretdb_binary(progress: Progress) -> Path:
     return binary
 
 
-class FerretDB:
-    """The FerretDB process with its SQLite files and log under `data_dir`."""
+#: The local database backends; the first is the default (ADR 0011 has the measurements).
+BACKENDS = ("postgresql", "sqlite")
+#: Environment variable choosing the backend of `make up` / `make run` / the integration tests.
+BACKEND_ENV = "LAWTRAIL_LOCAL_DB"
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+
+def default_backend() -> str:
+    """`$LAWTRAIL_LOCAL_DB` if set (checked), else the first of `BACKENDS`."""
+    chosen = os.environ.get(BACKEND_ENV, "").strip().lower() or BACKENDS[0]
+    if chosen not in BACKENDS:
+        raise StackError(f"{BACKEND_ENV}={chosen!r}: choose one of {', '.join(BACKENDS)}")
+    return chosen
+
+
+class FerretDB:
+    """The FerretDB process and its log under `data_dir`; with SQLite also its files there."""
+
+    def __init__(self, data_dir: Path, port: int, backend: str = "sqlite") -> None:
+        if backend not in BACKENDS:
+            raise StackError(f"unknown FerretDB backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.port = port
+        self.backend = backend
         self.sqlite_dir = data_dir / "ferretdb"
         self.process = ManagedProcess(
             "ferretdb",
@@ -100,13 +117,19 @@ class FerretDB:
         """The MongoDB connection string for clients."""
         return f"mongodb://{HOST}:{self.port}/"
 
-    def start(self, binary: Path) -> None:
-        """Start FerretDB detached on 127.0.0.1:`port`, one SQLite file per database."""
+    def start(self, binary: Path, postgresql_url: str | None = None) -> None:
+        """Start FerretDB detached on 127.0.0.1:`port`: on PostgreSQL at `postgresql_url`, or with one
+        SQLite file per database."""
         ensure_port_free(self.port, "FerretDB")  # again: a first build may have taken minutes
-        self.sqlite_dir.mkdir(parents=True, exist_ok=True)
-        self.process.start(
-            [str(binary), "-listen-addr", f"{HOST}:{self.port}", "-sqlite-dir", str(self.sqlite_dir)]
-        )
+        argv = [str(binary), "-listen-addr", f"{HOST}:{self.port}", "-handler", self.backend]
+        if self.backend == "postgresql":
+            if not postgresql_url:
+                raise StackError("FerretDB on PostgreSQL needs the PostgreSQL URL")
+            argv += ["-postgresql-url", postgresql_url]
+        else:
+            self.sqlite_dir.mkdir(parents=True, exist_ok=True)
+            argv += ["-sqlite-dir", str(self.sqlite_dir)]
+        self.process.start(argv)
 
     def wait_ready(self, timeout: float) -> float:
         """Wait until FerretDB answers a MongoDB `ping`."""

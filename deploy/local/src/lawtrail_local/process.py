@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -76,9 +77,19 @@ class LogWatch:
 class ManagedProcess:
     """One background process of the stack, with its log file(s) and pid file."""
 
-    def __init__(self, name: str, *, pid_file: Path, log_file: Path, extra_logs: Sequence[Path] = ()) -> None:
-        """`log_file` receives stdout and stderr; `extra_logs` are files the program writes itself."""
+    def __init__(
+        self,
+        name: str,
+        *,
+        pid_file: Path,
+        log_file: Path,
+        extra_logs: Sequence[Path] = (),
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> None:
+        """`log_file` receives stdout and stderr; `extra_logs` are files the program writes itself;
+        `stop_signal` asks the program to stop (PostgreSQL's SIGTERM waits for clients to disconnect)."""
         self.name = name
+        self.stop_signal = stop_signal
         self.pid_file = pid_file
         self.log_file = log_file
         self.log_files = (log_file, *extra_logs)
@@ -100,9 +111,17 @@ class ManagedProcess:
         return self._pid is not None and _start_ticks(self._pid) == self._ticks
 
     def start(
-        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        user: pwd.struct_passwd | None = None,
     ) -> None:
-        """Start `argv` detached, appending its output to the log file, and write the pid file."""
+        """Start `argv` detached, appending its output to the log file, and write the pid file.
+
+        `user`: run as that (unprivileged) account, with its primary group only (needs root).
+        """
         if self.adopt():
             raise StackError(f"{self.name} is already running (pid {self._pid}, pid file {self.pid_file})")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +135,9 @@ class ManagedProcess:
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
             )
         self._started_at = time.monotonic()
         self._pid = self._popen.pid
@@ -144,9 +166,9 @@ class ManagedProcess:
         return True
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM the process group, wait up to `timeout` seconds, then SIGKILL it."""
+        """Send the stop signal to the process group, wait up to `timeout` seconds, then SIGKILL it."""
         if self.running:
-            self._signal(signal.SIGTERM)
+            self._signal(self.stop_signal)
             if not self._wait_exit(timeout):
                 self._signal(signal.SIGKILL)
                 if not self._wait_exit(10.0):

@@ -28,7 +28,9 @@ from lawtrail_local.stack import Stack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Stack]:
-    """Kafka + FerretDB for the whole test session, with the topics of deploy/local/topics.toml."""
+    """Kafka + FerretDB for the whole test session, with the topics of deploy/local/topics.toml.
+
+    FerretDB's backend is `$LAWTRAIL_LOCAL_DB` (default PostgreSQL, in a throw-away cluster)."""
     kafka_port, controller_port, mongo_port = free_ports(3)
     local_stack = Stack(
         tmp_path_factory.mktemp("lawtrail-stack"),
@@ -36,6 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
         controller_port,
         mongo_port,
         progress=_live_progress(pytestconfig),
+        throwaway=True,
     )
     local_stack.start()
     try:
@@ -61,6 +64,11 @@ def _live_progress(config: pytest.Config) -> Progress:
             writer.line(line)
 
     return progress
+
+
+def query_shapes_file(stack: Stack) -> Path:
+    """Where the services started by this test session record the shapes of their queries."""
+    return stack.data_dir / "query-shapes.jsonl"
 
 
 class ServiceStarter:
@@ -101,7 +109,12 @@ class ServiceStarter:
             data_dir=self.data_dir,
             grpc_port=grpc_port,
             metrics_port=metrics_port,
-            env={"LAWTRAIL_MONGO_DATABASE": f"{spec.module}_{self._database_suffix}", **(env or {})},
+            env={
+                "LAWTRAIL_MONGO_DATABASE": f"{spec.module}_{self._database_suffix}",
+                # Every query the services issue, for the index-coverage test (servicekit.queryshapes).
+                "LAWTRAIL_QUERY_SHAPES_FILE": str(query_shapes_file(self.stack)),
+                **(env or {}),
+            },
             instance=spec.name if count == 1 else f"{spec.name}-{count}",
         )
         self.started.append(service)

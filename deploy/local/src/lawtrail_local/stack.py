@@ -1,4 +1,5 @@
-"""The local infrastructure: one Kafka broker and one FerretDB, with Lawtrail's topics created.
+"""The local infrastructure: one Kafka broker and one FerretDB (on PostgreSQL or SQLite), with Lawtrail's
+topics created.
 
 Used by `python -m lawtrail_local up` (default ports, data in the checkout's `.lawtrail/`) and by
 the integration tests (free ports, data in a temporary directory); both need the same steps, so
@@ -13,9 +14,10 @@ from pathlib import Path
 from types import TracebackType
 
 from lawtrail_local.errors import NotReadyError, StackError
-from lawtrail_local.ferretdb import FerretDB, ensure_ferretdb_binary
+from lawtrail_local.ferretdb import FerretDB, default_backend, ensure_ferretdb_binary
 from lawtrail_local.kafka import KafkaBroker, ensure_kafka_libs
-from lawtrail_local.ports import ensure_port_free
+from lawtrail_local.ports import ensure_port_free, free_ports
+from lawtrail_local.postgres import PostgreSQL, find_postgres_bin
 from lawtrail_local.process import ManagedProcess
 from lawtrail_local.progress import Progress, stderr_progress
 from lawtrail_local.services import ServiceProcess, ServiceSpec
@@ -25,10 +27,11 @@ from lawtrail_local.topics import Topic, create_topics, load_topics
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_MONGO_PORT = 27017
+DEFAULT_POSTGRES_PORT = 55432
 
 
 class Stack:
-    """Kafka + FerretDB on 127.0.0.1, their data, logs and pid files under `data_dir`."""
+    """Kafka + FerretDB (+ PostgreSQL) on 127.0.0.1, their data, logs and pid files under `data_dir`."""
 
     def __init__(
         self,
@@ -40,14 +43,29 @@ class Stack:
         topics: Sequence[Topic] | None = None,
         progress: Progress = stderr_progress,
         ready_timeout: float = 120.0,
+        db: str | None = None,
+        postgres_port: int | None = None,
+        throwaway: bool = False,
     ) -> None:
-        """`topics` defaults to deploy/local/topics.toml; `ready_timeout` bounds each readiness wait."""
+        """`topics` defaults to deploy/local/topics.toml; `ready_timeout` bounds each readiness wait.
+
+        `db`: FerretDB's backend, `postgresql` or `sqlite` (default: `$LAWTRAIL_LOCAL_DB`, else
+        PostgreSQL); `postgres_port` defaults to 55432 (a free port when `throwaway`);
+        `throwaway`: the data is deleted by `stop` (tests), which matters for a PostgreSQL cluster
+        kept outside `data_dir`.
+        """
         self.data_dir = data_dir.resolve()
         self.topics = list(load_topics() if topics is None else topics)
         self.progress = progress
         self.ready_timeout = ready_timeout
         self.kafka = KafkaBroker(self.data_dir, kafka_port, controller_port)
-        self.ferretdb = FerretDB(self.data_dir, mongo_port)
+        self.ferretdb = FerretDB(self.data_dir, mongo_port, db or default_backend())
+        self.throwaway = throwaway
+        self.postgres: PostgreSQL | None = None
+        if self.ferretdb.backend == "postgresql":
+            if postgres_port is None:
+                postgres_port = free_ports(1)[0] if throwaway else DEFAULT_POSTGRES_PORT
+            self.postgres = PostgreSQL(self.data_dir, postgres_port)
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -62,6 +80,8 @@ class Stack:
     @property
     def processes(self) -> tuple[ManagedProcess, ...]:
         """The infrastructure processes, in start order."""
+        if self.postgres is not None:
+            return (self.kafka.process, self.postgres.process, self.ferretdb.process)
         return (self.kafka.process, self.ferretdb.process)
 
     def start(self) -> None:
@@ -72,6 +92,7 @@ class Stack:
         """
         kafka_running = self.kafka.process.adopt()
         ferretdb_running = self.ferretdb.process.adopt()
+        postgres_running = self.postgres is not None and self.postgres.process.adopt()
         # Check ports and java first: such mistakes fail at once, not after a download, and never
         # leave half a stack behind.
         if not kafka_running:
@@ -80,6 +101,10 @@ class Stack:
             ensure_port_free(self.kafka.controller_port, "the Kafka controller")
         if not ferretdb_running:
             ensure_port_free(self.ferretdb.port, "FerretDB")
+        pg_bin = None
+        if self.postgres is not None and not postgres_running:
+            pg_bin = find_postgres_bin()
+            ensure_port_free(self.postgres.port, "PostgreSQL")
         libs = ensure_kafka_libs(self.progress)
         binary = ensure_ferretdb_binary(self.progress)
         started: list[ManagedProcess] = []
@@ -90,11 +115,24 @@ class Stack:
                 self.progress(f"starting kafka on {self.kafka_bootstrap}…")
                 self.kafka.start(libs)
                 started.append(self.kafka.process)
+            if self.postgres is not None:
+                if postgres_running:
+                    self.progress(f"postgres already running (pid {self.postgres.process.pid})")
+                else:
+                    assert pg_bin is not None
+                    if self.postgres.ensure_cluster(pg_bin):
+                        self.progress(f"created a PostgreSQL cluster in {self.postgres.cluster_dir}")
+                    self.progress(f"starting postgres on 127.0.0.1:{self.postgres.port}…")
+                    self.postgres.start(pg_bin)
+                    started.append(self.postgres.process)
+                    elapsed = self.postgres.wait_ready(self.ready_timeout, pg_bin)
+                    self.postgres.ensure_database(pg_bin)
+                    self.progress(f"postgres ready in {elapsed:.1f} s")
             if ferretdb_running:
                 self.progress(f"ferretdb already running (pid {self.ferretdb.process.pid})")
             else:
                 self.progress(f"starting ferretdb on {self.mongo_uri}…")
-                self.ferretdb.start(binary)
+                self.ferretdb.start(binary, self.postgres.url if self.postgres else None)
                 started.append(self.ferretdb.process)
             elapsed = self.ferretdb.wait_ready(self.ready_timeout)
             self.progress(f"ferretdb ready in {elapsed:.1f} s")
@@ -121,12 +159,15 @@ class Stack:
             self.progress(f"created {len(created)} topics in {time.monotonic() - began:.1f} s")
 
     def stop(self) -> None:
-        """Stop FerretDB and Kafka (SIGTERM, SIGKILL after 30 s), also when another process started them."""
+        """Stop FerretDB, PostgreSQL and Kafka (SIGTERM, SIGKILL after 30 s), also when another process
+        started them; a `throwaway` stack's PostgreSQL cluster is deleted too."""
         for process in reversed(self.processes):
             if process.adopt():
                 began = time.monotonic()
                 process.stop()
                 self.progress(f"stopped {process.name} in {time.monotonic() - began:.1f} s")
+        if self.throwaway and self.postgres is not None:
+            self.postgres.remove_cluster()
 
     def service(
         self,

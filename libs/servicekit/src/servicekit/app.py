@@ -4,11 +4,12 @@ A service's ``__main__`` is ``asyncio.run(run_service(Settings(), bootstrap))``.
 service's one composition root: it receives the shared infrastructure (``Runtime``) and answers
 what to serve and consume (``Wiring``). Nothing is built at import time.
 
-Start: logging → /metrics → token keys → MongoDB (pinged) → bootstrap → indexes → producer → relay →
+Start: logging → /metrics → token keys → MongoDB (pinged) → the single-writer lease (FerretDB only,
+``servicekit.writerlease``) → bootstrap → indexes → producer → relay →
 consumers → background tasks → gRPC (health SERVING). Stop (SIGTERM/SIGINT, or a component dying):
-gRPC drains (health NOT_SERVING) → background tasks → consumers → relay → producer → MongoDB →
-/metrics. A component that dies on its own stops the whole process with an error, so that Kubernetes
-restarts it instead of leaving a pod that looks healthy but no longer consumes.
+gRPC drains (health NOT_SERVING) → background tasks → consumers → relay → producer → lease released
+→ MongoDB → /metrics. A component that dies on its own stops the whole process with an error, so that
+Kubernetes restarts it instead of leaving a pod that looks healthy but no longer consumes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from servicekit.messaging.producer import create_producer
 from servicekit.metrics import Metrics, start_metrics_server
 from servicekit.mongo import Document, IndexSpec, create_client, ensure_indexes
 from servicekit.tracing import configure_tracing
+from servicekit.writerlease import WriterLease, WriterLeaseHeld
 
 __all__ = ["ConsumerSpec", "Runtime", "Wiring", "run_service"]
 
@@ -114,6 +116,14 @@ async def run_service(
         stack.push_async_callback(mongo.close)
         await _ping(mongo, settings)
         db = mongo[settings.mongo_database]
+        # Before anything writes: on FerretDB a second writing process of this service refuses to start.
+        lease = WriterLease(db, service=settings.service_name, ttl_s=settings.writer_lease_ttl_s)
+        try:
+            await lease.acquire()
+        except WriterLeaseHeld as refused:
+            log.error("%s", refused)
+            raise
+        stack.push_async_callback(lease.release)
         producer = create_producer(settings)
         relay = OutboxRelay(producer, metrics=metrics, sweep_interval_s=settings.outbox_sweep_interval_s)
         runtime = Runtime(settings, metrics, mongo, db, producer, relay, verifier)
@@ -138,6 +148,9 @@ async def run_service(
         stack.push_async_callback(relay.stop)
 
         watched: dict[asyncio.Task[Any], str] = {}
+        lease_task = asyncio.create_task(lease.keep(), name="writer-lease")
+        stack.push_async_callback(_cancel, lease_task)
+        watched[lease_task] = "single-writer lease renewal"
         for spec in wiring.consumers:
             consumer = EventConsumer(
                 settings,

@@ -62,6 +62,13 @@ class ServiceSettings(BaseSettings):
     # documents (a collection scan on FerretDB v1) runs at start and then every this many seconds —
     # entries written by another replica or left by a crashed one wait at most this long.
     outbox_sweep_interval_s: float = Field(default=60.0, gt=0)
+    # On FerretDB one process per service writes its database (servicekit.writerlease): the lease
+    # lasts this long and is renewed every third of it; a crashed holder on another host blocks a
+    # new writer at most this long (on this host a dead holder is taken over at once).
+    writer_lease_ttl_s: float = Field(default=15.0, ge=1)
+    # Tests only: append the shape of every query to this file (servicekit.queryshapes), which the
+    # index-coverage test checks against the declared indexes.
+    query_shapes_file: Path | None = None
 
     @field_validator("auth_public_keys", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ from servicekit.messaging.outbox import (
     OutboundEvent,
     outbox_entries,
 )
+from servicekit.queryshapes import ShapeRecorder
 
 __all__ = [
     "APPLIED_FIELD",
@@ -66,6 +67,8 @@ def create_client(settings: ServiceSettings, **overrides: Any) -> AsyncMongoClie
         "serverSelectionTimeoutMS": 10_000,
         **overrides,
     }
+    if settings.query_shapes_file is not None:
+        options.setdefault("event_listeners", []).append(ShapeRecorder(settings.query_shapes_file))
     return AsyncMongoClient(settings.mongo_uri, **options)
 
 
@@ -89,8 +92,9 @@ class IndexSpec:
         return IndexModel(list(self.keys), **options)
 
 
-# What the outbox relay searches for; every repository's collection needs it.
-OUTBOX_INDEX = IndexSpec([(PENDING_FIELD, 1)], name=PENDING_FIELD)
+# What the outbox relay's sweep searches for, in `_id` order (it pages by `_id`); every repository's
+# collection needs it. (Named anew: databases made before keep an unused `outbox_pending` index.)
+OUTBOX_INDEX = IndexSpec([(PENDING_FIELD, 1), ("_id", 1)], name="outbox_pending_id")
 
 
 async def ensure_indexes(db: AsyncDatabase[Document], indexes: Mapping[str, Sequence[IndexSpec]]) -> None:
@@ -163,7 +167,7 @@ class VersionedRepository:
         if "_id" not in document:
             raise ValueError("a new document needs its aggregate id as _id")
         self._refuse_reserved(document, allow_id=True)
-        entries = outbox_entries(events, source=self._event_source)
+        entries = outbox_entries(events, source=self._event_source, version=1)
         stored = {**document, VERSION_FIELD: 1, OUTBOX_FIELD: entries, PENDING_FIELD: bool(entries)}
         try:
             await self.collection.insert_one(stored)
@@ -190,7 +194,7 @@ class VersionedRepository:
         self._refuse_reserved(set_fields)
         unset = list(unset_fields)
         self._refuse_reserved(dict.fromkeys(unset))
-        entries = outbox_entries(events, source=self._event_source)
+        entries = outbox_entries(events, source=self._event_source, version=expected_version + 1)
         update: Document = {"$set": dict(set_fields), "$inc": {VERSION_FIELD: 1}}
         if entries:
             update["$set"][PENDING_FIELD] = True

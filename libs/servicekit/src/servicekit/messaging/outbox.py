@@ -2,21 +2,28 @@
 
 FerretDB (and a sharded MongoDB) give atomicity per document only, so a state change and the events
 it causes are written in ONE update of the aggregate's document: the events go into its ``outbox``
-array and ``outbox_pending`` becomes true. ``OutboxRelay`` then publishes them, waits for the
-broker's acknowledgement and only then removes them. A crash anywhere leaves the events in the
-document, to be published on the next pass: delivery is at-least-once, and consumers dedupe on
-``(ce_source, ce_id)``.
+array (each with ``seq`` = the document's new version × 1000 + its index in the write, so the entries
+of one aggregate are totally ordered) and ``outbox_pending`` becomes true. ``OutboxRelay`` publishes
+them, waits for the broker's acknowledgement and then records how far it got in a small document of
+its own — ``outbox_relayed``: ``{_id: "<collection>/<aggregate id>", seq: <highest published>}``
+(a relayed-sequence watermark, raised with ``$max``) — instead of writing the aggregate's document.
+A crash anywhere leaves the unpublished entries above the watermark, to be published by the next
+pass: delivery is at-least-once (a crash between the ack and the watermark republishes), and
+consumers dedupe on ``(ce_source, ce_id)``.
+
+Publishing never writes the aggregate (ADR 0011: the old claim-and-clear cost two writes of a growing
+document per relayed event). The published entries are compacted away by the periodic sweep only: one
+conditional write ``{_id, version: v}`` → ``outbox: [], outbox_pending: false`` per document that is
+fully relayed and was not written since (then its watermark document is deleted too).
 
 Document layout (``_id`` is the aggregate id)::
 
-    outbox: [{event_id, source, topic, type, subject, time, data}]   # in the order they happened
-    outbox_pending: bool                                             # indexed: what the relay looks for
-    outbox_lease_until: datetime                                     # set while one relay publishes it
+    outbox: [{event_id, seq, source, topic, type, subject, time, data}]   # in the order they happened
+    outbox_pending: bool                                     # indexed: entries not yet compacted away
 
-The update operators are chosen for FerretDB v1.24.2, checked against the real server: ``$pullAll``
-of the exact entries read (``$pull`` with a *condition* is silently a no-op there), ``$size: 0`` to
-clear the flag only when nothing new arrived, ``$push``/``$each`` to append, and ``findAndModify``
-without a projection (FerretDB does not implement one there).
+The update operators are chosen for FerretDB v1.24.2, checked against the real server: ``$push`` /
+``$each`` to append, ``$max`` with upsert for the watermark, ``$pullAll`` of exact entries for entries
+written before sequences existed (no ``seq``), and no projection on ``findAndModify``.
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ from aiokafka import AIOKafkaProducer
 from bson import Binary
 from google.protobuf.message import Message
 from opentelemetry.trace import SpanKind
-from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from servicekit.doclock import serialized
 from servicekit.logging import log_context
@@ -48,16 +55,28 @@ __all__ = [
     "LEASE_FIELD",
     "OUTBOX_FIELD",
     "PENDING_FIELD",
+    "RELAYED_COLLECTION",
+    "SEQ_FIELD",
     "OutboundEvent",
     "OutboxRelay",
     "outbox_entries",
+    "unrelayed_entries",
 ]
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FIELD = "outbox"
 PENDING_FIELD = "outbox_pending"
+# Reserved (documents written by older versions may carry it); the relay no longer leases documents.
 LEASE_FIELD = "outbox_lease_until"
+SEQ_FIELD = "seq"
+RELAYED_COLLECTION = "outbox_relayed"
+# At most this many events per write, so that version × _PER_WRITE + index orders every entry.
+_PER_WRITE = 1000
+# A document that keeps being written while the sweep compacts it is tried again at most this often.
+_COMPACT_TRIES = 10
+# Point reads and watermark writes of one batch in flight at once.
+_READERS = 16
 
 Document = dict[str, Any]
 # Pending documents looked up per query; a sweep repeats the query until none is left.
@@ -75,13 +94,17 @@ class OutboundEvent:
 
 
 def outbox_entries(
-    events: Iterable[OutboundEvent], *, source: str, now: datetime | None = None
+    events: Iterable[OutboundEvent], *, source: str, now: datetime | None = None, version: int = 0
 ) -> list[Document]:
     """The outbox entries (document form) of ``events``; ids are assigned here, once, for good.
 
     The id is fixed when the state change is written, so a republished entry carries the same
-    ``ce_id`` and consumers recognise the duplicate.
+    ``ce_id`` and consumers recognise the duplicate. ``version``: the document's version after the
+    write that stores them (``VersionedRepository`` passes it), which orders the entries (``seq``).
     """
+    events = list(events)
+    if len(events) >= _PER_WRITE:
+        raise ValueError(f"{len(events)} events in one write; at most {_PER_WRITE - 1}")
     time = (now or datetime.now(UTC)).astimezone(UTC)
     # MongoDB keeps milliseconds; truncate now so the stored and the published ce_time are identical.
     time = time.replace(microsecond=time.microsecond // 1000 * 1000)
@@ -91,6 +114,7 @@ def outbox_entries(
     return [
         {
             "event_id": str(uuid.uuid4()),
+            SEQ_FIELD: version * _PER_WRITE + index,
             "source": source,
             "topic": event.topic,
             "type": event.message.DESCRIPTOR.full_name,
@@ -99,8 +123,25 @@ def outbox_entries(
             "data": Binary(event.message.SerializeToString(deterministic=True)),
             **trace_field,
         }
-        for event in events
+        for index, event in enumerate(events)
     ]
+
+
+def _relayed_key(collection: AsyncCollection[Document], document_id: Any) -> str:
+    return f"{collection.name}/{document_id}"
+
+
+async def unrelayed_entries(collection: AsyncCollection[Document], document_id: Any) -> list[Document]:
+    """The outbox entries of ``document_id`` not yet published (above its watermark); for tests,
+    benchmarks and operations — what the relay still owes."""
+    document = await collection.find_one({"_id": document_id}, projection={OUTBOX_FIELD: 1})
+    if document is None:
+        return []
+    mark = await collection.database[RELAYED_COLLECTION].find_one(
+        {"_id": _relayed_key(collection, document_id)}
+    )
+    relayed = mark[SEQ_FIELD] if mark else -1
+    return [e for e in document.get(OUTBOX_FIELD) or [] if e.get(SEQ_FIELD, relayed + 1) > relayed]
 
 
 def _envelope(entry: Mapping[str, Any], traceparent: str | None = None) -> Envelope:
@@ -139,16 +180,18 @@ def _publish_span(entry: Mapping[str, Any]) -> AbstractContextManager[Any]:
 
 
 class OutboxRelay:
-    """Publishes pending outbox entries of the watched collections, then clears them.
+    """Publishes the outbox entries of the watched collections and records how far it got.
 
     Runs as one background task per process. The writers of this process tell it which documents
     just got entries (``notify(collection, ids)``, called by the repository after each such write);
-    it reads exactly those by ``_id`` — the one filter FerretDB v1 pushes down to SQLite — so a busy
-    service never makes it scan a collection. A full sweep for pending documents (a query on
-    ``outbox_pending``, a collection scan on FerretDB) runs only at start (entries left by a crash)
-    and every ``sweep_interval_s`` (entries written by another replica, or whose lease expired). A
-    document is claimed with a lease of ``lease_s`` so two replicas do not publish the same entries
-    at once; an expired lease (a crashed relay) is simply claimed again by a later sweep.
+    it reads exactly those by ``_id`` and their watermarks by ``_id`` (point reads, index-served on
+    every backend), publishes the entries above the watermark in order, waits for every ack, then
+    raises the watermark — the only write of the hot path, to a small document. A full sweep for
+    pending documents runs at start (entries left by a crash) and every ``sweep_interval_s``
+    (entries written by another replica); it also compacts fully relayed documents (see the module
+    docstring). Two replicas may publish the same entries at once (MongoDB): each publishes them in
+    order, so consumers see at most redeliveries, which they drop. ``lease_s`` is accepted for
+    compatibility and unused.
     """
 
     def __init__(
@@ -166,6 +209,12 @@ class OutboxRelay:
         self._producer = producer
         self._metrics = metrics
         self._collections: dict[str, AsyncCollection[Document]] = {}
+        self._relayed: dict[str, AsyncCollection[Document]] = {}
+        # Watermarks this relay raised itself (key → seq). A watermark only grows until compaction
+        # deletes it, and entries written after a compaction have higher sequences, so a remembered
+        # value is never above the truth in a way that could skip an entry; a stale lower one (another
+        # replica raised it) only causes a redelivery. Bounded by the documents relayed between sweeps.
+        self._marks: dict[str, int] = {}
         for collection in collections:
             self._add(collection)
         self._sweep_interval_s = sweep_interval_s
@@ -176,13 +225,12 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         # Per watched collection (full name): ids of documents told to have new entries, in order.
         self._hinted: dict[str, dict[Any, None]] = {}
-        # The earliest lease expiry of a pending document seen by the last sweep (brings the next one closer).
-        self._leased_until: datetime | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def _add(self, collection: AsyncCollection[Document]) -> None:
         self._collections[collection.full_name] = serialized(collection)
+        self._relayed[collection.full_name] = serialized(collection.database[RELAYED_COLLECTION])
 
     def watch(self, collection: AsyncCollection[Document]) -> None:
         """Relay the outbox of ``collection`` too (call before ``start``)."""
@@ -231,9 +279,6 @@ class OutboxRelay:
                 if sweep:
                     await self.relay_once()
                     next_sweep = loop.time() + self._sweep_interval_s
-                    if self._leased_until is not None:
-                        expires_in = (self._leased_until - datetime.now(UTC)).total_seconds() + 0.5
-                        next_sweep = min(next_sweep, loop.time() + max(expires_in, 0.5))
                 else:
                     await self.relay_hinted()
                 failures = 0
@@ -271,18 +316,17 @@ class OutboxRelay:
     async def relay_hinted(self) -> int:
         """Publish the documents notified since the last pass, each read by ``_id``; entries published."""
         published = 0
-        for name, collection in self._collections.items():
+        for name in self._collections:
             while not self._stopping:
                 hinted = self._hinted.pop(name, None)
                 if not hinted:
                     break
                 ids = list(hinted)
                 try:
-                    for n, document_id in enumerate(ids):
-                        document = await self._claim(collection, document_id)
-                        if document is not None:
-                            published += await self._publish(collection, document)
-                        ids[n] = _DONE
+                    # In batches: one wait for the broker's acks per batch, not per document.
+                    for start in range(0, len(ids), _BATCH):
+                        published += await self._relay_batch(name, ids[start : start + _BATCH])
+                        ids[start : start + _BATCH] = [_DONE] * len(ids[start : start + _BATCH])
                 except BaseException:
                     # Keep what is not published yet (and whatever was notified meanwhile) for the retry.
                     again = self._hinted.setdefault(name, {})
@@ -291,39 +335,26 @@ class OutboxRelay:
         return published
 
     async def relay_once(self) -> int:
-        """A full sweep of every watched collection; the number of entries published and cleared.
+        """A full sweep of every watched collection; the number of entries published.
 
-        Also publishes what was notified. Repeats the (non-``_id``) query until nothing is claimable.
+        Also publishes what was notified, and compacts every pending document whose entries are all
+        published (one conditional write per document; retried when a command wrote it meanwhile).
         """
         published = await self.relay_hinted()
-        self._leased_until = None
-        for collection in self._collections.values():
+        for name, collection in self._collections.items():
+            after: Any = None
             while not self._stopping:
-                claimed = 0
-                for document_id in await self._pending_ids(collection):
-                    document = await self._claim(collection, document_id)
-                    if document is not None:
-                        claimed += 1
-                        published += await self._publish(collection, document)
-                if not claimed:
+                query: Document = {PENDING_FIELD: True}
+                if after is not None:
+                    query["_id"] = {"$gt": after}
+                cursor = collection.find(query, projection={"_id": 1}).sort("_id", 1).limit(_BATCH)
+                ids = [document["_id"] async for document in cursor]
+                if not ids:
                     break
-            await self._note_leases(collection)
+                for document_id in ids:
+                    published += await self._relay_document(name, document_id, compact=True)
+                after = ids[-1]
         return published
-
-    async def _note_leases(self, collection: AsyncCollection[Document]) -> None:
-        """Remember when the earliest lease on a pending document expires: a relay that died while
-        publishing (e.g. this process before a restart) leaves one, and the next sweep should claim the
-        document then rather than a whole ``sweep_interval_s`` later."""
-        leased = await collection.find_one(
-            {PENDING_FIELD: True, LEASE_FIELD: {"$gte": datetime.now(UTC)}},
-            projection={LEASE_FIELD: 1},
-            sort=[(LEASE_FIELD, 1)],
-        )
-        if leased is not None:
-            until: datetime = leased[LEASE_FIELD]
-            until = until.replace(tzinfo=UTC) if until.tzinfo is None else until
-            if self._leased_until is None or until < self._leased_until:
-                self._leased_until = until
 
     async def _acknowledged(self, acks: list[asyncio.Future[Any]]) -> None:
         """Wait for the broker's ack of every send, at most ``ack_timeout_s``.
@@ -344,86 +375,127 @@ class OutboxRelay:
         for ack in acks:
             ack.result()  # raises the first send that failed
 
+    async def _relay_batch(self, name: str, ids: Sequence[Any]) -> int:
+        """The hot path for notified documents: read each and its watermark by ``_id``, send every
+        entry above the watermarks (each document's in order), wait for all acks, raise the watermarks.
+        Nothing is written to the documents themselves."""
+        collection, relayed = self._collections[name], self._relayed[name]
+        limit = asyncio.Semaphore(_READERS)
+
+        async def read(document_id: Any) -> tuple[Document | None, int]:
+            # The reads of a batch run concurrently (each a point read by `_id`); the watermark is
+            # read only when this relay has not raised it itself (see `_marks`).
+            key = _relayed_key(collection, document_id)
+            async with limit:
+                document = await collection.find_one(
+                    {"_id": document_id}, projection={OUTBOX_FIELD: 1, PENDING_FIELD: 1}
+                )
+                if document is None or not document.get(PENDING_FIELD):
+                    return None, -1
+                if key not in self._marks:
+                    mark = await relayed.find_one({"_id": key})
+                    return document, (mark[SEQ_FIELD] if mark else -1)
+                return document, self._marks[key]
+
+        plans: list[tuple[str, int]] = []
+        todo: list[Document] = []
+        published = 0
+        for document_id, (document, done) in zip(ids, await asyncio.gather(*map(read, ids)), strict=True):
+            if document is None:
+                continue
+            entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
+            if any(SEQ_FIELD not in e for e in entries):  # written before sequences existed
+                published += await self._relay_document(name, document_id, compact=False)
+                continue
+            above = [e for e in entries if e[SEQ_FIELD] > done]
+            if above:
+                todo += above
+                plans.append((_relayed_key(collection, document_id), max(e[SEQ_FIELD] for e in above)))
+        if todo:
+            await self._publish(todo, f"{len(plans)} documents", collection.name)
+
+            async def raise_one(key: str, top: int) -> None:
+                async with limit:
+                    await self._raise_watermark(relayed, key, top)
+                self._marks[key] = max(top, self._marks.get(key, -1))
+
+            await asyncio.gather(*(raise_one(key, top) for key, top in plans))
+        return published + len(todo)
+
+    async def _relay_document(self, name: str, document_id: Any, *, compact: bool) -> int:
+        """Publish the entries of one document above its watermark, then raise the watermark; with
+        ``compact``, also clear the fully relayed outbox if the document was not written meanwhile."""
+        collection, relayed = self._collections[name], self._relayed[name]
+        key = _relayed_key(collection, document_id)
+        published = 0
+        for _ in range(_COMPACT_TRIES):
+            document = await collection.find_one(
+                {"_id": document_id}, projection={OUTBOX_FIELD: 1, PENDING_FIELD: 1, "version": 1}
+            )
+            if document is None or not document.get(PENDING_FIELD):
+                return published
+            entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
+            mark = await relayed.find_one({"_id": key})
+            done = max(mark[SEQ_FIELD] if mark else -1, self._marks.get(key, -1))
+            todo = [e for e in entries if SEQ_FIELD not in e or e[SEQ_FIELD] > done]
+            if todo:
+                await self._publish(todo, document_id, collection.name)
+                published += len(todo)
+                top = max((e[SEQ_FIELD] for e in todo if SEQ_FIELD in e), default=None)
+                if top is not None:
+                    await self._raise_watermark(relayed, key, top)
+                    self._marks[key] = max(top, self._marks.get(key, -1))
+                legacy = [e for e in todo if SEQ_FIELD not in e]
+                if legacy:  # written before sequences existed: removed as they used to be
+                    await collection.update_one({"_id": document_id}, {"$pullAll": {OUTBOX_FIELD: legacy}})
+                    continue
+            if not compact:
+                return published
+            condition: Document = (
+                {"version": document["version"]}
+                if "version" in document
+                else {OUTBOX_FIELD: {"$size": len(entries)}}
+            )
+            cleared = await collection.update_one(
+                {"_id": document_id, **condition},
+                {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}, "$unset": {LEASE_FIELD: ""}},
+            )
+            if cleared.matched_count:
+                await relayed.delete_one({"_id": key})
+                self._marks.pop(key, None)
+                return published
+            # A command wrote the document since it was read: relay its new entries, then try again.
+        return published
+
     @staticmethod
-    def _claimable(now: datetime) -> Document:
-        return {
-            PENDING_FIELD: True,
-            "$or": [{LEASE_FIELD: {"$exists": False}}, {LEASE_FIELD: None}, {LEASE_FIELD: {"$lt": now}}],
-        }
+    async def _raise_watermark(relayed: AsyncCollection[Document], key: str, seq: int) -> None:
+        for attempt in range(2):
+            try:
+                await relayed.update_one({"_id": key}, {"$max": {SEQ_FIELD: seq}}, upsert=True)
+                return
+            except DuplicateKeyError:
+                if attempt:  # two upserts of a new watermark raced (MongoDB); the second one updates
+                    raise
 
-    async def _pending_ids(self, collection: AsyncCollection[Document]) -> list[Any]:
-        cursor = collection.find(self._claimable(datetime.now(UTC)), projection={"_id": 1}).limit(_BATCH)
-        return [document["_id"] async for document in cursor]
-
-    async def _claim(self, collection: AsyncCollection[Document], document_id: Any) -> Document | None:
-        """Lease ``document_id`` if it is still pending and unleased; its document, or None."""
-        now = datetime.now(UTC)
-        # Addressed by _id: pushed down on FerretDB, and holds the document's lock (serialized).
-        return await collection.find_one_and_update(
-            {"_id": document_id, **self._claimable(now)},
-            {"$set": {LEASE_FIELD: now + self._lease}},
-            # No projection: FerretDB v1.24.2's findAndModify does not implement `fields`.
-            return_document=ReturnDocument.AFTER,
-        )
-
-    async def _publish(self, collection: AsyncCollection[Document], document: Document) -> int:
-        entries: list[Document] = list(document.get(OUTBOX_FIELD) or [])
-        try:
-            # Send all, then await every ack: the idempotent producer keeps them in order per
-            # partition, and nothing is removed unless the broker acknowledged all of them.
-            acks = []
-            for entry in entries:
-                with _publish_span(entry):
-                    record = to_record(_envelope(entry, current_traceparent()))
-                    with log_context(event_id=entry["event_id"]):
-                        log.debug("publishing %s to %s", entry["type"], entry["topic"])
-                    acks.append(
-                        await self._producer.send(
-                            entry["topic"], value=record.value, key=record.key, headers=record.headers
-                        )
+    async def _publish(self, entries: list[Document], document_id: Any, collection_name: str) -> None:
+        # Send all, then await every ack: the idempotent producer keeps them in order per partition,
+        # and the watermark moves only when the broker acknowledged all of them.
+        acks = []
+        for entry in entries:
+            with _publish_span(entry):
+                record = to_record(_envelope(entry, current_traceparent()))
+                with log_context(event_id=entry["event_id"]):
+                    log.debug("publishing %s to %s", entry["type"], entry["topic"])
+                acks.append(
+                    await self._producer.send(
+                        entry["topic"], value=record.value, key=record.key, headers=record.headers
                     )
-            await self._acknowledged(acks)
-        except BaseException:
-            # Let another pass (after backoff) or another replica retry right away.
-            await collection.update_one(
-                {"_id": document["_id"], LEASE_FIELD: document[LEASE_FIELD]},
-                {"$unset": {LEASE_FIELD: ""}},
-            )
-            raise
-        # Usually nothing was appended meanwhile: then the outbox still holds exactly the entries read
-        # (entries are only appended, and removed only under our lease), so one update clears it all.
-        cleared = await collection.update_one(
-            {
-                "_id": document["_id"],
-                LEASE_FIELD: document[LEASE_FIELD],
-                OUTBOX_FIELD: {"$size": len(entries)},
-            },
-            {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}, "$unset": {LEASE_FIELD: ""}},
-        )
-        if not cleared.matched_count:
-            # Remove exactly the entries published (new ones were appended meanwhile, or the lease was
-            # lost), then clear the flag only if the outbox is now empty — both single-document,
-            # conditional updates, each holding the document's lock; an entry appended in between
-            # keeps the flag set.
-            update: Document = {"$unset": {LEASE_FIELD: ""}}
-            if entries:
-                update["$pullAll"] = {OUTBOX_FIELD: entries}
-            await collection.update_one({"_id": document["_id"]}, update)
-            await collection.update_one(
-                {"_id": document["_id"], PENDING_FIELD: True, OUTBOX_FIELD: {"$size": 0}},
-                {"$set": {PENDING_FIELD: False}},
-            )
+                )
+        await self._acknowledged(acks)
         acknowledged = datetime.now(UTC)
         for entry in entries:
             self._metrics.outbox_published.labels(topic=entry["topic"]).inc()
             written = entry["time"] if entry["time"].tzinfo else entry["time"].replace(tzinfo=UTC)
             lag = max(0.0, (acknowledged - written).total_seconds())
             self._metrics.outbox_event_lag_seconds.labels(topic=entry["topic"]).observe(lag)
-        if entries:
-            log.info(
-                "relayed %d events of %s",
-                len(entries),
-                document["_id"],
-                extra={"collection": collection.name},
-            )
-        return len(entries)
+        log.info("relayed %d events of %s", len(entries), document_id, extra={"collection": collection_name})

@@ -1,0 +1,209 @@
+"""One writing process per service database on FerretDB, enforced by a lease document.
+
+FerretDB v1 applies an update as read → change in Go → write back, with no transaction around it
+(``internal/handler/common/update.go``), on SQLite and PostgreSQL alike: two processes updating one
+document race and lose changes, and a ``{_id, version}`` filter is no guard between processes.
+``servicekit.doclock`` serialises the writes of one process; this module makes sure there is only
+one such process (ADR 0004, ADR 0011). On MongoDB (production) it does nothing: the database is
+atomic per document and any number of replicas may run.
+
+The lease is the document ``{_id: "writer"}`` of the collection ``writer_lease`` in the service's own
+database: ``holder`` (host, pid and start time of the process), ``until`` (expiry). A process
+starting while another holds an unexpired lease refuses to start, naming the holder. The holder
+renews it every third of ``ttl_s``; a holder that cannot renew (lost it, or the database is away
+longer than the lease) stops the service. A crashed holder's lease is taken over when it expires,
+or at once when the holder ran on this host and its process is gone (``kill -9`` then restart).
+
+A first lease is an insert (the unique ``_id`` lets one of racing starters win). FerretDB cannot make
+a take-over atomic (two starters could both update the document), so a starter taking over writes
+its claim, waits ``settle_s`` (far longer than one update takes), and reads again: only the process
+whose claim is still there proceeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from servicekit.doclock import _is_ferretdb
+
+__all__ = ["LEASE_COLLECTION", "WriterLease", "WriterLeaseHeld"]
+
+log = logging.getLogger(__name__)
+
+LEASE_COLLECTION = "writer_lease"
+_LEASE_ID = "writer"
+
+
+class WriterLeaseHeld(RuntimeError):
+    """Another live process writes this service's database on FerretDB."""
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (/proc), so a reused pid is not mistaken."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _this_process() -> dict[str, Any]:
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "ticks": _process_start_ticks(pid),
+        "token": uuid.uuid4().hex,
+    }
+
+
+def _holder_dead_here(holder: dict[str, Any]) -> bool:
+    """Whether ``holder`` ran on this host and its process no longer exists (a crash)."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return False
+    return _process_start_ticks(pid) != holder.get("ticks")
+
+
+class WriterLease:
+    """The single-writer lease of one service database (a no-op on MongoDB)."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[dict[str, Any]],
+        *,
+        service: str,
+        ttl_s: float = 15.0,
+        settle_s: float = 0.25,
+        ferretdb: bool | None = None,
+    ) -> None:
+        """``ferretdb``: None asks the server (``buildInfo``); tests may say which policy to apply."""
+        self._collection = db[LEASE_COLLECTION]
+        self._database = db.name
+        self._service = service
+        self._ttl = timedelta(seconds=ttl_s)
+        self._settle_s = settle_s
+        self._ferretdb = ferretdb
+        self._me = _this_process()
+        self.held = False
+
+    async def applies(self) -> bool:
+        """Whether a lease is needed: only on FerretDB."""
+        if self._ferretdb is None:
+            self._ferretdb = await _is_ferretdb(self._collection)
+        return self._ferretdb
+
+    def _describe(self, doc: dict[str, Any]) -> str:
+        holder = doc.get("holder") or {}
+        until: datetime = doc["until"]
+        until = until.replace(tzinfo=UTC) if until.tzinfo is None else until
+        return (
+            f"process {holder.get('pid')} on host {holder.get('host')!r}, lease until "
+            f"{until.isoformat(timespec='seconds')}"
+        )
+
+    async def acquire(self) -> None:
+        """Take the lease or raise ``WriterLeaseHeld`` naming the live holder (no-op on MongoDB)."""
+        if not await self.applies():
+            log.info(
+                "database %s is MongoDB: no single-writer lease (replicas may run side by side)",
+                self._database,
+            )
+            return
+        now = datetime.now(UTC)
+        current = await self._collection.find_one({"_id": _LEASE_ID})
+        claim = {"holder": self._me, "until": now + self._ttl, "service": self._service}
+        if current is None:
+            try:
+                # The unique `_id` makes racing inserts safe: exactly one succeeds, no settling needed.
+                await self._collection.insert_one({"_id": _LEASE_ID, **claim})
+                self.held = True
+                log.info("holding the single-writer lease of database %s (FerretDB)", self._database)
+                return
+            except DuplicateKeyError:
+                current = await self._collection.find_one({"_id": _LEASE_ID})
+        if current is not None:
+            until: datetime = current["until"]
+            until = until.replace(tzinfo=UTC) if until.tzinfo is None else until
+            holder = current.get("holder") or {}
+            if until > now and holder.get("token") != self._me["token"] and not _holder_dead_here(holder):
+                raise self._refusal(current)
+            if until <= now:
+                log.warning(
+                    "taking over the expired single-writer lease of %s (%s)",
+                    self._database,
+                    self._describe(current),
+                )
+            else:
+                log.warning(
+                    "taking over the single-writer lease of %s from a crashed process (%s)",
+                    self._database,
+                    self._describe(current),
+                )
+            await self._collection.update_one({"_id": _LEASE_ID}, {"$set": claim})
+        # Racing starters may both have written a claim: the last write wins; wait until any racing
+        # update has landed, then only the process whose claim is stored goes on.
+        await asyncio.sleep(self._settle_s)
+        stored = await self._collection.find_one({"_id": _LEASE_ID})
+        if stored is None or (stored.get("holder") or {}).get("token") != self._me["token"]:
+            raise self._refusal(stored or {"until": now, "holder": {}})
+        self.held = True
+        log.info("holding the single-writer lease of database %s (FerretDB)", self._database)
+
+    def _refusal(self, doc: dict[str, Any]) -> WriterLeaseHeld:
+        return WriterLeaseHeld(
+            f"another {self._service} process writes database {self._database!r} on FerretDB "
+            f"({self._describe(doc)}): refusing to start a second writer. FerretDB v1 applies racing "
+            "updates of one document non-atomically, so one process per service may write its database "
+            "(ADR 0004, ADR 0011); stop the other process, or if it crashed on another host wait until "
+            f"its lease expires (at most {self._ttl.total_seconds():.0f} s). On MongoDB any number of "
+            "replicas may run."
+        )
+
+    async def keep(self) -> None:
+        """Renew the lease every ttl/3 until cancelled; raise when it was lost (stops the service)."""
+        if not self.held:
+            await asyncio.Event().wait()  # MongoDB: nothing to renew; run until cancelled
+        interval = self._ttl.total_seconds() / 3
+        last_renewed = datetime.now(UTC)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                result = await self._collection.update_one(
+                    {"_id": _LEASE_ID, "holder.token": self._me["token"]},
+                    {"$set": {"until": datetime.now(UTC) + self._ttl}},
+                )
+            except PyMongoError:
+                if datetime.now(UTC) - last_renewed > self._ttl:
+                    raise WriterLeaseHeld(
+                        f"could not renew the single-writer lease of {self._database!r} for longer than "
+                        "it lasts: another process may have taken it over; stopping"
+                    ) from None
+                log.warning("could not renew the single-writer lease; retrying", exc_info=True)
+                continue
+            if result.matched_count == 0:
+                raise WriterLeaseHeld(
+                    f"the single-writer lease of {self._database!r} was taken over by another process; "
+                    "stopping so that two processes never write one FerretDB database"
+                )
+            last_renewed = datetime.now(UTC)
+
+    async def release(self) -> None:
+        """Give the lease up at a clean stop, so the next process starts at once."""
+        if not self.held:
+            return
+        with contextlib.suppress(PyMongoError):
+            await self._collection.delete_one({"_id": _LEASE_ID, "holder.token": self._me["token"]})
+        self.held = False
