@@ -48,6 +48,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("case-svc", "case_svc", grpc_port=50051, metrics_port=9101),
     ServiceSpec("media-svc", "media_svc", grpc_port=50052, metrics_port=9102),
     ServiceSpec("retention-svc", "retention_svc", grpc_port=50053, metrics_port=9103),
+    ServiceSpec("compliance-svc", "compliance_svc", grpc_port=50055, metrics_port=9105),
 )
 
 

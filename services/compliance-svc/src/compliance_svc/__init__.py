@@ -1,0 +1,1 @@
+"""compliance-svc: compliance findings from every service's events (faust-streaming), their lifecycle."""

@@ -1,0 +1,124 @@
+"""Findings in MongoDB (servicekit's VersionedRepository: one document per finding, outbox events).
+
+The document id is the finding id, which is derived from the rule and its subject: storing a finding
+a second time (a redelivered or replayed event, a timer firing again) is a duplicate key, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from servicekit.errors import AlreadyExists
+from servicekit.messaging.outbox import OutboundEvent
+from servicekit.mongo import IndexSpec, VersionedRepository
+
+from compliance_svc.adapters.proto_mapping import changed_event, raised_event
+from compliance_svc.domain.model import Attribution, Finding, Severity, State
+from compliance_svc.service_layer.ports import FindingFilter
+
+FINDINGS = "findings"
+TOPIC = "lawtrail.compliance.v1.events"
+
+
+def _attribution(value: Attribution | None) -> dict[str, Any] | None:
+    return None if value is None else {"subject": value.subject, "unit": value.unit, "at": value.at}
+
+
+def _attribution_from(value: Mapping[str, Any] | None) -> Attribution | None:
+    return None if not value else Attribution(value["subject"], value["unit"], value["at"])
+
+
+def to_document(finding: Finding) -> dict[str, Any]:
+    return {
+        "_id": finding.finding_id,
+        "article": finding.article,
+        "code": finding.code,
+        "severity": finding.severity.value,
+        "consequence": finding.consequence,
+        "unit": finding.unit,
+        "officer": finding.officer,
+        "subject": finding.subject,
+        "detail": finding.detail,
+        "evidence": list(finding.evidence),
+        "raised_at": finding.raised_at,
+        "state": finding.state.value,
+        "acknowledged": _attribution(finding.acknowledged),
+        "resolved": _attribution(finding.resolved),
+        "disposition": finding.disposition,
+    }
+
+
+def from_document(doc: Mapping[str, Any]) -> Finding:
+    return Finding(
+        finding_id=doc["_id"],
+        article=doc["article"],
+        code=doc["code"],
+        severity=Severity(doc["severity"]),
+        consequence=doc["consequence"],
+        unit=doc["unit"],
+        officer=doc["officer"],
+        subject=doc["subject"],
+        detail=doc["detail"],
+        evidence=tuple(doc["evidence"]),
+        raised_at=doc["raised_at"],
+        state=State(doc["state"]),
+        acknowledged=_attribution_from(doc.get("acknowledged")),
+        resolved=_attribution_from(doc.get("resolved")),
+        disposition=doc.get("disposition", ""),
+        version=doc.get("version", 0),
+    )
+
+
+class MongoFindingRepository(VersionedRepository):
+    what = "finding"
+    indexes = [IndexSpec([("unit", 1), ("raised_at", -1)]), IndexSpec([("state", 1), ("severity", 1)])]
+
+    async def add_if_absent(self, finding: Finding) -> bool:
+        try:
+            await self.insert(
+                to_document(finding),
+                events=[OutboundEvent(TOPIC, raised_event(finding), subject=finding.finding_id)],
+            )
+        except AlreadyExists:
+            return False
+        return True
+
+    async def get(self, finding_id: str) -> Finding | None:  # type: ignore[override]
+        doc = await super().get(finding_id)
+        return None if doc is None else from_document(doc)
+
+    async def save(self, finding: Finding) -> Finding:
+        fields = to_document(finding)
+        del fields["_id"]
+        version = await self.update(
+            finding.finding_id,
+            expected_version=finding.version,
+            set_fields=fields,
+            events=[OutboundEvent(TOPIC, changed_event(finding), subject=finding.finding_id)],
+        )
+        return from_document({**to_document(finding), "version": version})
+
+    async def list(
+        self, where: FindingFilter, *, limit: int, after: tuple[str, str] | None
+    ) -> list[Finding]:
+        query: dict[str, Any] = {}
+        if where.units is not None:
+            query["unit"] = where.units[0] if len(where.units) == 1 else {"$in": list(where.units)}
+        if where.article:
+            query["article"] = where.article
+        if where.severity is not None:
+            query["severity"] = where.severity.value
+        if where.state is not None:
+            query["state"] = where.state.value
+        if where.subject:
+            query["subject"] = where.subject
+        if after is not None:
+            at = datetime.fromisoformat(after[0])
+            query["$or"] = [{"raised_at": {"$lt": at}}, {"raised_at": at, "_id": {"$lt": after[1]}}]
+        cursor = self.collection.find(
+            query, projection={"outbox": 0, "outbox_pending": 0, "outbox_lease_until": 0}
+        )
+        docs = await cursor.sort([("raised_at", -1), ("_id", -1)]).limit(limit).to_list(None)
+        return [from_document(d) for d in docs]

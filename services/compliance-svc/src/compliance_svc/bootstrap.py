@@ -1,0 +1,206 @@
+"""The one composition root of compliance-svc: settings, severity policy, repository, handlers, the
+faust app (agent, table, timer) and the gRPC API, for `servicekit.app.run_service` (see `__main__`).
+
+Nothing is built at import time. `build_handlers` wires the use cases to any repository (unit tests
+pass an in-memory fake).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+from lawtrail.compliance.v1 import compliance_service_pb2_grpc
+from prometheus_client import Gauge
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+from servicekit.app import Runtime, Wiring
+from servicekit.config import ServiceSettings
+from servicekit.grpc import ServiceBinding
+
+from compliance_svc.adapters.repository import FINDINGS, MongoFindingRepository
+from compliance_svc.domain.model import Finding, Severity, SeverityPolicy, State
+from compliance_svc.domain.rules import Deadlines
+from compliance_svc.entrypoints.grpc_api import SERVICE, ComplianceApi, role_policy
+from compliance_svc.entrypoints.stream import StreamConfig, StreamMetrics, build_app, run_stream
+from compliance_svc.service_layer.handlers import ComplianceHandlers
+from compliance_svc.service_layer.ports import FindingRepository
+
+DAY = 86400.0
+
+
+class ComplianceSettings(ServiceSettings):
+    """compliance-svc's settings (prefix LAWTRAIL_); see docs/compliance-svc.md."""
+
+    service_name: str = "compliance-svc"
+    grpc_address: str = "127.0.0.1:50055"
+    metrics_address: str = "127.0.0.1:9105"
+    # Source topics, comma-separated: adding a service's events is adding its topic here (and its
+    # event types to adapters/event_mapping.FACTS). All must exist with `compliance_partitions` partitions.
+    compliance_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["lawtrail.case.v1.events", "lawtrail.media.v1.events"]
+    )
+    compliance_partitions: int = 3
+    # faust app id = consumer group and the prefix of its changelog topic; a new id replays every topic.
+    compliance_app_id: str = "compliance-svc"
+    compliance_timer_interval_s: float = 60.0
+    # Added to server time on the compliance clock that decides deadlines (tests and drills move time
+    # forward through configuration instead of sleeping; 0 in production).
+    compliance_clock_offset_s: float = 0.0
+    compliance_unlinked_after_s: float = 7 * DAY  # R23-4
+    compliance_activity_recorded_within_s: float = 3 * DAY  # R23-1
+    compliance_gap_explained_within_s: float = 3 * DAY  # R19c
+    compliance_gap_threshold_s: float = 60.0  # R19c, as media-svc's MEDIA_GAP_THRESHOLD_S
+    compliance_severity_file: Path | None = None
+    compliance_metrics_interval_s: float = 15.0
+
+    @field_validator("compliance_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator(
+        "compliance_timer_interval_s",
+        "compliance_unlinked_after_s",
+        "compliance_activity_recorded_within_s",
+        "compliance_gap_explained_within_s",
+        "compliance_metrics_interval_s",
+    )
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"must be > 0, got {value}")
+        return value
+
+    def deadlines(self) -> Deadlines:
+        return Deadlines(
+            unlinked_after=timedelta(seconds=self.compliance_unlinked_after_s),
+            activity_recorded_within=timedelta(seconds=self.compliance_activity_recorded_within_s),
+            gap_explained_within=timedelta(seconds=self.compliance_gap_explained_within_s),
+            gap_threshold=timedelta(seconds=self.compliance_gap_threshold_s),
+        )
+
+
+def load_policy(path: Path | None = None) -> SeverityPolicy:
+    """The severity policy: `path`, or the default shipped in `compliance_svc/config/severity.toml`."""
+    if path is None:
+        text = resources.files("compliance_svc").joinpath("config/severity.toml").read_text(encoding="utf-8")
+        where = "compliance_svc/config/severity.toml"
+    else:
+        text = path.read_text(encoding="utf-8")
+        where = str(path)
+    try:
+        return SeverityPolicy.from_mapping(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise SystemExit(f"severity policy {where} is invalid: {exc}") from exc
+
+
+def compliance_clock(offset_s: float = 0.0) -> Callable[[], datetime]:
+    def now() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=offset_s)
+
+    return now
+
+
+def build_handlers(
+    findings: FindingRepository,
+    *,
+    policy: SeverityPolicy | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> ComplianceHandlers:
+    return ComplianceHandlers(findings, policy or load_policy(), clock or compliance_clock())
+
+
+class FindingGauges:
+    """`lawtrail_compliance_findings{unit,article,severity,state}` and the age of the oldest open serious
+    finding, recomputed from the store every `compliance_metrics_interval_s` (findings change through
+    the API too, so the store is the truth)."""
+
+    def __init__(self, registry: object, repository: MongoFindingRepository, clock: Callable[[], datetime]):
+        self.repository = repository
+        self.clock = clock
+        self.count = Gauge(
+            "lawtrail_compliance_findings",
+            "Compliance findings by unit, article, severity and lifecycle state",
+            ["unit", "article", "severity", "state"],
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "lawtrail_compliance_oldest_open_serious_finding_age_seconds",
+            "Age of the oldest SERIOUS finding not yet resolved (0 when there is none)",
+            registry=registry,
+        )
+
+    async def refresh(self) -> None:
+        counts: dict[tuple[str, str, str, str], int] = {}
+        oldest: datetime | None = None
+        async for doc in self.repository.collection.find(
+            {}, projection={"unit": 1, "article": 1, "severity": 1, "state": 1, "raised_at": 1}
+        ):
+            key = (doc["unit"], doc["article"], doc["severity"], doc["state"])
+            counts[key] = counts.get(key, 0) + 1
+            if doc["severity"] == Severity.SERIOUS and doc["state"] != State.RESOLVED:
+                oldest = doc["raised_at"] if oldest is None else min(oldest, doc["raised_at"])
+        self.count.clear()
+        for labels, n in counts.items():
+            self.count.labels(*labels).set(n)
+        self.oldest.set(0 if oldest is None else max((self.clock() - oldest).total_seconds(), 0))
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            started = time.monotonic()
+            await self.refresh()
+            await asyncio.sleep(max(interval_s - (time.monotonic() - started), 0.1))
+
+
+async def bootstrap(rt: Runtime) -> Wiring:
+    settings = rt.settings
+    assert isinstance(settings, ComplianceSettings)
+    policy = load_policy(settings.compliance_severity_file)
+    clock = compliance_clock(settings.compliance_clock_offset_s)
+    repository = MongoFindingRepository(
+        rt.db[FINDINGS], event_source=settings.event_source, notify=rt.relay.notify
+    )
+    handlers = build_handlers(repository, policy=policy, clock=clock)
+    config = StreamConfig(
+        app_id=settings.compliance_app_id,
+        broker=settings.kafka_bootstrap_servers,
+        topics=tuple(settings.compliance_topics),
+        partitions=settings.compliance_partitions,
+        data_dir=settings.data_dir / "faust" / settings.compliance_app_id,
+        timer_interval_s=settings.compliance_timer_interval_s,
+        deadlines=settings.deadlines(),
+    )
+    app, _monitor = build_app(config, handlers, clock, StreamMetrics.register(rt.metrics.registry))
+    gauges = FindingGauges(rt.metrics.registry, repository, clock)
+
+    async def stream() -> None:
+        await run_stream(app)
+
+    async def finding_metrics() -> None:
+        await gauges.run(settings.compliance_metrics_interval_s)
+
+    return Wiring(
+        services=[
+            ServiceBinding(
+                compliance_service_pb2_grpc.add_ComplianceServiceServicer_to_server,
+                ComplianceApi(handlers),
+                SERVICE,
+            )
+        ],
+        role_policy=role_policy(),
+        indexes={FINDINGS: MongoFindingRepository.all_indexes()},
+        outbox_collections=[FINDINGS],
+        background={"faust": stream, "finding-metrics": finding_metrics},
+    )
+
+
+__all__ = ["ComplianceSettings", "Finding", "bootstrap", "build_handlers", "load_policy"]

@@ -1,0 +1,279 @@
+"""The compliance rules: from facts (events) and the passing of time to raised findings.
+
+`Monitor` keeps what the time-based rules wait for in a mutable mapping of plain JSON values
+(in production a faust table, so the state survives restarts through its changelog; in unit tests a
+dict). Every value is replaced, never mutated in place: a faust table only records assignments.
+
+- `observe(fact)` — the findings an event raises at once (R11a, R19b, R20/R21 from ingest; R23-2; R5)
+  and the waits it starts or ends (unlinked recordings, activities without records, gaps).
+- `due(now)` — the findings whose wait has run out (R23-4, R23-1, R19c). A finding is raised at
+  its deadline, so `raised_at` does not depend on when the timer ran: a replay raises the same findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from compliance_svc.domain import facts as f
+from compliance_svc.domain.model import Raised
+
+State = MutableMapping[str, Any]
+
+UNLINKED = "unlinked:"
+ACTIVITY = "activity:"
+AV = "av:"
+SERIES = "series:"
+CASE = "case:"
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long each wait lasts (configurable; R23's "N days", R19c's explanation period)."""
+
+    unlinked_after: timedelta = timedelta(days=7)
+    activity_recorded_within: timedelta = timedelta(days=3)
+    gap_explained_within: timedelta = timedelta(days=3)
+    gap_threshold: timedelta = timedelta(seconds=60)
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class Monitor:
+    def __init__(self, state: State, deadlines: Deadlines) -> None:
+        self.state = state
+        self.deadlines = deadlines
+
+    # ---- events -------------------------------------------------------------------------------
+    def observe(self, fact: f.Fact) -> list[Raised]:
+        match fact:
+            case f.RecordingIngested():
+                return self._ingested(fact)
+            case f.RecordingLinked():
+                self._linked(fact)
+            case f.InterruptionExplained():
+                self._explained(fact)
+            case f.IntegrityCheckFailed():
+                return [self._integrity(fact)]
+            case f.ActivityRecorded():
+                self._activity(fact)
+            case f.CaseFlagged():
+                self._flagged(fact)
+            case f.CaseClosed():
+                return self._closed(fact)
+        return []
+
+    def _ingested(self, fact: f.RecordingIngested) -> list[Raised]:
+        raised = [
+            Raised(
+                code=finding.code,
+                article=finding.requirement,
+                unit=fact.unit,
+                officer=fact.officer,
+                subject=fact.recording_id,
+                detail=finding.detail,
+                evidence=(fact.event_id,),
+                raised_at=fact.time,
+            )
+            # Findings without a requirement (DURATION_MISMATCH) are technical, not conduct: not ours.
+            for finding in fact.findings
+            if finding.requirement
+        ]
+        key = UNLINKED + fact.recording_id
+        if not fact.case_id and key not in self.state and not self.state.get(AV + "rec:" + fact.recording_id):
+            self.state[key] = {
+                "due": _ts(fact.time + self.deadlines.unlinked_after),
+                "unit": fact.unit,
+                "officer": fact.officer,
+                "device": fact.device,
+                "ingested": _ts(fact.time),
+                "evidence": [fact.event_id],
+            }
+        return raised
+
+    def _linked(self, fact: f.RecordingLinked) -> None:
+        self.state.pop(UNLINKED + fact.recording_id, None)
+        # Remembered in case the link is read before the ingest (they may sit in different batches).
+        self.state[AV + "rec:" + fact.recording_id] = True
+        if not fact.activity_id:
+            return
+        self.state[AV + fact.activity_id] = True
+        activity = self.state.get(ACTIVITY + fact.activity_id)
+        if activity is not None and not activity.get("covered"):
+            self.state[ACTIVITY + fact.activity_id] = {**activity, "covered": True}
+        key = SERIES + fact.device + "|" + fact.activity_id
+        series = self.state.get(key) or {
+            "unit": fact.unit,
+            "officer": fact.officer,
+            "device": fact.device,
+            "activity": fact.activity_id,
+            "case": fact.case_id,
+            "segments": [],
+            "explained": [],
+        }
+        if any(segment[2] == fact.recording_id for segment in series["segments"]):
+            return
+        segment = [
+            _ts(fact.recorded_from),
+            _ts(fact.recorded_to),
+            fact.recording_id,
+            fact.event_id,
+            _ts(fact.time),
+        ]
+        self.state[key] = {**series, "segments": sorted([*series["segments"], segment])}
+
+    def _explained(self, fact: f.InterruptionExplained) -> None:
+        key = SERIES + fact.device + "|" + fact.activity_id
+        series = self.state.get(key) or {
+            "unit": fact.unit,
+            "officer": "",
+            "device": fact.device,
+            "activity": fact.activity_id,
+            "case": "",
+            "segments": [],
+            "explained": [],
+        }
+        span = [_ts(fact.gap_from), _ts(fact.gap_to)]
+        if span not in series["explained"]:
+            self.state[key] = {**series, "explained": [*series["explained"], span]}
+
+    def _integrity(self, fact: f.IntegrityCheckFailed) -> Raised:
+        return Raised(
+            code="R23_2_INTEGRITY_FAILED",
+            article="R23-2",
+            unit=fact.unit,
+            officer="",
+            subject=fact.recording_id,
+            detail=f"stored content of recording {fact.recording_id} failed its integrity check "
+            f"({fact.detected_by}): {fact.detail}",
+            evidence=(fact.event_id,),
+            raised_at=fact.time,
+        )
+
+    def _activity(self, fact: f.ActivityRecorded) -> None:
+        case_key = CASE + fact.case_id
+        case = self.state.get(case_key) or {"unit": fact.unit, "flags": [], "activities": []}
+        if fact.exempt:
+            return
+        if fact.activity_id not in case["activities"]:
+            self.state[case_key] = {**case, "activities": [*case["activities"], fact.activity_id]}
+        if fact.text_record or ACTIVITY + fact.activity_id in self.state:
+            return
+        self.state[ACTIVITY + fact.activity_id] = {
+            "case": fact.case_id,
+            "unit": fact.unit,
+            "officer": fact.officers[0] if fact.officers else "",
+            "due": _ts(fact.ended_at + self.deadlines.activity_recorded_within),
+            "covered": bool(self.state.get(AV + fact.activity_id)),
+            "evidence": [fact.event_id],
+        }
+
+    def _flagged(self, fact: f.CaseFlagged) -> None:
+        key = CASE + fact.case_id
+        case = self.state.get(key) or {"unit": fact.unit, "flags": [], "activities": []}
+        if fact.flag not in case["flags"]:
+            self.state[key] = {**case, "flags": [*case["flags"], fact.flag]}
+
+    def _closed(self, fact: f.CaseClosed) -> list[Raised]:
+        case = self.state.get(CASE + fact.case_id)
+        if not case or not case["flags"]:
+            return []
+        uncovered = [a for a in case["activities"] if not self.state.get(AV + a)]
+        if not uncovered:
+            return []
+        # case-svc refuses this close (R5); seeing it here means that guard was bypassed.
+        return [
+            Raised(
+                code="R5_FLAGGED_CASE_CLOSED_WITHOUT_AV",
+                article="R5",
+                unit=fact.unit,
+                officer=fact.closed_by,
+                subject=fact.case_id,
+                detail=f"case {fact.case_id} flagged {', '.join(case['flags'])} was closed while "
+                f"{len(uncovered)} enforcement activit{'y has' if len(uncovered) == 1 else 'ies have'} "
+                f"no AV record: {', '.join(uncovered)}",
+                evidence=(fact.event_id,),
+                raised_at=fact.time,
+            )
+        ]
+
+    # ---- time ---------------------------------------------------------------------------------
+    def due(self, now: datetime) -> list[Raised]:
+        return list(self._due(_ts(now)))
+
+    def _due(self, now: float) -> Iterator[Raised]:
+        for key, value in list(self.state.items()):
+            if key.startswith(UNLINKED) and value["due"] <= now:
+                recording = key[len(UNLINKED) :]
+                days = self.deadlines.unlinked_after / timedelta(days=1)
+                yield Raised(
+                    code="R23_4_UNLINKED_RECORDING",
+                    article="R23-4",
+                    unit=value["unit"],
+                    officer=value["officer"],
+                    subject=recording,
+                    detail=f"recording {recording} (device {value['device']}) is linked to no case "
+                    f"{days:g} days after its ingest at {_dt(value['ingested']).isoformat()}",
+                    evidence=tuple(value["evidence"]),
+                    raised_at=_dt(value["due"]),
+                )
+            elif key.startswith(ACTIVITY) and not value["covered"] and value["due"] <= now:
+                activity = key[len(ACTIVITY) :]
+                yield Raised(
+                    code="R23_1_ACTIVITY_WITHOUT_RECORD",
+                    article="R23-1",
+                    unit=value["unit"],
+                    officer=value["officer"],
+                    subject=activity,
+                    detail=f"enforcement activity {activity} of case {value['case']} has no AV recording "
+                    f"and no text record by {_dt(value['due']).isoformat()}",
+                    evidence=tuple(value["evidence"]),
+                    raised_at=_dt(value["due"]),
+                )
+            elif key.startswith(SERIES):
+                yield from self._unexplained_gaps(value, now)
+
+    def _unexplained_gaps(self, series: dict[str, Any], now: float) -> Iterator[Raised]:
+        within = self.deadlines.gap_explained_within.total_seconds()
+        for start, end, before, after, evidence, known in _gaps(
+            series["segments"], self.deadlines.gap_threshold.total_seconds()
+        ):
+            if any(a <= start and end <= b for a, b in series["explained"]) or known + within > now:
+                continue
+            yield Raised(
+                code="R19C_UNEXPLAINED_GAP",
+                article="R19c",
+                unit=series["unit"],
+                officer=series["officer"],
+                subject=f"{series['device']}|{series['activity']}|{_dt(start).isoformat()}",
+                detail=f"device {series['device']} stopped recording for {end - start:.0f} s during activity "
+                f"{series['activity']} ({_dt(start).isoformat()} → {_dt(end).isoformat()}, between "
+                f"recordings {before} and {after}); no explanation within {within / 3600:g} h",
+                evidence=evidence,
+                raised_at=_dt(known + within),
+            )
+
+
+Gap = tuple[float, float, str, str, tuple[str, ...], float]
+
+
+def _gaps(segments: list[list[Any]], threshold_s: float) -> Iterator[Gap]:
+    """Gaps of a series sorted by start: (latest end so far → next start) longer than the threshold,
+    with the recordings and link events on either side and when the gap became known: the later of
+    the two links. That depends only on the segments, not on the order their events were read in
+    (the two links may sit in different partitions), so a replay dates every gap the same."""
+    latest_end: float | None = None
+    last_rec, last_event, last_linked = "", "", 0.0
+    for start, end, recording, event_id, linked in segments:
+        if latest_end is not None and start - latest_end > threshold_s:
+            yield latest_end, start, last_rec, recording, (last_event, event_id), max(last_linked, linked)
+        if latest_end is None or end >= latest_end:
+            latest_end, last_rec, last_event, last_linked = end, recording, event_id, linked

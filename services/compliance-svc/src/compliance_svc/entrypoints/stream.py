@@ -1,0 +1,202 @@
+"""The faust-streaming side of compliance-svc: one agent over every source topic, one table, one timer.
+
+- The **agent** reads every topic of `LAWTRAIL_COMPLIANCE_TOPICS` (CloudEvents binary mode; the raw
+  record, headers included), turns each event into a fact (adapters/event_mapping.py), lets the
+  `Monitor` decide, and stores the findings it raises before faust commits the offset (at-least-once;
+  findings are stored idempotently by their derived id, so a redelivery raises nothing twice).
+- The **table** `<app id>-state` holds what the time-based rules wait for (unlinked recordings,
+  activities without records, recording series and their gaps). It lives in memory and is recovered
+  from its changelog topic, which faust creates (its only topics: the source topics must exist with
+  the partition count `LAWTRAIL_COMPLIANCE_PARTITIONS`, or faust stops with `PartitionsMismatch`).
+- The **timer** (every `LAWTRAIL_COMPLIANCE_TIMER_INTERVAL_S`) asks the Monitor what has come due on
+  the compliance clock (server time + `LAWTRAIL_COMPLIANCE_CLOCK_OFFSET_S`) and stores those findings.
+  A faust table cannot be written outside an agent, so the timer only reads; what it fired is
+  remembered in memory (and the store refuses duplicates after a restart).
+
+The app runs on the gRPC server's event loop (faust.contrib.asgi.faust_app_running, started as a
+servicekit background task), so the agent and the API share one process and one Mongo client.
+Limitation (one replica): a recording series is keyed by device and activity but stored in the
+partition of the event that touched it; with several replicas a series could be split. Running more
+than one replica needs a `group_by` repartition by series first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import faust
+from prometheus_client import Counter, Gauge
+from servicekit.messaging.envelope import InvalidEnvelope, decode
+
+from compliance_svc.adapters.event_mapping import to_fact
+from compliance_svc.domain.model import Raised
+from compliance_svc.domain.rules import Deadlines, Monitor
+from compliance_svc.service_layer.handlers import ComplianceHandlers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamMetrics:
+    events: Counter
+    lag: Gauge
+    lag_by_tp: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    @classmethod
+    def register(cls, registry: Any) -> StreamMetrics:
+        return cls(
+            events=Counter(
+                "lawtrail_compliance_events_total",
+                "Events read by compliance-svc's agent, by topic and outcome (applied, ignored, poison)",
+                ["topic", "outcome"],
+                registry=registry,
+            ),
+            lag=Gauge(
+                "lawtrail_compliance_consumer_lag",
+                "Records not yet processed by compliance-svc, per source topic (sum over its partitions)",
+                ["topic"],
+                registry=registry,
+            ),
+        )
+
+    def processed(self, topic: str, partition: int, offset: int, highwater: int | None) -> None:
+        if highwater is None:
+            return
+        self.lag_by_tp[(topic, partition)] = max(highwater - offset - 1, 0)
+        self.lag.labels(topic).set(sum(v for (t, _), v in self.lag_by_tp.items() if t == topic))
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    app_id: str
+    broker: str
+    topics: tuple[str, ...]
+    partitions: int
+    data_dir: Path
+    timer_interval_s: float
+    deadlines: Deadlines
+
+
+async def record_with_retry(handlers: ComplianceHandlers, raised: list[Raised], what: str) -> None:
+    """Store findings; a database outage holds the agent (nothing is skipped) and is logged."""
+    delay = 0.2
+    while True:
+        try:
+            await handlers.record(raised)
+            return
+        except Exception:
+            log.exception("storing findings of %s failed; retrying in %.1f s", what, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def build_app(
+    config: StreamConfig,
+    handlers: ComplianceHandlers,
+    clock: Callable[[], datetime],
+    metrics: StreamMetrics,
+) -> tuple[faust.App, Monitor]:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        config.app_id,
+        broker=f"kafka://{config.broker}",
+        store="memory://",
+        datadir=str(config.data_dir),
+        web_enabled=False,
+        autodiscover=False,
+        topic_partitions=config.partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        # The table's keys and values are JSON; the source topics' records are read raw (below).
+        key_serializer="json",
+        value_serializer="json",
+        producer_acks=-1,
+    )
+    source = app.topic(
+        *config.topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    table = app.Table(f"{config.app_id}-state", default=None, partitions=config.partitions)
+    monitor = Monitor(table, config.deadlines)
+    fired: set[str] = set()
+
+    @app.agent(source)
+    async def apply(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                fact = to_fact(decode(message))
+            except InvalidEnvelope as error:
+                # A poison message cannot block every later event: it is skipped and reported.
+                log.error(
+                    "skipping an unreadable event at %s[%d]@%d: %s",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    error,
+                )
+                metrics.events.labels(message.topic, "poison").inc()
+                continue
+            if fact is None:
+                metrics.events.labels(message.topic, "ignored").inc()
+            else:
+                raised = monitor.observe(fact)
+                if raised:
+                    await record_with_retry(handlers, raised, f"event {fact.event_id}")
+                metrics.events.labels(message.topic, "applied").inc()
+            try:
+                highwater = app.consumer.highwater(message.tp)
+            except Exception:
+                highwater = None
+            metrics.processed(message.topic, message.partition, message.offset, highwater)
+
+    async def caught_up() -> bool:
+        """Whether the agent has read every source partition up to its end. Deadlines are only judged
+        then: a replay (or a restart after downtime) must first read the link or record that arrived in
+        time on another topic, or it would raise a finding the live run never raised."""
+        try:
+            assigned = [tp for tp in app.consumer.assignment() if tp.topic in config.topics]
+        except Exception:
+            return False
+        if not assigned:
+            return False
+        for tp in assigned:
+            try:
+                highwater = app.consumer.highwater(tp)
+            except Exception:
+                return False
+            if highwater is None:
+                return False
+            lag = metrics.lag_by_tp.get((tp.topic, tp.partition))
+            if lag is None:
+                # Nothing read from it since the start: caught up if the committed position is its end.
+                position = await app.consumer.position(tp)
+                if highwater > 0 and (position is None or position < highwater):
+                    return False
+            elif lag > 0:
+                return False
+        return True
+
+    @app.timer(interval=config.timer_interval_s)
+    async def deadlines() -> None:
+        if not await caught_up():
+            return
+        due = [r for r in monitor.due(clock()) if r.finding_id not in fired]
+        if due:
+            await record_with_retry(handlers, due, "deadlines")
+            fired.update(r.finding_id for r in due)
+
+    return app, monitor
+
+
+async def run_stream(app: faust.App) -> None:
+    """Run the faust app on this loop until cancelled (a servicekit background task)."""
+    from faust.contrib.asgi import faust_app_running
+
+    async with faust_app_running(app, stop_timeout=10.0):
+        await asyncio.Event().wait()
