@@ -10,6 +10,7 @@ RUN := $(UV) run --frozen --all-packages
 BUF := tools/node_modules/.bin/buf
 PY_SRC := libs/servicekit/src/servicekit services/case-svc/src/case_svc services/media-svc/src/media_svc \
           services/retention-svc/src/retention_svc \
+          services/compliance-svc/src/compliance_svc \
           clients/src/lawtrail_client deploy/local/src/lawtrail_local tools bench
 # deploy/k8s validation tools: kustomize built once per machine into the cache (never @master),
 # promtool from Debian's prometheus; kubernetes-validate is a dev dependency (uv.lock).

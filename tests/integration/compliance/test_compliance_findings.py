@@ -48,7 +48,8 @@ def stamp(value: datetime) -> Timestamp:
 def make_video(path: Path, tag: str) -> bytes:
     subprocess.run(
         ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=10",
-         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast", "-metadata", f"title={tag}", str(path)],
+         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast",
+         "-metadata", f"title={tag}", str(path)],
         check=True, timeout=120,
     )  # fmt: skip
     return path.read_bytes()
@@ -201,7 +202,11 @@ def scenario(world: World) -> dict[str, str]:
     start = now - timedelta(hours=50)
     late = upload(w, tag="late", start=start, case_id=case.case_id, activity_id=activities[0], informed=False)
     after_gap = upload(
-        w, tag="after-gap", start=start + timedelta(minutes=10), case_id=case.case_id, activity_id=activities[0]
+        w,
+        tag="after-gap",
+        start=start + timedelta(minutes=10),
+        case_id=case.case_id,
+        activity_id=activities[0],
     )
     unlinked = upload(w, tag="unlinked", start=now - timedelta(minutes=30), device="CAM-C-2")
     return {
@@ -234,7 +239,9 @@ def conduct_findings(findings: list[fpb.Finding]) -> list[tuple[str, str, str]]:
     )
 
 
-def test_r11a_r19b_r19c_r23_findings_appear_once_each_with_severity(world: World, scenario: dict[str, str]) -> None:
+def test_r11a_r19b_r19c_r23_findings_appear_once_each_with_severity(
+    world: World, scenario: dict[str, str]
+) -> None:
     address = world.starter.started[-1].grpc_address
     want = sorted((article, scenario[key], severity) for article, key, severity in EXPECTED)
     eventually(lambda: conduct_findings(list_findings(address, world)) == want, f"findings {want}")
@@ -247,7 +254,9 @@ def test_r11a_r19b_r19c_r23_findings_appear_once_each_with_severity(world: World
     assert {f.subject for f in r20} <= {scenario["late"], scenario["after_gap"], scenario["unlinked"]}
     assert all(f.severity == fpb.SEVERITY_SERIOUS for f in r20)
     late = next(f for f in findings if f.article == "R19b")
-    assert late.officer == "officer-7" and late.unit == world.unit and late.evidence_event_ids
+    assert late.officer == "officer-7"
+    assert late.unit == world.unit
+    assert late.evidence_event_ids
     assert late.consequence.startswith("criticism")
     # The covered activity has recordings: no R23-1 for it.
     assert not [f for f in findings if f.subject == scenario["covered_activity"]]
@@ -276,7 +285,9 @@ def test_replaying_all_topics_gives_the_same_findings(world: World, scenario: di
     replay.stop()
 
 
-def test_lifecycle_open_acknowledged_resolved_by_the_legal_office(world: World, scenario: dict[str, str]) -> None:
+def test_lifecycle_open_acknowledged_resolved_by_the_legal_office(
+    world: World, scenario: dict[str, str]
+) -> None:
     address = world.starter.started[2].grpc_address
     finding = next(f for f in list_findings(address, world) if f.article == "R19b")
     with grpc.insecure_channel(address) as channel:
@@ -284,22 +295,29 @@ def test_lifecycle_open_acknowledged_resolved_by_the_legal_office(world: World, 
         legal = world.token("legal-1", "legal", "LEGAL_OFFICE")
         officer = world.token("officer-7", world.unit, "OFFICER")
         with pytest.raises(grpc.RpcError) as denied:
-            stub.AcknowledgeFinding(api.AcknowledgeFindingRequest(finding_id=finding.finding_id), metadata=officer)
+            stub.AcknowledgeFinding(
+                api.AcknowledgeFindingRequest(finding_id=finding.finding_id), metadata=officer
+            )
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
         acked = stub.AcknowledgeFinding(
             api.AcknowledgeFindingRequest(finding_id=finding.finding_id), metadata=legal
         ).finding
-        assert acked.state == fpb.FINDING_STATE_ACKNOWLEDGED and acked.acknowledged.subject == "legal-1"
+        assert acked.state == fpb.FINDING_STATE_ACKNOWLEDGED
+        assert acked.acknowledged.subject == "legal-1"
         with pytest.raises(grpc.RpcError) as bad:
             stub.ResolveFinding(api.ResolveFindingRequest(finding_id=finding.finding_id), metadata=legal)
-        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "disposition" in bad.value.details()
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "disposition" in bad.value.details()
         done = stub.ResolveFinding(
             api.ResolveFindingRequest(finding_id=finding.finding_id, disposition="criticised and educated"),
             metadata=legal,
         ).finding
-        assert done.state == fpb.FINDING_STATE_RESOLVED and done.disposition == "criticised and educated"
+        assert done.state == fpb.FINDING_STATE_RESOLVED
+        assert done.disposition == "criticised and educated"
         with pytest.raises(grpc.RpcError) as again:
-            stub.AcknowledgeFinding(api.AcknowledgeFindingRequest(finding_id=finding.finding_id), metadata=legal)
+            stub.AcknowledgeFinding(
+                api.AcknowledgeFindingRequest(finding_id=finding.finding_id), metadata=legal
+            )
         assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         with pytest.raises(grpc.RpcError) as missing:
             stub.GetFinding(api.GetFindingRequest(finding_id="nope"), metadata=legal)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 from lawtrail.compliance.v1 import compliance_service_pb2_grpc
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 from servicekit.app import Runtime, Wiring
@@ -124,7 +124,9 @@ class FindingGauges:
     finding, recomputed from the store every `compliance_metrics_interval_s` (findings change through
     the API too, so the store is the truth)."""
 
-    def __init__(self, registry: object, repository: MongoFindingRepository, clock: Callable[[], datetime]):
+    def __init__(
+        self, registry: CollectorRegistry, repository: MongoFindingRepository, clock: Callable[[], datetime]
+    ):
         self.repository = repository
         self.clock = clock
         self.count = Gauge(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.case.v1 import case_events_pb2 as case_pb
 from lawtrail.case.v1 import case_pb2
 from lawtrail.media.v1 import media_events_pb2 as media_pb
@@ -19,7 +20,7 @@ from servicekit.messaging.envelope import Envelope
 from compliance_svc.domain import facts as f
 
 
-def _time(value: Any) -> datetime:
+def _time(value: Timestamp) -> datetime:
     return value.ToDatetime(tzinfo=UTC)
 
 
@@ -107,18 +108,16 @@ def _closed(e: Envelope, m: case_pb.CaseClosed) -> f.Fact:
 
 
 Mapper = Callable[[Envelope, Any], f.Fact]
-FACTS: dict[str, tuple[type[Message], Mapper]] = {
-    cls.DESCRIPTOR.full_name: (cls, mapper)
-    for cls, mapper in [
-        (media_pb.RecordingIngested, _ingested),
-        (media_pb.RecordingLinked, _linked),
-        (media_pb.InterruptionExplained, _explained),
-        (media_pb.IntegrityCheckFailed, _integrity),
-        (case_pb.ActivityRecorded, _activity),
-        (case_pb.CaseFlagged, _flagged),
-        (case_pb.CaseClosed, _closed),
-    ]
-}
+_KNOWN: list[tuple[type[Message], Mapper]] = [
+    (media_pb.RecordingIngested, _ingested),
+    (media_pb.RecordingLinked, _linked),
+    (media_pb.InterruptionExplained, _explained),
+    (media_pb.IntegrityCheckFailed, _integrity),
+    (case_pb.ActivityRecorded, _activity),
+    (case_pb.CaseFlagged, _flagged),
+    (case_pb.CaseClosed, _closed),
+]
+FACTS: dict[str, tuple[type[Message], Mapper]] = {cls.DESCRIPTOR.full_name: (cls, m) for cls, m in _KNOWN}
 
 
 def to_fact(envelope: Envelope) -> f.Fact | None:

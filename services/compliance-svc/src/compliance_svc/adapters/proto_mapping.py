@@ -26,9 +26,7 @@ def ts(value: datetime) -> Timestamp:
     return stamp
 
 
-def attribution_pb(value: Attribution | None) -> common_pb2.Attribution | None:
-    if value is None:
-        return None
+def attribution_pb(value: Attribution) -> common_pb2.Attribution:
     return common_pb2.Attribution(subject=value.subject, unit=value.unit, at=ts(value.at))
 
 

@@ -6,9 +6,9 @@ a second time (a redelivered or replayed event, a timer firing again) is a dupli
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from servicekit.errors import AlreadyExists
 from servicekit.messaging.outbox import OutboundEvent
@@ -73,7 +73,10 @@ def from_document(doc: Mapping[str, Any]) -> Finding:
 
 class MongoFindingRepository(VersionedRepository):
     what = "finding"
-    indexes = [IndexSpec([("unit", 1), ("raised_at", -1)]), IndexSpec([("state", 1), ("severity", 1)])]
+    indexes: ClassVar[Sequence[IndexSpec]] = (
+        IndexSpec([("unit", 1), ("raised_at", -1)]),
+        IndexSpec([("state", 1), ("severity", 1)]),
+    )
 
     async def add_if_absent(self, finding: Finding) -> bool:
         try:
@@ -100,9 +103,7 @@ class MongoFindingRepository(VersionedRepository):
         )
         return from_document({**to_document(finding), "version": version})
 
-    async def list(
-        self, where: FindingFilter, *, limit: int, after: tuple[str, str] | None
-    ) -> list[Finding]:
+    async def list(self, where: FindingFilter, *, limit: int, after: tuple[str, str] | None) -> list[Finding]:
         query: dict[str, Any] = {}
         if where.units is not None:
             query["unit"] = where.units[0] if len(where.units) == 1 else {"$in": list(where.units)}

@@ -84,7 +84,10 @@ class ComplianceApi(api_grpc.ComplianceServiceServicer):
     async def GetFinding(self, request: api.GetFindingRequest, context: Any) -> api.GetFindingResponse:
         principal = current_principal()
         finding = await self.handlers.get(
-            request.finding_id, subject=principal.subject, unit=principal.unit, roles=frozenset(principal.roles)
+            request.finding_id,
+            subject=principal.subject,
+            unit=principal.unit,
+            roles=frozenset(principal.roles),
         )
         return api.GetFindingResponse(finding=finding_pb(finding))
 

@@ -182,7 +182,7 @@ def build_app(
                 return False
         return True
 
-    @app.timer(interval=config.timer_interval_s)
+    @app.timer(interval=config.timer_interval_s)  # type: ignore[untyped-decorator]
     async def deadlines() -> None:
         if not await caught_up():
             return

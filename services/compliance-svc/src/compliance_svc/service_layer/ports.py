@@ -29,8 +29,6 @@ class FindingRepository(Protocol):
         """Store a changed finding (optimistic: `finding.version` must be current) with its event."""
         ...
 
-    async def list(
-        self, where: FindingFilter, *, limit: int, after: tuple[str, str] | None
-    ) -> list[Finding]:
+    async def list(self, where: FindingFilter, *, limit: int, after: tuple[str, str] | None) -> list[Finding]:
         """Newest first (raised_at, then id), at most `limit`, starting after the cursor `after`."""
         ...
