@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from servicekit.errors import FailedPrecondition, InvalidArgument
-
 from compliance_svc.bootstrap import load_policy
 from compliance_svc.domain import facts as f
 from compliance_svc.domain.model import Attribution, Finding, Severity, State
 from compliance_svc.domain.rules import Deadlines, Monitor
+from servicekit.errors import FailedPrecondition, InvalidArgument
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
