@@ -64,6 +64,11 @@ def render(fds: descriptor_pb2.FileDescriptorSet) -> str:
         "`ce_subject` and the record key = the aggregate id, `content-type: application/protobuf`.",
         "Delivery is at-least-once: de-duplicate on `(ce_source, ce_id)`. A published `ce_type`",
         "never changes incompatibly; a new meaning is a new message.",
+        "",
+        "**Consuming these events from Python** (notification services, reports): the kafka-python SDK",
+        "`lawtrail_client.events` subscribes by type, decodes the typed message from these headers,",
+        "commits after your handler and dead-letters poison records — see [events-sdk.md](events-sdk.md)",
+        "(ten-line example there) and `examples/notifier/`.",
     ]
     by_topic: dict[str, list[descriptor_pb2.FileDescriptorProto]] = {}
     for f in fds.file:
