@@ -193,7 +193,7 @@ class EventConsumer:
     def on(
         self, event_type: type[M] | str
     ) -> Callable[[Callable[[M, EventMeta], None]], Callable[[M, EventMeta], None]]:
-        """Decorator: call the function with each event of `event_type` (a generated class or its full name)."""
+        """Decorator: call the function with each event of `event_type` (generated class or full name)."""
         message_class = event_class(event_type) if isinstance(event_type, str) else event_type
 
         def register(handler: Handler[M]) -> Handler[M]:

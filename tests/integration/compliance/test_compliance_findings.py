@@ -235,7 +235,7 @@ def conduct_findings(findings: list[fpb.Finding]) -> list[tuple[str, str, str]]:
     return sorted(
         (f.article, f.subject, fpb.Severity.Name(f.severity).removeprefix("SEVERITY_"))
         for f in findings
-        if f.article != "R20"
+        if f.article not in ("R20", "R22")
     )
 
 
@@ -329,3 +329,76 @@ def test_lifecycle_open_acknowledged_resolved_by_the_legal_office(
             )
         assert other_unit.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert sys.version_info >= (3, 11)
+
+
+def test_r22_spot_check_drawn_twice_with_one_seed_is_identical_and_reviews_raise_findings(
+    world: World, scenario: dict[str, str]
+) -> None:
+    address = world.starter.started[2].grpc_address
+    now = datetime.now(UTC)
+    legal = world.token("legal-1", "legal", "LEGAL_OFFICE")
+
+    def draw(seed: int) -> Any:
+        with grpc.insecure_channel(address) as channel:
+            return (
+                api_grpc.ComplianceServiceStub(channel)
+                .DrawSpotCheck(
+                    api.DrawSpotCheckRequest(
+                        unit=world.unit,
+                        period_from=stamp(now - timedelta(days=5)),
+                        period_to=stamp(now + timedelta(days=1)),
+                        per_officer=2,
+                        reviewers=["officer-7", "rev-1", "rev-2"],
+                        seed=seed,
+                    ),
+                    metadata=legal,
+                    timeout=15,
+                )
+                .spot_check
+            )
+
+    # The material (3 recordings, 1 case file of officer-7) is projected from the events.
+    def sample(check: Any) -> list[tuple[str, int, str, str]]:
+        return [(i.item_id, i.kind, i.material_id, i.reviewer) for i in check.items]
+
+    eventually(lambda: len(draw(99).items) == 3, "2 recordings + 1 case file drawn for officer-7")
+    first, second = draw(12345), draw(12345)
+    assert first.spot_check_id != second.spot_check_id
+    assert first.seed == second.seed == 12345
+    assert sample(first) == sample(second)
+    assert {i.material_id for i in first.items} <= {
+        scenario["late"],
+        scenario["after_gap"],
+        scenario["unlinked"],
+        scenario["case"],
+    }
+    assert all(i.reviewer in {"rev-1", "rev-2"} for i in first.items)  # never officer-7 himself
+
+    item = first.items[0]
+    with grpc.insecure_channel(address) as channel:
+        stub = api_grpc.ComplianceServiceStub(channel)
+        reviewer = world.token(item.reviewer, "legal", "LEGAL_OFFICE")
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.RecordReview(
+                api.RecordReviewRequest(
+                    spot_check_id=first.spot_check_id,
+                    item_id=item.item_id,
+                    failed_aspects=[api.REVIEW_ASPECT_CIVILITY],
+                ),
+                metadata=reviewer,
+            )
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "notes" in (bad.value.details() or "")
+        done = stub.RecordReview(
+            api.RecordReviewRequest(
+                spot_check_id=first.spot_check_id,
+                item_id=item.item_id,
+                failed_aspects=[api.REVIEW_ASPECT_CIVILITY],
+                notes="raised voice at the party",
+            ),
+            metadata=reviewer,
+        )
+        assert [f.code for f in done.findings] == ["R22_CIVILITY"]
+        assert done.findings[0].officer == "officer-7"
+        assert done.item.review.reviewed.subject == item.reviewer
+    assert [f.code for f in list_findings(address, world, article="R22")] == ["R22_CIVILITY"]

@@ -25,12 +25,14 @@ from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 
 from compliance_svc.adapters.repository import FINDINGS, MongoFindingRepository
+from compliance_svc.adapters.spot_checks import MATERIALS, SPOT_CHECKS, MongoSpotCheckStore
 from compliance_svc.domain.model import Finding, Severity, SeverityPolicy, State
 from compliance_svc.domain.rules import Deadlines
 from compliance_svc.entrypoints.grpc_api import SERVICE, ComplianceApi, role_policy
 from compliance_svc.entrypoints.stream import StreamConfig, StreamMetrics, build_app, run_stream
 from compliance_svc.service_layer.handlers import ComplianceHandlers
 from compliance_svc.service_layer.ports import FindingRepository
+from compliance_svc.service_layer.spot_checks import SpotCheckHandlers
 
 DAY = 86400.0
 
@@ -172,6 +174,10 @@ async def bootstrap(rt: Runtime) -> Wiring:
         rt.db[FINDINGS], event_source=settings.event_source, notify=rt.relay.notify
     )
     handlers = build_handlers(repository, policy=policy, clock=clock)
+    spot_checks = SpotCheckHandlers(
+        MongoSpotCheckStore(rt.db[SPOT_CHECKS], rt.db[MATERIALS], event_source=settings.event_source),
+        handlers,
+    )
     config = StreamConfig(
         app_id=settings.compliance_app_id,
         broker=settings.kafka_bootstrap_servers,
@@ -181,7 +187,9 @@ async def bootstrap(rt: Runtime) -> Wiring:
         timer_interval_s=settings.compliance_timer_interval_s,
         deadlines=settings.deadlines(),
     )
-    app, _monitor = build_app(config, handlers, clock, StreamMetrics.register(rt.metrics.registry))
+    app, _monitor = build_app(
+        config, handlers, clock, StreamMetrics.register(rt.metrics.registry), material=spot_checks.note
+    )
     gauges = FindingGauges(rt.metrics.registry, repository, clock)
 
     async def stream() -> None:
@@ -194,12 +202,15 @@ async def bootstrap(rt: Runtime) -> Wiring:
         services=[
             ServiceBinding(
                 compliance_service_pb2_grpc.add_ComplianceServiceServicer_to_server,
-                ComplianceApi(handlers),
+                ComplianceApi(handlers, spot_checks),
                 SERVICE,
             )
         ],
         role_policy=role_policy(),
-        indexes={FINDINGS: MongoFindingRepository.all_indexes()},
+        indexes={
+            FINDINGS: MongoFindingRepository.all_indexes(),
+            SPOT_CHECKS: MongoSpotCheckStore.all_indexes(),
+        },
         outbox_collections=[FINDINGS],
         background={"faust": stream, "finding-metrics": finding_metrics},
     )

@@ -107,6 +107,12 @@ def _closed(e: Envelope, m: case_pb.CaseClosed) -> f.Fact:
     )
 
 
+def _opened(e: Envelope, m: case_pb.CaseOpened) -> f.Fact:
+    return f.CaseOpened(
+        event_id=e.id, time=e.time, case_id=m.case_id, unit=m.unit, officer=m.responsible_officer
+    )
+
+
 Mapper = Callable[[Envelope, Any], f.Fact]
 _KNOWN: list[tuple[type[Message], Mapper]] = [
     (media_pb.RecordingIngested, _ingested),
@@ -116,6 +122,7 @@ _KNOWN: list[tuple[type[Message], Mapper]] = [
     (case_pb.ActivityRecorded, _activity),
     (case_pb.CaseFlagged, _flagged),
     (case_pb.CaseClosed, _closed),
+    (case_pb.CaseOpened, _opened),
 ]
 FACTS: dict[str, tuple[type[Message], Mapper]] = {cls.DESCRIPTOR.full_name: (cls, m) for cls, m in _KNOWN}
 

@@ -94,3 +94,10 @@ class CaseClosed(Fact):
     case_id: str
     unit: str
     closed_by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseOpened(Fact):
+    case_id: str
+    unit: str
+    officer: str

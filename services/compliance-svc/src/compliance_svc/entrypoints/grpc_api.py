@@ -12,10 +12,18 @@ from servicekit.auth import current_principal
 from servicekit.errors import InvalidArgument
 from servicekit.paging import decode_page_token, encode_page_token, filters_fingerprint, foreign_page_token
 
-from compliance_svc.adapters.proto_mapping import finding_pb, severity_from_pb, state_from_pb
+from compliance_svc.adapters.proto_mapping import (
+    attribution_pb,
+    finding_pb,
+    severity_from_pb,
+    state_from_pb,
+    ts,
+)
+from compliance_svc.domain import spotcheck as sc
 from compliance_svc.domain.model import Attribution
 from compliance_svc.service_layer.handlers import ComplianceHandlers
 from compliance_svc.service_layer.ports import FindingFilter
+from compliance_svc.service_layer.spot_checks import SpotCheckHandlers
 
 SERVICE = api.DESCRIPTOR.services_by_name["ComplianceService"]
 READERS = frozenset({"OFFICER", "UNIT_HEAD", "LEGAL_OFFICE", "INSPECTOR", "SERVICE"})
@@ -30,6 +38,9 @@ def role_policy() -> dict[str, frozenset[str]]:
         prefix + "GetFinding": READERS,
         prefix + "AcknowledgeFinding": DECIDERS,
         prefix + "ResolveFinding": DECIDERS,
+        prefix + "DrawSpotCheck": frozenset({"LEGAL_OFFICE", "UNIT_HEAD"}),
+        prefix + "GetSpotCheck": frozenset({"LEGAL_OFFICE", "INSPECTOR", "UNIT_HEAD", "OFFICER"}),
+        prefix + "RecordReview": READERS,
     }
 
 
@@ -43,9 +54,93 @@ def _by() -> Attribution:
     return Attribution(principal.subject, principal.unit, _now())
 
 
+KIND_PB = {sc.Kind.RECORDING: api.MATERIAL_KIND_RECORDING, sc.Kind.CASE: api.MATERIAL_KIND_CASE}
+ASPECT_PB = {
+    sc.Aspect.CONDUCT: api.REVIEW_ASPECT_CONDUCT,
+    sc.Aspect.CIVILITY: api.REVIEW_ASPECT_CIVILITY,
+    sc.Aspect.COMPLETENESS: api.REVIEW_ASPECT_COMPLETENESS,
+}
+
+
+def _aspects(values: Any) -> frozenset[sc.Aspect]:
+    by_number = {v: k for k, v in ASPECT_PB.items()}
+    out = set()
+    for n, value in enumerate(values):
+        if value not in by_number:
+            raise InvalidArgument(f"failed_aspects[{n}]: unknown or unspecified aspect {value}")
+        out.add(by_number[value])
+    return frozenset(out)
+
+
+def item_pb(item: sc.Item) -> api.SpotCheckItem:
+    message = api.SpotCheckItem(
+        item_id=item.item_id,
+        kind=KIND_PB[item.kind],
+        material_id=item.material_id,
+        officer=item.officer,
+        reviewer=item.reviewer,
+    )
+    if item.review is not None:
+        message.review.CopyFrom(
+            api.Review(
+                failed_aspects=[ASPECT_PB[a] for a in sorted(item.review.failed)],
+                notes=item.review.notes,
+                reviewed=attribution_pb(item.review.by),
+            )
+        )
+    return message
+
+
+def spot_check_pb(check: sc.SpotCheck) -> api.SpotCheck:
+    return api.SpotCheck(
+        spot_check_id=check.spot_check_id,
+        unit=check.unit,
+        period_from=ts(check.period_from),
+        period_to=ts(check.period_to),
+        seed=check.seed,
+        per_officer=check.per_officer,
+        items=[item_pb(i) for i in check.items],
+        drawn=attribution_pb(check.drawn),
+    )
+
+
 class ComplianceApi(api_grpc.ComplianceServiceServicer):
-    def __init__(self, handlers: ComplianceHandlers) -> None:
+    def __init__(self, handlers: ComplianceHandlers, spot_checks: SpotCheckHandlers) -> None:
         self.handlers = handlers
+        self.spot_checks = spot_checks
+
+    async def DrawSpotCheck(
+        self, request: api.DrawSpotCheckRequest, context: Any
+    ) -> api.DrawSpotCheckResponse:
+        principal = current_principal()
+        check = await self.spot_checks.draw(
+            unit=request.unit,
+            start=request.period_from.ToDatetime(tzinfo=UTC) if request.HasField("period_from") else None,
+            end=request.period_to.ToDatetime(tzinfo=UTC) if request.HasField("period_to") else None,
+            per_officer=request.per_officer,
+            reviewers=list(request.reviewers),
+            seed=request.seed,
+            by=_by(),
+            roles=frozenset(principal.roles),
+        )
+        return api.DrawSpotCheckResponse(spot_check=spot_check_pb(check))
+
+    async def GetSpotCheck(self, request: api.GetSpotCheckRequest, context: Any) -> api.GetSpotCheckResponse:
+        principal = current_principal()
+        check = await self.spot_checks.get(
+            request.spot_check_id, unit=principal.unit, roles=frozenset(principal.roles)
+        )
+        return api.GetSpotCheckResponse(spot_check=spot_check_pb(check))
+
+    async def RecordReview(self, request: api.RecordReviewRequest, context: Any) -> api.RecordReviewResponse:
+        item, raised = await self.spot_checks.review(
+            request.spot_check_id,
+            request.item_id,
+            _aspects(request.failed_aspects),
+            request.notes,
+            by=_by(),
+        )
+        return api.RecordReviewResponse(item=item_pb(item), findings=[finding_pb(f) for f in raised])
 
     async def ListFindings(self, request: api.ListFindingsRequest, context: Any) -> api.ListFindingsResponse:
         principal = current_principal()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,8 +35,11 @@ from prometheus_client import Counter, Gauge
 from servicekit.messaging.envelope import InvalidEnvelope, decode
 
 from compliance_svc.adapters.event_mapping import to_fact
+from compliance_svc.domain import facts
+from compliance_svc.domain.facts import Fact
 from compliance_svc.domain.model import Raised
 from compliance_svc.domain.rules import Deadlines, Monitor
+from compliance_svc.domain.spotcheck import Kind, Material
 from compliance_svc.service_layer.handlers import ComplianceHandlers
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,7 @@ def build_app(
     handlers: ComplianceHandlers,
     clock: Callable[[], datetime],
     metrics: StreamMetrics,
+    material: Callable[[Material], Awaitable[None]] | None = None,
 ) -> tuple[faust.App, Monitor]:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -145,6 +149,8 @@ def build_app(
             if fact is None:
                 metrics.events.labels(message.topic, "ignored").inc()
             else:
+                if material is not None:
+                    await _note_material(material, fact)
                 raised = monitor.observe(fact)
                 if raised:
                     await record_with_retry(handlers, raised, f"event {fact.event_id}")
@@ -192,6 +198,25 @@ def build_app(
             fired.update(r.finding_id for r in due)
 
     return app, monitor
+
+
+async def _note_material(material: Callable[[Material], Awaitable[None]], fact: Fact) -> None:
+    """Recordings and case files become R22 spot-check material (retried like findings)."""
+    if isinstance(fact, facts.RecordingIngested):
+        item = Material(Kind.RECORDING, fact.recording_id, fact.unit, fact.officer, fact.recorded_from)
+    elif isinstance(fact, facts.CaseOpened):
+        item = Material(Kind.CASE, fact.case_id, fact.unit, fact.officer, fact.time)
+    else:
+        return
+    delay = 0.2
+    while True:
+        try:
+            await material(item)
+            return
+        except Exception:
+            log.exception("storing spot-check material %s failed; retrying in %.1f s", item.id, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 async def run_stream(app: faust.App) -> None:

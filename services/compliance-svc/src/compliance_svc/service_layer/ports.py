@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from compliance_svc.domain.model import Finding, Severity, State
+from compliance_svc.domain.spotcheck import Material, SpotCheck
 
 
 @dataclass(frozen=True)
@@ -32,3 +34,17 @@ class FindingRepository(Protocol):
     async def list(self, where: FindingFilter, *, limit: int, after: tuple[str, str] | None) -> list[Finding]:
         """Newest first (raised_at, then id), at most `limit`, starting after the cursor `after`."""
         ...
+
+
+class SpotCheckStore(Protocol):
+    async def note_material(self, material: Material) -> None:
+        """Remember a recording or case file as material for spot checks (idempotent)."""
+        ...
+
+    async def materials(self, unit: str, start: datetime, end: datetime) -> list[Material]: ...
+
+    async def add(self, check: SpotCheck) -> None: ...
+
+    async def get(self, spot_check_id: str) -> SpotCheck | None: ...
+
+    async def save(self, check: SpotCheck) -> SpotCheck: ...

@@ -11,7 +11,9 @@ NOT_FOUND; a move the lifecycle does not allow is FAILED_PRECONDITION.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from lawtrail.common.v1 import common_pb2 as _common_pb2
 from lawtrail.compliance.v1 import finding_pb2 as _finding_pb2
 import builtins as _builtins
@@ -24,6 +26,378 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _MaterialKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MaterialKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MaterialKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MATERIAL_KIND_UNSPECIFIED: _MaterialKind.ValueType  # 0
+    """Not set."""
+    MATERIAL_KIND_RECORDING: _MaterialKind.ValueType  # 1
+    """A recording (media-svc id)."""
+    MATERIAL_KIND_CASE: _MaterialKind.ValueType  # 2
+    """A case file (case-svc id)."""
+
+class MaterialKind(_MaterialKind, metaclass=_MaterialKindEnumTypeWrapper):
+    """What a spot-check item is."""
+
+MATERIAL_KIND_UNSPECIFIED: MaterialKind.ValueType  # 0
+"""Not set."""
+MATERIAL_KIND_RECORDING: MaterialKind.ValueType  # 1
+"""A recording (media-svc id)."""
+MATERIAL_KIND_CASE: MaterialKind.ValueType  # 2
+"""A case file (case-svc id)."""
+Global___MaterialKind: _TypeAlias = MaterialKind  # noqa: Y015
+
+class _ReviewAspect:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewAspectEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewAspect.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_ASPECT_UNSPECIFIED: _ReviewAspect.ValueType  # 0
+    """Not set; never valid."""
+    REVIEW_ASPECT_CONDUCT: _ReviewAspect.ValueType  # 1
+    """Conduct and bearing (队容风纪)."""
+    REVIEW_ASPECT_CIVILITY: _ReviewAspect.ValueType  # 2
+    """Civil enforcement (文明执法)."""
+    REVIEW_ASPECT_COMPLETENESS: _ReviewAspect.ValueType  # 3
+    """Completeness of the record."""
+
+class ReviewAspect(_ReviewAspect, metaclass=_ReviewAspectEnumTypeWrapper):
+    """What a reviewer judges (R22)."""
+
+REVIEW_ASPECT_UNSPECIFIED: ReviewAspect.ValueType  # 0
+"""Not set; never valid."""
+REVIEW_ASPECT_CONDUCT: ReviewAspect.ValueType  # 1
+"""Conduct and bearing (队容风纪)."""
+REVIEW_ASPECT_CIVILITY: ReviewAspect.ValueType  # 2
+"""Civil enforcement (文明执法)."""
+REVIEW_ASPECT_COMPLETENESS: ReviewAspect.ValueType  # 3
+"""Completeness of the record."""
+Global___ReviewAspect: _TypeAlias = ReviewAspect  # noqa: Y015
+
+@_typing.final
+class Review(_message.Message):
+    """A reviewer's judgement of one item."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FAILED_ASPECTS_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    REVIEWED_FIELD_NUMBER: _builtins.int
+    notes: _builtins.str
+    """What the reviewer saw (required when an aspect failed), at most 2000 characters."""
+    @_builtins.property
+    def failed_aspects(self) -> _containers.RepeatedScalarFieldContainer[Global___ReviewAspect.ValueType]:
+        """Aspects judged deficient; empty = everything in order."""
+
+    @_builtins.property
+    def reviewed(self) -> _common_pb2.Attribution:
+        """Who reviewed it and when."""
+
+    def __init__(
+        self,
+        *,
+        failed_aspects: _abc.Iterable[Global___ReviewAspect.ValueType] | None = ...,
+        notes: _builtins.str = ...,
+        reviewed: _common_pb2.Attribution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reviewed", b"reviewed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_aspects", b"failed_aspects", "notes", b"notes", "reviewed", b"reviewed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Review: _TypeAlias = Review  # noqa: Y015
+
+@_typing.final
+class SpotCheckItem(_message.Message):
+    """One drawn recording or case file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MATERIAL_ID_FIELD_NUMBER: _builtins.int
+    OFFICER_FIELD_NUMBER: _builtins.int
+    REVIEWER_FIELD_NUMBER: _builtins.int
+    REVIEW_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    """Position in the sample, "0001", "0002", …"""
+    kind: Global___MaterialKind.ValueType
+    """Recording or case file."""
+    material_id: _builtins.str
+    """Recording id or case id."""
+    officer: _builtins.str
+    """Officer the material belongs to (recording officer, or the case's responsible officer)."""
+    reviewer: _builtins.str
+    """Subject assigned to review it (never `officer`)."""
+    @_builtins.property
+    def review(self) -> Global___Review:
+        """The review; unset until recorded."""
+
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        kind: Global___MaterialKind.ValueType = ...,
+        material_id: _builtins.str = ...,
+        officer: _builtins.str = ...,
+        reviewer: _builtins.str = ...,
+        review: Global___Review | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["review", b"review"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "kind", b"kind", "material_id", b"material_id", "officer", b"officer", "review", b"review", "reviewer", b"reviewer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpotCheckItem: _TypeAlias = SpotCheckItem  # noqa: Y015
+
+@_typing.final
+class SpotCheck(_message.Message):
+    """A drawn spot check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPOT_CHECK_ID_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    PERIOD_FROM_FIELD_NUMBER: _builtins.int
+    PERIOD_TO_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    PER_OFFICER_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    DRAWN_FIELD_NUMBER: _builtins.int
+    spot_check_id: _builtins.str
+    """Server-assigned id."""
+    unit: _builtins.str
+    """Unit sampled."""
+    seed: _builtins.int
+    """The seed of the draw: the same material, seed and per_officer give the same items and reviewers."""
+    per_officer: _builtins.int
+    """Items per officer and kind."""
+    @_builtins.property
+    def period_from(self) -> _timestamp_pb2.Timestamp:
+        """Start of the period (inclusive, UTC)."""
+
+    @_builtins.property
+    def period_to(self) -> _timestamp_pb2.Timestamp:
+        """End of the period (exclusive, UTC)."""
+
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpotCheckItem]:
+        """The sample."""
+
+    @_builtins.property
+    def drawn(self) -> _common_pb2.Attribution:
+        """Who drew it and when."""
+
+    def __init__(
+        self,
+        *,
+        spot_check_id: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        period_from: _timestamp_pb2.Timestamp | None = ...,
+        period_to: _timestamp_pb2.Timestamp | None = ...,
+        seed: _builtins.int = ...,
+        per_officer: _builtins.int = ...,
+        items: _abc.Iterable[Global___SpotCheckItem] | None = ...,
+        drawn: _common_pb2.Attribution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["drawn", b"drawn", "period_from", b"period_from", "period_to", b"period_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drawn", b"drawn", "items", b"items", "per_officer", b"per_officer", "period_from", b"period_from", "period_to", b"period_to", "seed", b"seed", "spot_check_id", b"spot_check_id", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpotCheck: _TypeAlias = SpotCheck  # noqa: Y015
+
+@_typing.final
+class DrawSpotCheckRequest(_message.Message):
+    """Draws a spot check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNIT_FIELD_NUMBER: _builtins.int
+    PERIOD_FROM_FIELD_NUMBER: _builtins.int
+    PERIOD_TO_FIELD_NUMBER: _builtins.int
+    PER_OFFICER_FIELD_NUMBER: _builtins.int
+    REVIEWERS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    unit: _builtins.str
+    """Unit to sample; required."""
+    per_officer: _builtins.int
+    """Items per officer and kind, 1–100."""
+    seed: _builtins.int
+    """The seed; 0 = the server picks one (recorded in the result)."""
+    @_builtins.property
+    def period_from(self) -> _timestamp_pb2.Timestamp:
+        """Start of the period (inclusive); required."""
+
+    @_builtins.property
+    def period_to(self) -> _timestamp_pb2.Timestamp:
+        """End of the period (exclusive); required, after period_from."""
+
+    @_builtins.property
+    def reviewers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Subjects who may review (each item gets one who is not its officer); at least one."""
+
+    def __init__(
+        self,
+        *,
+        unit: _builtins.str = ...,
+        period_from: _timestamp_pb2.Timestamp | None = ...,
+        period_to: _timestamp_pb2.Timestamp | None = ...,
+        per_officer: _builtins.int = ...,
+        reviewers: _abc.Iterable[_builtins.str] | None = ...,
+        seed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["period_from", b"period_from", "period_to", b"period_to"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["per_officer", b"per_officer", "period_from", b"period_from", "period_to", b"period_to", "reviewers", b"reviewers", "seed", b"seed", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrawSpotCheckRequest: _TypeAlias = DrawSpotCheckRequest  # noqa: Y015
+
+@_typing.final
+class DrawSpotCheckResponse(_message.Message):
+    """The drawn spot check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPOT_CHECK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spot_check(self) -> Global___SpotCheck:
+        """The spot check."""
+
+    def __init__(
+        self,
+        *,
+        spot_check: Global___SpotCheck | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spot_check", b"spot_check"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spot_check", b"spot_check"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrawSpotCheckResponse: _TypeAlias = DrawSpotCheckResponse  # noqa: Y015
+
+@_typing.final
+class GetSpotCheckRequest(_message.Message):
+    """Returns a spot check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPOT_CHECK_ID_FIELD_NUMBER: _builtins.int
+    spot_check_id: _builtins.str
+    """Its id; required."""
+    def __init__(
+        self,
+        *,
+        spot_check_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spot_check_id", b"spot_check_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSpotCheckRequest: _TypeAlias = GetSpotCheckRequest  # noqa: Y015
+
+@_typing.final
+class GetSpotCheckResponse(_message.Message):
+    """The spot check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPOT_CHECK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spot_check(self) -> Global___SpotCheck:
+        """The spot check."""
+
+    def __init__(
+        self,
+        *,
+        spot_check: Global___SpotCheck | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spot_check", b"spot_check"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spot_check", b"spot_check"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSpotCheckResponse: _TypeAlias = GetSpotCheckResponse  # noqa: Y015
+
+@_typing.final
+class RecordReviewRequest(_message.Message):
+    """Records a review."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPOT_CHECK_ID_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    FAILED_ASPECTS_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    spot_check_id: _builtins.str
+    """The spot check; required."""
+    item_id: _builtins.str
+    """The item; required."""
+    notes: _builtins.str
+    """What the reviewer saw."""
+    @_builtins.property
+    def failed_aspects(self) -> _containers.RepeatedScalarFieldContainer[Global___ReviewAspect.ValueType]:
+        """Aspects judged deficient; empty = in order."""
+
+    def __init__(
+        self,
+        *,
+        spot_check_id: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        failed_aspects: _abc.Iterable[Global___ReviewAspect.ValueType] | None = ...,
+        notes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failed_aspects", b"failed_aspects", "item_id", b"item_id", "notes", b"notes", "spot_check_id", b"spot_check_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordReviewRequest: _TypeAlias = RecordReviewRequest  # noqa: Y015
+
+@_typing.final
+class RecordReviewResponse(_message.Message):
+    """The reviewed item and the findings it raised."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def item(self) -> Global___SpotCheckItem:
+        """The item with its review."""
+
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[_finding_pb2.Finding]:
+        """R22 findings raised by this review (one per failed aspect)."""
+
+    def __init__(
+        self,
+        *,
+        item: Global___SpotCheckItem | None = ...,
+        findings: _abc.Iterable[_finding_pb2.Finding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings", "item", b"item"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordReviewResponse: _TypeAlias = RecordReviewResponse  # noqa: Y015
 
 @_typing.final
 class ListFindingsRequest(_message.Message):

@@ -55,6 +55,21 @@ class ComplianceServiceStub:
                 request_serializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.ResolveFindingRequest.SerializeToString,
                 response_deserializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.ResolveFindingResponse.FromString,
                 _registered_method=True)
+        self.DrawSpotCheck = channel.unary_unary(
+                '/lawtrail.compliance.v1.ComplianceService/DrawSpotCheck',
+                request_serializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.DrawSpotCheckRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.DrawSpotCheckResponse.FromString,
+                _registered_method=True)
+        self.GetSpotCheck = channel.unary_unary(
+                '/lawtrail.compliance.v1.ComplianceService/GetSpotCheck',
+                request_serializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.GetSpotCheckRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.GetSpotCheckResponse.FromString,
+                _registered_method=True)
+        self.RecordReview = channel.unary_unary(
+                '/lawtrail.compliance.v1.ComplianceService/RecordReview',
+                request_serializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.RecordReviewRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.RecordReviewResponse.FromString,
+                _registered_method=True)
 
 
 class ComplianceServiceServicer:
@@ -89,6 +104,29 @@ class ComplianceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrawSpotCheck(self, request, context):
+        """Draws an R22 spot check of a unit's recordings and case files of a period: up to `per_officer` of each
+        per officer (stratified: every officer with material is drawn), chosen with the recorded seed, each
+        assigned to a reviewer other than its officer. Callers: LEGAL_OFFICE, or UNIT_HEAD of the unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSpotCheck(self, request, context):
+        """Returns a spot check with its items and reviews. Callers: LEGAL_OFFICE, INSPECTOR, UNIT_HEAD of the unit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordReview(self, request, context):
+        """Records the review of one item; every failed aspect raises an R22 finding. Callers: the assigned reviewer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComplianceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +149,21 @@ def add_ComplianceServiceServicer_to_server(servicer, server):
                     servicer.ResolveFinding,
                     request_deserializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.ResolveFindingRequest.FromString,
                     response_serializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.ResolveFindingResponse.SerializeToString,
+            ),
+            'DrawSpotCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrawSpotCheck,
+                    request_deserializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.DrawSpotCheckRequest.FromString,
+                    response_serializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.DrawSpotCheckResponse.SerializeToString,
+            ),
+            'GetSpotCheck': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSpotCheck,
+                    request_deserializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.GetSpotCheckRequest.FromString,
+                    response_serializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.GetSpotCheckResponse.SerializeToString,
+            ),
+            'RecordReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordReview,
+                    request_deserializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.RecordReviewRequest.FromString,
+                    response_serializer=lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.RecordReviewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +275,87 @@ class ComplianceService:
             '/lawtrail.compliance.v1.ComplianceService/ResolveFinding',
             lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.ResolveFindingRequest.SerializeToString,
             lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.ResolveFindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrawSpotCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.compliance.v1.ComplianceService/DrawSpotCheck',
+            lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.DrawSpotCheckRequest.SerializeToString,
+            lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.DrawSpotCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSpotCheck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.compliance.v1.ComplianceService/GetSpotCheck',
+            lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.GetSpotCheckRequest.SerializeToString,
+            lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.GetSpotCheckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.compliance.v1.ComplianceService/RecordReview',
+            lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.RecordReviewRequest.SerializeToString,
+            lawtrail_dot_compliance_dot_v1_dot_compliance__service__pb2.RecordReviewResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,15 @@ class ComplianceServiceStub:
     """OPEN → ACKNOWLEDGED → FindingAcknowledged. Callers: LEGAL_OFFICE."""
     ResolveFinding: _grpc.UnaryUnaryMultiCallable[_compliance_service_pb2.ResolveFindingRequest, _compliance_service_pb2.ResolveFindingResponse]
     """OPEN or ACKNOWLEDGED → RESOLVED with a disposition → FindingResolved. Callers: LEGAL_OFFICE."""
+    DrawSpotCheck: _grpc.UnaryUnaryMultiCallable[_compliance_service_pb2.DrawSpotCheckRequest, _compliance_service_pb2.DrawSpotCheckResponse]
+    """Draws an R22 spot check of a unit's recordings and case files of a period: up to `per_officer` of each
+    per officer (stratified: every officer with material is drawn), chosen with the recorded seed, each
+    assigned to a reviewer other than its officer. Callers: LEGAL_OFFICE, or UNIT_HEAD of the unit.
+    """
+    GetSpotCheck: _grpc.UnaryUnaryMultiCallable[_compliance_service_pb2.GetSpotCheckRequest, _compliance_service_pb2.GetSpotCheckResponse]
+    """Returns a spot check with its items and reviews. Callers: LEGAL_OFFICE, INSPECTOR, UNIT_HEAD of the unit."""
+    RecordReview: _grpc.UnaryUnaryMultiCallable[_compliance_service_pb2.RecordReviewRequest, _compliance_service_pb2.RecordReviewResponse]
+    """Records the review of one item; every failed aspect raises an R22 finding. Callers: the assigned reviewer."""
 
 @_typing.type_check_only
 class ComplianceServiceAsyncStub(ComplianceServiceStub):
@@ -60,6 +69,15 @@ class ComplianceServiceAsyncStub(ComplianceServiceStub):
     """OPEN → ACKNOWLEDGED → FindingAcknowledged. Callers: LEGAL_OFFICE."""
     ResolveFinding: _aio.UnaryUnaryMultiCallable[_compliance_service_pb2.ResolveFindingRequest, _compliance_service_pb2.ResolveFindingResponse]  # type: ignore[assignment]
     """OPEN or ACKNOWLEDGED → RESOLVED with a disposition → FindingResolved. Callers: LEGAL_OFFICE."""
+    DrawSpotCheck: _aio.UnaryUnaryMultiCallable[_compliance_service_pb2.DrawSpotCheckRequest, _compliance_service_pb2.DrawSpotCheckResponse]  # type: ignore[assignment]
+    """Draws an R22 spot check of a unit's recordings and case files of a period: up to `per_officer` of each
+    per officer (stratified: every officer with material is drawn), chosen with the recorded seed, each
+    assigned to a reviewer other than its officer. Callers: LEGAL_OFFICE, or UNIT_HEAD of the unit.
+    """
+    GetSpotCheck: _aio.UnaryUnaryMultiCallable[_compliance_service_pb2.GetSpotCheckRequest, _compliance_service_pb2.GetSpotCheckResponse]  # type: ignore[assignment]
+    """Returns a spot check with its items and reviews. Callers: LEGAL_OFFICE, INSPECTOR, UNIT_HEAD of the unit."""
+    RecordReview: _aio.UnaryUnaryMultiCallable[_compliance_service_pb2.RecordReviewRequest, _compliance_service_pb2.RecordReviewResponse]  # type: ignore[assignment]
+    """Records the review of one item; every failed aspect raises an R22 finding. Callers: the assigned reviewer."""
 
 class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Findings and their lifecycle (R11a, R19b, R19c, R20, R21, R23, R5)."""
@@ -95,5 +113,32 @@ class ComplianceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_compliance_service_pb2.ResolveFindingResponse, _abc.Awaitable[_compliance_service_pb2.ResolveFindingResponse]]:
         """OPEN or ACKNOWLEDGED → RESOLVED with a disposition → FindingResolved. Callers: LEGAL_OFFICE."""
+
+    @_abc_1.abstractmethod
+    def DrawSpotCheck(
+        self,
+        request: _compliance_service_pb2.DrawSpotCheckRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_service_pb2.DrawSpotCheckResponse, _abc.Awaitable[_compliance_service_pb2.DrawSpotCheckResponse]]:
+        """Draws an R22 spot check of a unit's recordings and case files of a period: up to `per_officer` of each
+        per officer (stratified: every officer with material is drawn), chosen with the recorded seed, each
+        assigned to a reviewer other than its officer. Callers: LEGAL_OFFICE, or UNIT_HEAD of the unit.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSpotCheck(
+        self,
+        request: _compliance_service_pb2.GetSpotCheckRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_service_pb2.GetSpotCheckResponse, _abc.Awaitable[_compliance_service_pb2.GetSpotCheckResponse]]:
+        """Returns a spot check with its items and reviews. Callers: LEGAL_OFFICE, INSPECTOR, UNIT_HEAD of the unit."""
+
+    @_abc_1.abstractmethod
+    def RecordReview(
+        self,
+        request: _compliance_service_pb2.RecordReviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_compliance_service_pb2.RecordReviewResponse, _abc.Awaitable[_compliance_service_pb2.RecordReviewResponse]]:
+        """Records the review of one item; every failed aspect raises an R22 finding. Callers: the assigned reviewer."""
 
 def add_ComplianceServiceServicer_to_server(servicer: ComplianceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
