@@ -173,7 +173,43 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_devices_list)
     for command in devices_sub.choices.values():
         _connection_options(command)
+
+    p = sub.add_parser(
+        "report", help="monthly compliance report of a unit: PDF + HTML with charts, numbers as CSV"
+    )
+    p.add_argument("--unit", required=True, help="the unit")
+    p.add_argument("--month", required=True, help="YYYY-MM")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default ./reports)")
+    p.add_argument(
+        "--compliance-server",
+        default=os.environ.get("LAWTRAIL_COMPLIANCE_SERVER", "127.0.0.1:50055"),
+        help="compliance-svc host:port",
+    )
+    _connection_options(p)
+    p.set_defaults(run=_report)
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lawtrail_client.client import ComplianceClient
+    from lawtrail_client.report import collect, month_bounds, render
+
+    try:
+        month_bounds(args.month)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    media, token = _media(args)
+    tls = Tls(args.tls_ca, args.tls_cert, args.tls_key) if (args.tls_ca or args.tls_cert) else None
+    with (
+        media,
+        ComplianceClient.connect(
+            args.compliance_server, token=token, tls=tls, timeout_s=args.timeout
+        ) as compliance,
+    ):
+        paths = render(collect(compliance, media, args.unit, args.month), args.out)
+    for kind, path in paths.items():
+        print(f"{kind}\t{path}")
+    return 0
 
 
 def _connection_options(p: argparse.ArgumentParser) -> None:

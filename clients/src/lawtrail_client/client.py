@@ -73,3 +73,16 @@ class MediaClient(_Client):
         super().__init__(channel)
         self.recordings = recording_service_pb2_grpc.RecordingServiceStub(channel)
         self.devices = device_service_pb2_grpc.DeviceServiceStub(channel)
+
+
+DEFAULT_COMPLIANCE_TARGET = "127.0.0.1:50055"
+
+
+class ComplianceClient(_Client):
+    """compliance-svc: findings and their lifecycle, R22 spot checks."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        super().__init__(channel)
+        from lawtrail.compliance.v1 import compliance_service_pb2_grpc
+
+        self.compliance = compliance_service_pb2_grpc.ComplianceServiceStub(channel)

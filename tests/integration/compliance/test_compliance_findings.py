@@ -8,6 +8,7 @@ record), as in production; the test moves compliance-svc's clock 10 days ahead t
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 import time
@@ -216,6 +217,7 @@ def scenario(world: World) -> dict[str, str]:
         "late": late,
         "after_gap": after_gap,
         "unlinked": unlinked,
+        "start_month": start.strftime("%Y-%m"),
         "gap_subject": f"CAM-C-1|{activities[0]}|{(start + timedelta(seconds=2)).isoformat()}",
     }
 
@@ -402,3 +404,31 @@ def test_r22_spot_check_drawn_twice_with_one_seed_is_identical_and_reviews_raise
         assert done.findings[0].officer == "officer-7"
         assert done.item.review.reviewed.subject == item.reviewer
     assert [f.code for f in list_findings(address, world, article="R22")] == ["R22_CIVILITY"]
+
+
+def test_monthly_report_of_the_unit_from_the_real_services(
+    world: World, scenario: dict[str, str], tmp_path: Path
+) -> None:
+    from lawtrail_client.client import ComplianceClient, MediaClient
+    from lawtrail_client.report import collect, render
+
+    address = world.starter.started[2].grpc_address
+    token = mint_token(world.private_pem, subject="legal-1", unit="legal", roles=["LEGAL_OFFICE"])
+    findings = list_findings(address, world)
+    # Findings are dated by their event or deadline: the month of the late upload's findings.
+    month = next(f for f in findings if f.article == "R19b").raised_at.ToDatetime().strftime("%Y-%m")
+    with (
+        ComplianceClient.connect(address, token=token) as compliance,
+        MediaClient.connect(world.media.grpc_address, token=token) as media,
+    ):
+        data = collect(compliance, media, world.unit, month)
+    paths = render(data, tmp_path / "report")
+    assert paths["pdf"].read_bytes().startswith(b"%PDF")
+    in_month = [f for f in findings if f.raised_at.ToDatetime().strftime("%Y-%m") == month]
+    with paths["csv:by_article_severity"].open() as f:
+        rows = list(csv.reader(f))[1:]
+    assert sum(int(n) for _, _, n in rows) == len(in_month) > 0
+    if scenario["start_month"] == month:  # the late upload was recorded in the report's month
+        assert any(d > 24 for d in data.delays_h), data.delays_h  # (R11a)
+    subprocess.run(["pdftoppm", "-r", "40", "-png", str(paths["pdf"]), str(tmp_path / "page")], check=True)
+    assert len(list(tmp_path.glob("page-*.png"))) == 4
