@@ -112,6 +112,93 @@ async def tour(kafka_bootstrap: str, case_address: str, private_key_pem: bytes) 
     return str(case.case_id)
 
 
+def compliance_chapter(
+    media_address: str,
+    compliance_address: str,
+    private_key_pem: bytes,
+    out_dir: Path,
+    timeout_s: float = 60.0,
+) -> Path:
+    """A late (30 h after recording) upload whose party was not informed (告知, R19b) raises R11a and R19b
+    findings in compliance-svc; then the unit's monthly report is written. Returns the PDF's path."""
+    import hashlib
+    import subprocess
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+    from lawtrail.compliance.v1 import compliance_service_pb2 as capi
+    from lawtrail.compliance.v1 import finding_pb2 as fpb
+    from lawtrail.media.v1 import recording_pb2, recording_service_pb2
+    from lawtrail_client.client import ComplianceClient, MediaClient
+    from lawtrail_client.report import collect, render
+
+    officer, unit = "officer-demo", "unit-demo"
+    token = mint_token(private_key_pem, subject=officer, unit=unit, roles=["OFFICER"], ttl_s=600)
+    legal = mint_token(private_key_pem, subject="legal-demo", unit="legal", roles=["LEGAL_OFFICE"], ttl_s=600)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "late.mp4"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=2:size=160x120:rate=10",
+             "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "ultrafast",
+             "-metadata", f"title=demo-{uuid.uuid4()}", str(video)],
+            check=True, timeout=120,
+        )  # fmt: skip
+        data = video.read_bytes()
+    start = datetime.now(UTC) - timedelta(hours=30)
+    recorded_from, recorded_to = Timestamp(), Timestamp()
+    recorded_from.FromDatetime(start)
+    recorded_to.FromDatetime(start + timedelta(seconds=2))
+    manifest = recording_service_pb2.UploadManifest(
+        classification=recording_pb2.Classification(
+            unit=unit,
+            device_number="CAM-DEMO-1",
+            officer=officer,
+            recorded_from=recorded_from,
+            recorded_to=recorded_to,
+            party="Demo Property Management Ltd",
+            media_kind=recording_pb2.MEDIA_KIND_VIDEO,
+            party_informed=False,
+        ),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+    )
+    requests = [
+        recording_service_pb2.UploadRecordingRequest(
+            header=recording_service_pb2.UploadHeader(manifest=manifest, offset=0)
+        ),
+        recording_service_pb2.UploadRecordingRequest(chunk=data),
+    ]
+    with MediaClient.connect(media_address, token=token, timeout_s=60) as media:
+        recording = media.recordings.UploadRecording(iter(requests)).recording
+    _say(
+        f"4. uploaded recording {recording.recording_id} 30 h after it was made, party not informed "
+        f"(media-svc {media_address})"
+    )
+    deadline = time.monotonic() + timeout_s
+    with ComplianceClient.connect(compliance_address, token=legal) as compliance:
+        while True:
+            found = compliance.compliance.ListFindings(
+                capi.ListFindingsRequest(unit=unit, subject=recording.recording_id)
+            ).findings
+            if {"R11a", "R19b"} <= {f.article for f in found}:
+                break
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"compliance-svc ({compliance_address}) raised no R11a/R19b findings for recording "
+                    f"{recording.recording_id} within {timeout_s:.0f} s"
+                )
+            time.sleep(0.5)
+        _say("5. compliance-svc raised, from media-svc's events:")
+        for f in sorted(found, key=lambda f: f.article):
+            _say(f"   {f.article:<5} {fpb.Severity.Name(f.severity).removeprefix('SEVERITY_'):<8} {f.detail}")
+        with MediaClient.connect(media_address, token=legal) as media_as_legal:
+            report = collect(compliance, media_as_legal, unit, datetime.now(UTC).strftime("%Y-%m"))
+        paths = render(report, out_dir)
+    _say(f"6. the unit's monthly report: {paths['pdf']} (also {paths['html'].name} and CSV files beside it)")
+    return paths["pdf"]
+
+
 def run(data_dir: Path) -> int:
     """Run the scenario against the stack whose data lives in `data_dir` (default ports)."""
     stack = Stack(data_dir)
@@ -136,6 +223,14 @@ def run(data_dir: Path) -> int:
                     officer=TOUR_OFFICER,
                     work_dir=data_dir / "tour",
                 )
+            )
+        media, compliance = (
+            stack.service(service_spec("media-svc")),
+            stack.service(service_spec("compliance-svc")),
+        )
+        if media.spec.unavailable_reason() is None and compliance.spec.unavailable_reason() is None:
+            compliance_chapter(
+                media.grpc_address, compliance.grpc_address, key.read_bytes(), data_dir / "reports"
             )
     except StackError as exc:
         stderr_progress(f"scenario failed: {exc}")
