@@ -3,7 +3,8 @@
 Benchmarks report ratios against a bare baseline measured in the same run (these machines are
 shared and noisy; a lone absolute time means little). Each module has a `main()` that starts its
 own stack on free ports, so a benchmark never touches a stack left running by `make run`.
-Run one with `python -m bench case`, `python -m bench media` or `python -m bench retention`.
+Run one with `python -m bench case`, `python -m bench media`, `python -m bench retention` or
+`python -m bench compliance`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ MODULES = {
     "case": "bench.case_bench",
     "media": "bench.media_bench",
     "retention": "bench.retention_bench",
+    "compliance": "bench.compliance_bench",
 }
 
 

@@ -1,0 +1,240 @@
+"""compliance-svc benchmark: findings-pipeline throughput against a bare faust agent, and the end-to-end
+latency from an event to its stored finding.
+
+`main()` starts its own Kafka + FerretDB on free ports in a temporary directory, creates a benchmark topic
+(3 partitions) and fills it with real Lawtrail event types (RecordingIngested, a third of them with
+media-svc's R19b ingest finding, and RecordingLinked), encoded as the services encode them. Then, in one run:
+
+- **pipeline**: a real compliance-svc process (`LAWTRAIL_COMPLIANCE_TOPICS` = the benchmark topic, a new
+  app id) reads the topic from the start; events/s = events ÷ (time from its first to its last applied
+  event, from its `lawtrail_compliance_events_total` metric polled every 20 ms);
+- **bare**: a faust agent in this process that only decodes the CloudEvents envelope and parses the
+  message, over the same topic from the start; events/s the same way;
+- **ratio** pipeline ÷ bare (target ≥ 0.5);
+- **end-to-end p99**: events produced one by one at a steady rate while compliance-svc runs; latency =
+  the `FindingRaised` event's ce_time (written with the finding) − the source event's ce_time.
+
+Sizes: COMPLIANCE_BENCH_EVENTS (default 6000), COMPLIANCE_BENCH_LATENCY_EVENTS (default 200).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from google.protobuf.timestamp_pb2 import Timestamp
+from lawtrail.compliance.v1 import compliance_events_pb2
+from lawtrail.media.v1 import media_events_pb2 as ev
+from lawtrail.media.v1 import recording_pb2 as rpb
+from lawtrail_local.ports import free_ports
+from lawtrail_local.services import service_spec
+from lawtrail_local.stack import Stack
+from lawtrail_local.topics import Topic, create_topics
+from servicekit.messaging.envelope import decode, encode
+
+TOPIC = "bench.compliance.events"
+SOURCE = "/lawtrail/bench"
+
+
+def _ts(value: datetime) -> Timestamp:
+    t = Timestamp()
+    t.FromDatetime(value)
+    return t
+
+
+def event(n: int, *, uninformed: bool) -> tuple[str, object]:
+    rec = f"bench-{uuid.uuid4().hex}"
+    start = datetime(2026, 5, 1, tzinfo=UTC) + timedelta(minutes=n)
+    cls = rpb.Classification(
+        unit=f"unit-{n % 7}", device_number=f"CAM-{n % 13}", officer=f"officer-{n % 11}",
+        recorded_from=_ts(start), recorded_to=_ts(start + timedelta(seconds=30)),
+        media_kind=rpb.MEDIA_KIND_VIDEO, party_informed=not uninformed, case_id=f"case-{n % 50}",
+    )  # fmt: skip
+    findings = [rpb.Finding(code="R19B_PARTY_NOT_INFORMED", requirement="R19b", detail="not informed")]
+    if n % 2:
+        return rec, ev.RecordingLinked(
+            recording_id=rec, case_id=f"case-{n % 50}", activity_id=f"act-{n % 50}", unit=cls.unit,
+            recorded_from=cls.recorded_from, recorded_to=cls.recorded_to, device_number=cls.device_number,
+            officer=cls.officer, party_informed=True,
+        )  # fmt: skip
+    return rec, ev.RecordingIngested(
+        recording_id=rec, sha256="0" * 64, size_bytes=1000, classification=cls,
+        findings=findings if uninformed else [],
+    )  # fmt: skip
+
+
+async def fill(bootstrap: str, n: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=5)
+    await producer.start()
+    try:
+        futures = []
+        for i in range(n):
+            rec, message = event(i, uninformed=i % 6 == 0)
+            r = encode(message, source=SOURCE, subject=rec)  # type: ignore[arg-type]
+            futures.append(await producer.send(TOPIC, r.value, key=r.key, headers=r.headers))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def applied(metrics_address: str) -> float:
+    with urllib.request.urlopen(f"http://{metrics_address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("lawtrail_compliance_events_total{") and 'outcome="applied"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def pipeline_rate(metrics_address: str, n: int, timeout_s: float = 600) -> float:
+    first = last = None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = applied(metrics_address)
+        now = time.monotonic()
+        if count > 0 and first is None:
+            first = now
+        if count >= n:
+            last = now
+            break
+        time.sleep(0.02)
+    if first is None or last is None:
+        raise RuntimeError(
+            f"compliance-svc applied {applied(metrics_address):.0f} of {n} events in {timeout_s} s"
+        )
+    return n / max(last - first, 1e-3)
+
+
+async def bare_rate(bootstrap: str, n: int, work: Path) -> float:
+    import faust
+    from faust.contrib.asgi import faust_app_running
+
+    app = faust.App(
+        f"bench-bare-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}", store="memory://",
+        datadir=str(work / "bare"), web_enabled=False, autodiscover=False, topic_partitions=3,
+        topic_disable_leader=True, consumer_auto_offset_reset="earliest",
+    )  # fmt: skip
+    topic = app.topic(TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    types = {c.DESCRIPTOR.full_name: c for c in (ev.RecordingIngested, ev.RecordingLinked)}
+    seen = {"n": 0, "first": 0.0, "last": 0.0}
+    done = asyncio.Event()
+
+    @app.agent(topic)
+    async def bare(stream):  # type: ignore[no-untyped-def]
+        async for e in stream.events():
+            envelope = decode(e.message)
+            envelope.parse(types[envelope.type])
+            seen["n"] += 1
+            if seen["n"] == 1:
+                seen["first"] = time.monotonic()
+            if seen["n"] >= n:
+                seen["last"] = time.monotonic()
+                done.set()
+
+    (work / "bare").mkdir(parents=True, exist_ok=True)
+    async with faust_app_running(app, stop_timeout=10):
+        await asyncio.wait_for(done.wait(), 600)
+    return n / max(seen["last"] - seen["first"], 1e-3)
+
+
+async def latencies(bootstrap: str, m: int, rate_per_s: float) -> list[float]:
+    """Produce m R19b-raising events at a steady rate; latency = FindingRaised ce_time − source ce_time."""
+    consumer = AIOKafkaConsumer("lawtrail.compliance.v1.events", bootstrap_servers=bootstrap,
+                                auto_offset_reset="latest", enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=100)
+        await consumer.seek_to_end()
+        sent: dict[str, datetime] = {}
+        for i in range(m):
+            rec, message = event(10**6 + 2 * i, uninformed=True)
+            r = encode(message, source=SOURCE, subject=rec)  # type: ignore[arg-type]
+            await producer.send_and_wait(TOPIC, r.value, key=r.key, headers=r.headers)
+            sent[dict(r.headers)["ce_id"].decode()] = decode(r).time
+            await asyncio.sleep(1 / rate_per_s)
+        out: list[float] = []
+        deadline = time.monotonic() + 120
+        while len(out) < m and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    envelope = decode(record)
+                    finding = envelope.parse(compliance_events_pb2.FindingRaised).finding
+                    source = sent.get(finding.evidence_event_ids[0]) if finding.evidence_event_ids else None
+                    if source is not None:
+                        out.append((envelope.time - source).total_seconds())
+        return out
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def main() -> None:
+    n = int(os.environ.get("COMPLIANCE_BENCH_EVENTS", "6000"))
+    m = int(os.environ.get("COMPLIANCE_BENCH_LATENCY_EVENTS", "200"))
+
+    def say(text: str) -> None:
+        print(f"[compliance-bench] {text}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="compliance-bench-") as tmp:
+        work = Path(tmp)
+        kafka_port, controller_port, mongo_port = free_ports(3)
+        stack = Stack(work / "stack", kafka_port, controller_port, mongo_port, progress=say)
+        say("starting Kafka + FerretDB on free ports…")
+        stack.start()
+        try:
+            create_topics(stack.kafka_bootstrap, [Topic(TOPIC, 3)])
+            say(f"producing {n} events to {TOPIC}…")
+            asyncio.run(fill(stack.kafka_bootstrap, n))
+            say("bare faust agent (decode + parse only)…")
+            bare = asyncio.run(bare_rate(stack.kafka_bootstrap, n, work))
+            say(f"bare: {bare:.0f} events/s; starting compliance-svc…")
+            grpc_port, metrics_port = free_ports(2)
+            service = stack.service(
+                service_spec("compliance-svc"),
+                run_dir=work / "svc", data_dir=work / "svc" / "data", grpc_port=grpc_port,
+                metrics_port=metrics_port,
+                env={"LAWTRAIL_COMPLIANCE_TOPICS": TOPIC, "LAWTRAIL_COMPLIANCE_APP_ID": "bench-compliance",
+                     "LAWTRAIL_MONGO_DATABASE": "compliance_bench", "LAWTRAIL_LOG_LEVEL": "WARNING",
+                     "LAWTRAIL_OUTBOX_SWEEP_INTERVAL_S": "5"},
+            )  # fmt: skip
+            service.start()
+            try:
+                service.wait_ready(120)
+                pipeline = pipeline_rate(service.metrics_address, n)
+                say(f"pipeline: {pipeline:.0f} events/s; end-to-end latency with {m} events…")
+                lat = sorted(asyncio.run(latencies(stack.kafka_bootstrap, m, rate_per_s=50)))
+            finally:
+                service.stop()
+        finally:
+            stack.stop()
+    p50 = statistics.median(lat) if lat else float("nan")
+    p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan")
+    ratio = pipeline / bare
+    print(
+        "\n".join(
+            [
+                f"compliance pipeline ÷ bare faust agent: {ratio:.2f} ({pipeline:.0f} ÷ {bare:.0f} events/s; "
+                f"target ≥ 0.5: {'met' if ratio >= 0.5 else 'NOT met'})",
+                f"event → stored finding: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
+                f"({len(lat)} of {m} findings seen)",
+            ]
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()
