@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-
 from compliance_svc.domain import spotcheck as sc
 from compliance_svc.domain.model import Attribution
+from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 MATERIAL = [

@@ -11,6 +11,7 @@ from lawtrail.compliance.v1 import compliance_service_pb2_grpc as api_grpc
 from servicekit.auth import current_principal
 from servicekit.errors import InvalidArgument
 from servicekit.paging import decode_page_token, encode_page_token, filters_fingerprint, foreign_page_token
+from servicekit.policy import rpc_actions, rpc_role_policy
 
 from compliance_svc.adapters.proto_mapping import (
     attribution_pb,
@@ -21,27 +22,32 @@ from compliance_svc.adapters.proto_mapping import (
 )
 from compliance_svc.domain import spotcheck as sc
 from compliance_svc.domain.model import Attribution
+from compliance_svc.domain.permissions import FINDINGS, Action
 from compliance_svc.service_layer.handlers import ComplianceHandlers
 from compliance_svc.service_layer.ports import FindingFilter
 from compliance_svc.service_layer.spot_checks import SpotCheckHandlers
 
 SERVICE = api.DESCRIPTOR.services_by_name["ComplianceService"]
-READERS = frozenset({"OFFICER", "UNIT_HEAD", "LEGAL_OFFICE", "INSPECTOR", "SERVICE"})
-DECIDERS = frozenset({"LEGAL_OFFICE"})
 DEFAULT_PAGE, MAX_PAGE = 50, 500
+
+# Which R8 action each RPC is (domain/permissions.py); servicekit admits a call only from its roles.
+RPC_ACTIONS = rpc_actions(
+    SERVICE.full_name,
+    {
+        "ListFindings": (FINDINGS, Action.READ_FINDINGS),
+        "GetFinding": (FINDINGS, Action.READ_FINDINGS),
+        "AcknowledgeFinding": (FINDINGS, Action.DECIDE_FINDING),
+        "ResolveFinding": (FINDINGS, Action.DECIDE_FINDING),
+        "DrawSpotCheck": (FINDINGS, Action.DRAW_SPOT_CHECK),
+        "GetSpotCheck": (FINDINGS, Action.READ_SPOT_CHECK),
+        "RecordReview": (FINDINGS, Action.RECORD_REVIEW),
+    },
+)
 
 
 def role_policy() -> dict[str, frozenset[str]]:
-    prefix = f"/{SERVICE.full_name}/"
-    return {
-        prefix + "ListFindings": READERS,
-        prefix + "GetFinding": READERS,
-        prefix + "AcknowledgeFinding": DECIDERS,
-        prefix + "ResolveFinding": DECIDERS,
-        prefix + "DrawSpotCheck": frozenset({"LEGAL_OFFICE", "UNIT_HEAD"}),
-        prefix + "GetSpotCheck": frozenset({"LEGAL_OFFICE", "INSPECTOR", "UNIT_HEAD", "OFFICER"}),
-        prefix + "RecordReview": READERS,
-    }
+    """Full method name -> roles allowed to call it (servicekit refuses any method not listed)."""
+    return rpc_role_policy(RPC_ACTIONS)
 
 
 def _now() -> datetime:
