@@ -139,8 +139,8 @@ def _start_services(stack: Stack, timeout: float) -> None:
 
 def _down(args: argparse.Namespace, data_dir: Path) -> int:
     stack = Stack(data_dir)
-    running = [s.process for s in _services(stack) if s.process.adopt()]
-    running += [p for p in stack.processes if p.adopt()]
+    running = [s.process for s in _services(stack) if s.process.adopt(drop_foreign=True)]
+    running += [p for p in stack.processes if p.adopt(drop_foreign=True)]
     if not running:
         stderr_progress(f"nothing running from {data_dir}")
     for process in running:  # services first: they still flush to Kafka and FerretDB while stopping

@@ -36,6 +36,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
         controller_port,
         mongo_port,
         progress=_live_progress(pytestconfig),
+        # Killed with the test runner, even by SIGKILL (no finalizer runs then): no orphans.
+        die_with_parent=True,
     )
     local_stack.start()
     try:

@@ -40,14 +40,22 @@ class Stack:
         topics: Sequence[Topic] | None = None,
         progress: Progress = stderr_progress,
         ready_timeout: float = 120.0,
+        die_with_parent: bool = False,
     ) -> None:
-        """`topics` defaults to deploy/local/topics.toml; `ready_timeout` bounds each readiness wait."""
+        """`topics` defaults to deploy/local/topics.toml; `ready_timeout` bounds each readiness wait.
+
+        `die_with_parent` (test runs): Kafka, FerretDB and every service started through `service()`
+        are killed by the kernel when this process dies, even by SIGKILL; `make up` leaves it off.
+        """
+        self.die_with_parent = die_with_parent
         self.data_dir = data_dir.resolve()
         self.topics = list(load_topics() if topics is None else topics)
         self.progress = progress
         self.ready_timeout = ready_timeout
         self.kafka = KafkaBroker(self.data_dir, kafka_port, controller_port)
         self.ferretdb = FerretDB(self.data_dir, mongo_port)
+        for process in (self.kafka.process, self.ferretdb.process):
+            process.die_with_parent = die_with_parent
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -143,7 +151,7 @@ class Stack:
 
         Defaults: the spec's ports, pid file and log beside the stack's, LAWTRAIL_DATA_DIR `<data_dir>/data`.
         """
-        return ServiceProcess(
+        service = ServiceProcess(
             spec,
             kafka_bootstrap=self.kafka_bootstrap,
             mongo_uri=self.mongo_uri,
@@ -154,6 +162,8 @@ class Stack:
             env=env,
             instance=instance,
         )
+        service.process.die_with_parent = self.die_with_parent
+        return service
 
     def __enter__(self) -> Stack:
         self.start()
