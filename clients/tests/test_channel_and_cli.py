@@ -191,6 +191,24 @@ def test_cli_collect_once_end_to_end_on_the_fake(
     assert "1 collected, 0 not collected" in capsys.readouterr().err
 
 
+def test_cli_collect_once_names_files_still_settling_and_fails(
+    tmp_path: Path, fake_media: tuple[FakeRecordingService, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8: files written a moment ago were skipped without a word and the run exited 0."""
+    folder = tmp_path / "dock"
+    folder.mkdir()
+    name = "BC-1_alice_20260501T120000Z.jpg"
+    (folder / name).write_bytes(b"\xff\xd8 just written")
+    (folder / "notes.txt").write_text("not a recording")
+    args = ["station", "collect-once", str(folder), "--server", fake_media[1], "--token", "good-token"]
+    assert cli.main([*args, "--unit", "unit-a", "--settle", "30"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "0 collected, 1 not collected" in err
+    assert f"{name}: skipped: still settling" in err
+    assert "notes.txt: not a media file (.txt)" in err
+    assert not (folder / "collected" / name).exists()
+
+
 def test_dev_token_passes_through_to_servicekit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "dev-token",
