@@ -74,8 +74,10 @@ k8s-validate: setup k8s-tools ## deploy/k8s offline: kustomize build | kubernete
 
 test: setup lint unit integration k8s-validate ## everything CI runs
 
+# Its own --basetemp: pytest prunes all but the newest three /tmp/pytest-of-<user> runs, so a long run's
+# broker data could be deleted under it by any other pytest started meanwhile.
 chaos: setup ## S1 crash + S2 interrupted-upload suites on their own stack (long: ~10 min; prints the figures)
-	$(RUN) pytest -q -s -p no:cacheprovider -m chaos tests/integration/chaos
+	$(RUN) pytest -q -s -p no:cacheprovider --basetemp=.lawtrail/chaos-tmp -m chaos tests/integration/chaos
 
 up: setup ## start Kafka, FerretDB and the services in the background; returns when ready
 	$(RUN) python -m lawtrail_local up
