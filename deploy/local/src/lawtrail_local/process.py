@@ -8,13 +8,13 @@ to start over such a pid file (the stack of that run may still be running under 
 ports be taken), saying which file and what to do, while `down` removes it and says so.
 
 Processes started by a test run (`die_with_parent`) must not outlive the runner even when it is killed
-with SIGKILL, which runs no cleanup: they get the kernel's parent-death signal (PR_SET_PDEATHSIG).
+with SIGKILL, which runs no cleanup: they get the kernel's parent-death signal (PR_SET_PDEATHSIG),
+set by the `lawtrail_local.pdeathsig` launcher they are started through.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -27,7 +27,6 @@ from lawtrail_local.errors import NotReadyError, StackError
 
 LOG_TAIL_LINES = 30
 _POLL_SECONDS = 0.1
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ForeignProcessError(StackError):
@@ -40,24 +39,6 @@ def _cmdline(pid: int) -> str:
     except OSError:
         return "?"
     return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()[:200] or "?"
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A Popen preexec_fn: SIGKILL this child when the thread that started it dies (Linux only).
-
-    PR_SET_PDEATHSIG follows the *thread* that forked, so start such processes from a thread that
-    lives as long as the runner (pytest's fixtures run in its main thread). If the parent died
-    between fork and prctl the signal would never come: check for that too.
-    """
-
-    def arrange() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            os._exit(126)
-        if os.getppid() != parent_pid:
-            os._exit(125)
-
-    return arrange
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -147,6 +128,9 @@ class ManagedProcess:
             raise StackError(f"{self.name} is already running (pid {self._pid}, pid file {self.pid_file})")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        if self.die_with_parent and sys.platform == "linux":
+            # Through a launcher, not a preexec_fn: see lawtrail_local.pdeathsig.
+            argv = [sys.executable, "-m", "lawtrail_local.pdeathsig", str(os.getpid()), *argv]
         with self.log_file.open("ab") as log:
             self._popen = subprocess.Popen(
                 list(argv),
@@ -156,11 +140,6 @@ class ManagedProcess:
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=(
-                    _die_with_parent(os.getpid())
-                    if self.die_with_parent and sys.platform == "linux"
-                    else None
-                ),
             )
         self._started_at = time.monotonic()
         self._pid = self._popen.pid
