@@ -238,7 +238,7 @@ async def _read_topic(bootstrap: str, topic: str) -> list[tuple[str, str, str]]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         found: list[tuple[str, str, str]] = []
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
                     envelope = decode(record)

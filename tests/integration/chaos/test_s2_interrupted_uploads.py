@@ -123,7 +123,7 @@ async def _ingested(bootstrap: str) -> Counter[str]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         subjects: Counter[str] = Counter()
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
                     envelope = decode(record)
