@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -128,8 +129,15 @@ class ManagedProcess:
             raise StackError(f"{self.name} is already running (pid {self._pid}, pid file {self.pid_file})")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        if self.die_with_parent and sys.platform == "linux":
-            # Through a launcher, not a preexec_fn: see lawtrail_local.pdeathsig.
+        # Through a launcher, not a preexec_fn: see lawtrail_local.pdeathsig. The kernel sends the signal
+        # when the *thread* that started the process ends, so only a start from the main thread (which
+        # lives as long as the runner) gets it; one started from a helper thread (a test restarting a
+        # service in the background) would otherwise be killed the moment that thread returns.
+        if (
+            self.die_with_parent
+            and sys.platform == "linux"
+            and threading.current_thread() is threading.main_thread()
+        ):
             argv = [sys.executable, "-m", "lawtrail_local.pdeathsig", str(os.getpid()), *argv]
         with self.log_file.open("ab") as log:
             self._popen = subprocess.Popen(
