@@ -19,7 +19,7 @@ KUSTOMIZE_VERSION := 5.8.1
 KUSTOMIZE := $(CACHE_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 UNIT_TESTS := $(wildcard libs/*/tests services/*/tests/unit clients/tests deploy/local/tests tests/unit)
 
-.PHONY: help setup proto proto-baseline lint fmt unit integration test up down run logs bench k8s-tools k8s-validate
+.PHONY: help setup proto proto-baseline lint fmt unit integration test up down run logs bench k8s-tools k8s-validate chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -78,6 +78,11 @@ k8s-validate: setup k8s-tools ## deploy/k8s offline: kustomize build | kubernete
 	KUSTOMIZE=$(KUSTOMIZE) UV="$(UV)" $(RUN) pytest -q deploy/k8s/tests
 
 test: setup lint unit integration k8s-validate ## everything CI runs
+
+# Its own --basetemp: pytest prunes all but the newest three /tmp/pytest-of-<user> runs, so a long run's
+# broker data could be deleted under it by any other pytest started meanwhile.
+chaos: setup ## S1 crash + S2 interrupted-upload suites on their own stack (long: ~30 min on a busy 2-core machine; prints the figures)
+	$(RUN) pytest -q -s -p no:cacheprovider --basetemp=.lawtrail/chaos-tmp -m chaos tests/integration/chaos
 
 up: setup ## start Kafka, FerretDB and the services in the background; returns when ready
 	$(RUN) python -m lawtrail_local up

@@ -114,6 +114,31 @@ def test_typed_errors_stay_rpc_errors() -> None:
     assert other.code() == grpc.StatusCode.INTERNAL
 
 
+def test_typed_errors_decode_the_aip_193_details() -> None:
+    from google.protobuf import any_pb2
+    from google.rpc import error_details_pb2, status_pb2
+    from servicekit.errors import FailedPrecondition
+    from servicekit.grpc.interceptors import rich_status
+
+    class CoverageMissing(FailedPrecondition):
+        REASON = "R5_AV_COVERAGE_MISSING"
+
+    status = rich_status(CoverageMissing("no AV for activity a-1", metadata={"activity_id": "a-1"}))
+    failure = Failure(grpc.StatusCode.FAILED_PRECONDITION, status.message)
+    failure.trailing_metadata = lambda: (("grpc-status-details-bin", status.SerializeToString()),)  # type: ignore[attr-defined]
+    error = from_rpc_error(failure, "/lawtrail.case.v1.CaseService/CloseCase")
+    assert (error.reason, error.metadata) == ("R5_AV_COVERAGE_MISSING", {"activity_id": "a-1"})
+    assert "[R5_AV_COVERAGE_MISSING]" in str(error)
+
+    bad = status_pb2.Status(code=3, message="unit: required")
+    packed = any_pb2.Any()
+    packed.Pack(error_details_pb2.BadRequest(field_violations=[{"field": "unit", "description": "required"}]))
+    bad.details.append(packed)
+    failure = Failure(grpc.StatusCode.INVALID_ARGUMENT, bad.message)
+    failure.trailing_metadata = lambda: (("grpc-status-details-bin", bad.SerializeToString()),)  # type: ignore[attr-defined]
+    assert from_rpc_error(failure).field_violations == (("unit", "required"),)
+
+
 def test_stub_calls_raise_typed_errors(fake_media: tuple[FakeRecordingService, str]) -> None:
     with (
         MediaClient.connect(fake_media[1], token="forged", timeout_s=2) as media,
@@ -164,6 +189,24 @@ def test_cli_collect_once_end_to_end_on_the_fake(
     assert cli.main([*args, "--unit", "unit-a", "--settle", "0"]) == 0
     assert (folder / "collected" / name).exists()
     assert "1 collected, 0 not collected" in capsys.readouterr().err
+
+
+def test_cli_collect_once_names_files_still_settling_and_fails(
+    tmp_path: Path, fake_media: tuple[FakeRecordingService, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 8: files written a moment ago were skipped without a word and the run exited 0."""
+    folder = tmp_path / "dock"
+    folder.mkdir()
+    name = "BC-1_alice_20260501T120000Z.jpg"
+    (folder / name).write_bytes(b"\xff\xd8 just written")
+    (folder / "notes.txt").write_text("not a recording")
+    args = ["station", "collect-once", str(folder), "--server", fake_media[1], "--token", "good-token"]
+    assert cli.main([*args, "--unit", "unit-a", "--settle", "30"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "0 collected, 1 not collected" in err
+    assert f"{name}: skipped: still settling" in err
+    assert "notes.txt: not a media file (.txt)" in err
+    assert not (folder / "collected" / name).exists()
 
 
 def test_dev_token_passes_through_to_servicekit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

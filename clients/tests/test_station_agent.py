@@ -128,8 +128,34 @@ def test_files_still_being_written_and_other_files_are_left_alone(tmp_path: Path
     dock(tmp_path, name="notes.txt")
     dock(tmp_path, name="BC-1_a_20260501T120000Z_20260501T120500Z.mp4.part")
     dock(tmp_path, name=".hidden.mp4")
-    assert agent(media, tmp_path, settle_s=30)[0].collect_once() == []
+    (tmp_path / "sub").mkdir()
+    station = agent(media, tmp_path, settle_s=30)[0]
+    outcomes = {o.name: o for o in station.collect_once()}
     assert (tmp_path / NAME).exists()
+    # every entry is named with its reason; nothing was collected
+    assert set(outcomes) == {
+        NAME,
+        "notes.txt",
+        "BC-1_a_20260501T120000Z_20260501T120500Z.mp4.part",
+        ".hidden.mp4",
+        "sub/",
+    }
+    assert all(o.status == "skipped" for o in outcomes.values())
+    assert outcomes[NAME].detail.startswith("still settling")
+    assert "ignored name (*.part)" in outcomes["BC-1_a_20260501T120000Z_20260501T120500Z.mp4.part"].detail
+    assert outcomes[".hidden.mp4"].detail == "ignored name: hidden file"
+    assert not outcomes["notes.txt"].media
+    assert not outcomes["sub/"].media
+    # media files are present and not collected: the run is not complete
+    assert not station.complete(list(outcomes.values()))
+
+
+def test_a_run_is_complete_when_only_non_media_files_remain(tmp_path: Path, media: MediaClient) -> None:
+    dock(tmp_path, name="notes.txt")
+    station = agent(media, tmp_path)[0]
+    outcomes = station.collect_once()
+    assert [(o.name, o.media) for o in outcomes] == [("notes.txt", False)]
+    assert station.complete(outcomes)
 
 
 def test_server_unavailable_defers_without_marking(tmp_path: Path) -> None:

@@ -297,11 +297,17 @@ def _station_collect_once(args: argparse.Namespace) -> int:
         except (StationStopped, JournalLocked) as error:
             raise ConfigError(str(error)) from None
     collected = sum(o.status == "collected" for o in outcomes)
-    problems = [o for o in outcomes if o.status != "collected"]
+    problems = [o for o in outcomes if o.media and o.status != "collected"]
+    ignored = [o for o in outcomes if not o.media]
     print(f"{collected} collected, {len(problems)} not collected", file=sys.stderr)
     for o in problems:
         print(f"  {o.name}: {o.status}: {o.detail}", file=sys.stderr)
-    return EXIT_FAILED if problems else 0
+    if ignored:
+        print(f"{len(ignored)} ignored (not media files):", file=sys.stderr)
+        for o in ignored:
+            print(f"  {o.name}: {o.detail}", file=sys.stderr)
+    # 0 only when every media file present was collected: a file still settling is not "done".
+    return 0 if agent.complete(outcomes) else EXIT_FAILED
 
 
 def _station_watch(args: argparse.Namespace) -> int:

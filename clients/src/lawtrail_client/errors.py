@@ -3,11 +3,22 @@
 Every class is a `grpc.RpcError` with the usual `.code()` and `.details()`, so code written against plain
 gRPC keeps working; callers that prefer types catch `NotFound`, `FailedPrecondition`, … instead.
 The message is the server's, verbatim: it says what was wrong and what to do about it.
+
+The machine-readable details of AIP-193 that every Lawtrail refusal carries (the
+``grpc-status-details-bin`` trailer) are decoded too: ``reason`` (the stable ``ErrorInfo.reason``,
+e.g. ``R5_AV_COVERAGE_MISSING``), ``domain``, ``metadata`` and ``field_violations`` (the
+``BadRequest`` fields at fault, as ``(field, description)`` pairs) — branch on those, not on the text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 __all__ = [
     "Aborted",
@@ -31,12 +42,26 @@ class LawtrailError(grpc.RpcError):
 
     code_: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, message: str, *, method: str = "", code: grpc.StatusCode | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str = "",
+        code: grpc.StatusCode | None = None,
+        reason: str = "",
+        domain: str = "",
+        metadata: Mapping[str, str] | None = None,
+        field_violations: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.method = method
         if code is not None:
             self.code_ = code
+        self.reason = reason
+        self.domain = domain
+        self.metadata = dict(metadata or {})
+        self.field_violations = field_violations
 
     def code(self) -> grpc.StatusCode:
         return self.code_
@@ -46,7 +71,8 @@ class LawtrailError(grpc.RpcError):
 
     def __str__(self) -> str:
         where = f" ({self.method})" if self.method else ""
-        return f"{self.code_.name}{where}: {self.message}"
+        why = f" [{self.reason}]" if self.reason and self.reason != self.code_.name else ""
+        return f"{self.code_.name}{where}{why}: {self.message}"
 
 
 class InvalidArgument(LawtrailError):
@@ -117,7 +143,31 @@ def from_rpc_error(error: grpc.RpcError, method: str = "") -> LawtrailError:
         return error
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = (error.details() if hasattr(error, "details") else None) or str(error)
+    extra = _rich_details(error)
     cls = _BY_CODE.get(code, LawtrailError)
     if cls is LawtrailError:
-        return LawtrailError(details, method=method, code=code)
-    return cls(details, method=method)
+        return LawtrailError(details, method=method, code=code, **extra)  # type: ignore[arg-type]
+    return cls(details, method=method, **extra)  # type: ignore[arg-type]
+
+
+def _rich_details(error: grpc.RpcError) -> dict[str, object]:
+    """ErrorInfo and BadRequest from the google.rpc.Status trailer, if the server sent one."""
+    trailer: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    raw = next((value for key, value in trailer or () if key == STATUS_DETAILS_KEY), None)
+    if not isinstance(raw, bytes):
+        return {}
+    try:
+        status = status_pb2.Status.FromString(raw)
+    except Exception:  # a malformed trailer must not hide the error itself
+        return {}
+    found: dict[str, object] = {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            found.update(reason=info.reason, domain=info.domain, metadata=dict(info.metadata))
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            found["field_violations"] = tuple((v.field, v.description) for v in bad.field_violations)
+    return found

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from lawtrail_local.errors import NotReadyError, StackError
-from lawtrail_local.process import LogWatch, ManagedProcess, tail_lines
+from lawtrail_local.process import ForeignProcessError, LogWatch, ManagedProcess, tail_lines
 
 
 def _process(tmp_path: Path, name: str = "sleeper") -> ManagedProcess:
@@ -52,16 +54,62 @@ def test_stale_pid_file_is_dropped(tmp_path: Path) -> None:
     assert not process.pid_file.exists()
 
 
-def test_reused_pid_is_not_adopted(tmp_path: Path) -> None:
+def test_a_pid_file_naming_a_foreign_process_is_refused_clearly_and_never_signalled(tmp_path: Path) -> None:
     other = subprocess.Popen(["sleep", "60"])
     try:
         process = _process(tmp_path)
         process.pid_file.parent.mkdir(parents=True)
         process.pid_file.write_text(f"{other.pid} 1\n")  # same pid, another start time
-        assert not process.adopt()
+        with pytest.raises(
+            ForeignProcessError, match=rf"stale pid file .*pid {other.pid} is now another program"
+        ):
+            process.start(["sleep", "60"])  # what `make up` does
+        assert process.pid_file.exists()
+        assert other.poll() is None
+        # `make down` removes the stale file and leaves the program alone
+        assert not process.adopt(drop_foreign=True)
+        assert not process.pid_file.exists()
+        assert other.poll() is None
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_process_started_for_tests_dies_with_its_starter_even_on_sigkill(tmp_path: Path) -> None:
+    """The test runner killed with SIGKILL runs no finalizer: the kernel must take its services along."""
+    script = f"""
+import sys, time
+from pathlib import Path
+from lawtrail_local.process import ManagedProcess
+d = Path({str(tmp_path)!r})
+p = ManagedProcess("child", pid_file=d / "child.pid", log_file=d / "c.log")
+p.die_with_parent = True
+p.start(["sleep", "120"])
+print(p.pid, flush=True)
+time.sleep(120)
+"""
+    starter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout is not None
+        child = int(starter.stdout.readline())
+        assert Path(f"/proc/{child}").exists()
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), f"pid {child} outlived the process that started it"
+    finally:
+        starter.kill()
+        starter.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
 
 
 def test_stop_escalates_to_sigkill(tmp_path: Path) -> None:

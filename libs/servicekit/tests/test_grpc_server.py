@@ -358,3 +358,22 @@ async def test_stop_drains_in_flight_calls_and_reports_not_serving(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await unary(channel, "x", _auth(mint()))
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_refusals_carry_google_rpc_status_details(channel: grpc.aio.Channel, mint: Mint) -> None:
+    """AIP-193: the grpc-status-details-bin trailer holds a google.rpc.Status with an ErrorInfo."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    for text, metadata, reason in [
+        ("missing", _auth(mint()), "NOT_FOUND"),
+        ("hi", (), "UNAUTHENTICATED"),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await unary(channel, text, metadata)
+        trailer = dict(raised.value.trailing_metadata() or ())
+        status = status_pb2.Status.FromString(trailer["grpc-status-details-bin"])
+        assert status.code == raised.value.code().value[0]
+        assert status.message == raised.value.details()
+        info = error_details_pb2.ErrorInfo()
+        assert status.details[0].Unpack(info)
+        assert info.reason == reason

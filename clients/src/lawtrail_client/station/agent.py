@@ -14,6 +14,8 @@ skipped, and a file must be unchanged for `settle_s` seconds, so a file still be
 A refused file (bad metadata, not the declared media kind, …) is marked failed in the journal with the
 server's message and left in place; it is tried again when it or its sidecar changes (or with
 `retry_failed`). A lost connection defers the rest of the pass; `watch` tries again after its interval.
+`collect_once` reports every file it left alone with the reason (still settling, ignored name, not a
+media file, …); `complete()` says whether every media file present was collected.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class Outcome:
     detail: str = ""
     recording_id: str = ""
     sha256: str = ""
+    # False for what is not a media file (notes.txt, .DS_Store, a sub-folder): reported, but its
+    # presence does not make a run incomplete.
+    media: bool = True
 
 
 class StationAgent:
@@ -102,9 +107,20 @@ class StationAgent:
     # --- entry points -----------------------------------------------------------------------------
 
     def collect_once(self) -> list[Outcome]:
-        """One pass over the folder; returns what happened to each candidate file."""
+        """One pass over the folder; returns what happened to every entry of it, skipped ones too.
+
+        Every file that was not collected is in the list with the reason — still settling, empty,
+        a partial name the dock has not renamed yet, hidden, not a media file, a sub-folder — so that
+        a caller can tell "nothing to do" from "nothing done". Sidecars of present media files, the
+        `collected/` folder and the agent's state folder are not listed.
+        """
         with self.journal.locked():
-            return self._pass()
+            return self._pass(report_skipped=True)
+
+    @staticmethod
+    def complete(outcomes: list[Outcome]) -> bool:
+        """Whether every media file present was collected (what exit status 0 promises)."""
+        return all(o.status == "collected" for o in outcomes if o.media)
 
     def watch(self, interval_s: float, stop: threading.Event) -> None:
         """Collects, then waits `interval_s`, until `stop` is set."""
@@ -127,16 +143,71 @@ class StationAgent:
         ]
         return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
-    def _pass(self) -> list[Outcome]:
+    def ignored(self) -> list[Outcome]:
+        """What is in the folder but is not a candidate, each with the reason it is left alone."""
+        candidates = {p.name for p in self.candidates()}
+        companions = {
+            sidecar.name
+            for name in candidates
+            if (sidecar := sidecar_of(self.config.folder / name)) is not None
+        }
+        found: list[Outcome] = []
+        for path in sorted(self.config.folder.iterdir(), key=lambda p: p.name):
+            name = path.name
+            if name in candidates or name in companions or name in (COLLECTED_DIR, STATE_DIR):
+                continue
+            if not path.is_file() and not path.is_dir():
+                continue  # a socket or a pipe: nothing a dock writes
+            if path.is_dir():
+                found.append(
+                    Outcome(
+                        name + "/",
+                        "skipped",
+                        "sub-folder: only files directly in the folder are collected",
+                        media=False,
+                    )
+                )
+                continue
+            partial = next((sfx for sfx in _SKIPPED_SUFFIXES if name.endswith(sfx)), None)
+            inner = Path(name.removesuffix(partial)) if partial else None
+            if partial and inner is not None and inner.suffix.lower() in MEDIA_EXTENSIONS:
+                found.append(
+                    Outcome(
+                        name,
+                        "skipped",
+                        f"ignored name (*{partial}): the dock is still writing it; collected once renamed "
+                        f"to {inner.name}",
+                    )
+                )
+            elif name.startswith("."):
+                is_media = Path(name).suffix.lower() in MEDIA_EXTENSIONS
+                found.append(Outcome(name, "skipped", "ignored name: hidden file", media=is_media))
+            elif path.suffix.lower() not in MEDIA_EXTENSIONS:
+                found.append(
+                    Outcome(
+                        name, "skipped", f"not a media file ({path.suffix or 'no extension'})", media=False
+                    )
+                )
+        return found
+
+    def _pass(self, *, report_skipped: bool = False) -> list[Outcome]:
         outcomes: list[Outcome] = []
         present = set()
         for path in self.candidates():
             present.add(path.name)
             outcome = self._collect(path)
-            if outcome.status != "skipped":
+            if outcome.status != "skipped" or report_skipped:
                 outcomes.append(outcome)
             if outcome.status == "deferred" and outcome.detail.startswith("server unreachable"):
+                if report_skipped:  # name the files this run did not get to
+                    outcomes.extend(
+                        Outcome(p.name, "deferred", "not tried: the server is unreachable")
+                        for p in self.candidates()
+                        if p.name not in present
+                    )
                 break  # the rest would fail the same way; the next pass tries again
+        if report_skipped:
+            outcomes.extend(self.ignored())
         # Forget files that are no longer in the folder (collected, or taken away by someone).
         stale = [name for name in self.journal.entries if name not in present]
         if stale:
@@ -151,8 +222,14 @@ class StationAgent:
             stat = path.stat()
         except FileNotFoundError:
             return Outcome(name, "skipped", "file vanished")
-        if self.clock() - stat.st_mtime < self.config.settle_s:
-            return Outcome(name, "skipped", "still being written")
+        age = self.clock() - stat.st_mtime
+        if age < self.config.settle_s:
+            return Outcome(
+                name,
+                "skipped",
+                f"still settling: changed {max(age, 0.0):.1f} s ago, collected once unchanged for "
+                f"{self.config.settle_s:g} s (--settle)",
+            )
         if stat.st_size == 0:
             return Outcome(name, "skipped", "empty file")
         entry = self.journal.entries.get(name)

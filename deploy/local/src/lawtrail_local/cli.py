@@ -139,9 +139,9 @@ def _start_services(stack: Stack, timeout: float) -> None:
 
 def _down(args: argparse.Namespace, data_dir: Path) -> int:
     stack = Stack(data_dir)
-    running = [s.process for s in _services(stack) if s.process.adopt()]
+    running = [s.process for s in _services(stack) if s.process.adopt(drop_foreign=True)]
     # Infrastructure in reverse start order: FerretDB before the PostgreSQL under it, Kafka last.
-    running += [p for p in reversed(stack.processes) if p.adopt()]
+    running += [p for p in reversed(stack.processes) if p.adopt(drop_foreign=True)]
     if not running:
         stderr_progress(f"nothing running from {data_dir}")
     for process in running:  # services first: they still flush to Kafka and FerretDB while stopping

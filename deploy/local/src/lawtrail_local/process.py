@@ -3,7 +3,13 @@
 `make up` returns while Kafka, FerretDB and the services keep running, and `make down` runs in another
 process, so each process gets its own session (a terminal's Ctrl-C does not reach it; `killpg` reaches
 the children it spawns) and a pid file. The pid file also records the kernel's start time of the
-process, so a pid reused by an unrelated program after a reboot is never signalled.
+process, so a pid reused by an unrelated program after a reboot is never signalled — and `up` refuses
+to start over such a pid file (the stack of that run may still be running under other pids, or its
+ports be taken), saying which file and what to do, while `down` removes it and says so.
+
+Processes started by a test run (`die_with_parent`) must not outlive the runner even when it is killed
+with SIGKILL, which runs no cleanup: they get the kernel's parent-death signal (PR_SET_PDEATHSIG),
+set by the `lawtrail_local.pdeathsig` launcher they are started through.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import os
 import pwd
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +29,18 @@ from lawtrail_local.errors import NotReadyError, StackError
 
 LOG_TAIL_LINES = 30
 _POLL_SECONDS = 0.1
+
+
+class ForeignProcessError(StackError):
+    """A pid file names a live process that is not the one this stack started."""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()[:200] or "?"
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -94,6 +114,8 @@ class ManagedProcess:
         self.log_file = log_file
         self.log_files = (log_file, *extra_logs)
         self._popen: subprocess.Popen[bytes] | None = None
+        # True for processes of a test run: killed by the kernel when their starter dies.
+        self.die_with_parent = False
         self._pid: int | None = None
         self._ticks: int | None = None
         self._started_at: float | None = None
@@ -126,6 +148,16 @@ class ManagedProcess:
             raise StackError(f"{self.name} is already running (pid {self._pid}, pid file {self.pid_file})")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        # Through a launcher, not a preexec_fn: see lawtrail_local.pdeathsig. The kernel sends the signal
+        # when the *thread* that started the process ends, so only a start from the main thread (which
+        # lives as long as the runner) gets it; one started from a helper thread (a test restarting a
+        # service in the background) would otherwise be killed the moment that thread returns.
+        if (
+            self.die_with_parent
+            and sys.platform == "linux"
+            and threading.current_thread() is threading.main_thread()
+        ):
+            argv = [sys.executable, "-m", "lawtrail_local.pdeathsig", str(os.getpid()), *argv]
         with self.log_file.open("ab") as log:
             self._popen = subprocess.Popen(
                 list(argv),
@@ -146,10 +178,12 @@ class ManagedProcess:
         tmp.write_text(f"{self._pid} {self._ticks}\n")
         tmp.replace(self.pid_file)
 
-    def adopt(self) -> bool:
+    def adopt(self, *, drop_foreign: bool = False) -> bool:
         """Take over the process named by the pid file if it still runs (the `down`/`status` case).
 
-        A stale pid file (the process is gone, or the pid now belongs to another program) is removed.
+        A pid file whose process is gone is removed. One whose pid now belongs to another live
+        program (another start time) raises ForeignProcessError naming the file and the program —
+        unless `drop_foreign` (the `down` case), which removes it and reports it on stderr.
         """
         if self.running:
             return True
@@ -159,9 +193,24 @@ class ManagedProcess:
         except (OSError, ValueError):
             self.pid_file.unlink(missing_ok=True)
             return False
-        if _start_ticks(pid) != ticks:
+        actual = _start_ticks(pid)
+        if actual is None:
             self.pid_file.unlink(missing_ok=True)
             return False
+        if actual != ticks:
+            message = (
+                f"stale pid file {self.pid_file}: it names pid {pid} for {self.name}, but pid {pid} is now "
+                f"another program ({_cmdline(pid)!r}, started at another time), so it is not ours"
+            )
+            if drop_foreign:
+                self.pid_file.unlink(missing_ok=True)
+                print(f"{message}; removed the pid file and left that program alone", file=sys.stderr)
+                return False
+            raise ForeignProcessError(
+                f"{message}. The run that wrote it did not stop cleanly: run `make down` (it removes stale "
+                f"pid files without signalling anyone), check that nothing of that run still holds the "
+                f"stack's ports, then `make up` again"
+            )
         self._popen, self._pid, self._ticks, self._started_at = None, pid, ticks, None
         return True
 

@@ -39,6 +39,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
         mongo_port,
         progress=_live_progress(pytestconfig),
         throwaway=True,
+        # Killed with the test runner, even by SIGKILL (no finalizer runs then): no orphans.
+        die_with_parent=True,
     )
     local_stack.start()
     try:

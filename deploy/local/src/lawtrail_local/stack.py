@@ -46,6 +46,7 @@ class Stack:
         db: str | None = None,
         postgres_port: int | None = None,
         throwaway: bool = False,
+        die_with_parent: bool = False,
     ) -> None:
         """`topics` defaults to deploy/local/topics.toml; `ready_timeout` bounds each readiness wait.
 
@@ -53,7 +54,11 @@ class Stack:
         PostgreSQL); `postgres_port` defaults to 55432 (a free port when `throwaway`);
         `throwaway`: the data is deleted by `stop` (tests), which matters for a PostgreSQL cluster
         kept outside `data_dir`.
+        `die_with_parent` (test runs): Kafka, PostgreSQL, FerretDB and every service started through
+        `service()` are killed by the kernel when this process dies, even by SIGKILL; `make up` leaves
+        it off.
         """
+        self.die_with_parent = die_with_parent
         self.data_dir = data_dir.resolve()
         self.topics = list(load_topics() if topics is None else topics)
         self.progress = progress
@@ -66,6 +71,8 @@ class Stack:
             if postgres_port is None:
                 postgres_port = free_ports(1)[0] if throwaway else DEFAULT_POSTGRES_PORT
             self.postgres = PostgreSQL(self.data_dir, postgres_port)
+        for process in self.processes:
+            process.die_with_parent = die_with_parent
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -184,7 +191,7 @@ class Stack:
 
         Defaults: the spec's ports, pid file and log beside the stack's, LAWTRAIL_DATA_DIR `<data_dir>/data`.
         """
-        return ServiceProcess(
+        service = ServiceProcess(
             spec,
             kafka_bootstrap=self.kafka_bootstrap,
             mongo_uri=self.mongo_uri,
@@ -195,6 +202,8 @@ class Stack:
             env=env,
             instance=instance,
         )
+        service.process.die_with_parent = self.die_with_parent
+        return service
 
     def __enter__(self) -> Stack:
         self.start()

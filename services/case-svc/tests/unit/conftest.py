@@ -248,16 +248,33 @@ class World:
     async def flag(self, case_id: str, flag: CaseFlag, by: Actor = OFFICER) -> Case:
         return await self.handlers.flag_case(c.FlagCase(case_id, flag, f"flag {flag}"), by)
 
-    async def link(self, case_id: str, activity_id: str, recording_id: str = "") -> bool:
+    async def link(
+        self,
+        case_id: str,
+        activity_id: str,
+        recording_id: str = "",
+        *,
+        unit: str = "unit-a",
+        span: tuple[datetime, datetime] | None = None,
+        by_legal_office: bool = False,
+    ) -> bool:
+        """media-svc's RecordingLinked; the recording spans its activity unless `span` says otherwise."""
         self.numbers["rec"] = self.numbers.get("rec", 0) + 1
+        if span is None and activity_id and case_id in self.cases.stored:
+            activity = self.cases.stored[case_id].activity(activity_id)
+            if activity is not None:
+                span = (activity.started_at, activity.ended_at)
         return await self.handlers.link_recording(
             c.LinkRecording(
                 recording_id=recording_id or f"rec-{self.numbers['rec']}",
                 case_id=case_id,
                 activity_id=activity_id,
-                unit="unit-a",
+                unit=unit,
                 sha256="ab" * 32,
                 linked_at=self.clock.now,
+                recorded_from=span[0] if span else None,
+                recorded_to=span[1] if span else None,
+                linked_by_legal_office=by_legal_office,
             )
         )
 

@@ -3,11 +3,13 @@ linked recording; complaints, disputes and petitions flag the case DISPUTED."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from case_svc.domain import commands as c
 from case_svc.domain import events as e
-from case_svc.domain.model import CaseFlag, IncidentKind, Stage
-from servicekit.errors import FailedPrecondition, NotFound
+from case_svc.domain.model import CaseFlag, IncidentKind, RecordingLink, Stage
+from servicekit.errors import FailedPrecondition, NotFound, PermissionDenied
 
 
 async def test_r05_disputed_case_cannot_leave_stage_without_av(world):
@@ -172,3 +174,82 @@ async def test_r05_a_recording_linked_to_the_case_only_covers_no_activity(world)
 async def test_r05_a_link_to_an_unknown_case_is_refused(world):
     with pytest.raises(NotFound, match="names case nope, which case-svc does not know"):
         await world.link("nope", "a-1")
+
+
+# --- R5 holes closed: unknown activities, other units, time spans, flagged cases with no activity ----
+
+
+async def test_r05_a_link_to_an_activity_the_case_does_not_have_is_refused_and_covers_nothing(world):
+    case = await world.open()
+    await world.activity(case.case_id)
+    version = (await world.cases.get(case.case_id)).version
+    with pytest.raises(NotFound, match=r"which case .* does not have") as refused:
+        await world.link(case.case_id, "no-such-activity")
+    assert refused.value.reason == "R5_UNKNOWN_ACTIVITY"
+    stored = await world.cases.get(case.case_id)
+    assert (stored.version, stored.recording_links) == (version, [])
+
+
+async def test_r05_a_recording_of_another_unit_is_refused_unless_the_legal_office_linked_it(world):
+    case = await world.open()  # unit-a
+    await world.advance(case.case_id, Stage.INVESTIGATION)
+    activity = await world.activity(case.case_id)
+    await world.flag(case.case_id, CaseFlag.DISPUTED)
+    with pytest.raises(PermissionDenied, match="only the legal affairs office") as refused:
+        await world.link(case.case_id, activity.activity_id, unit="unit-b")
+    assert refused.value.reason == "R5_CROSS_UNIT_LINK"
+    with pytest.raises(FailedPrecondition, match="R5"):
+        await world.advance(case.case_id, Stage.REVIEW_DECISION)
+
+    assert await world.link(case.case_id, activity.activity_id, "rec-lo", unit="unit-b", by_legal_office=True)
+    stored = await world.cases.get(case.case_id)
+    [link] = stored.recording_links
+    assert (link.unit, link.linked_by_legal_office) == ("unit-b", True)  # recorded as such
+    assert (await world.advance(case.case_id, Stage.REVIEW_DECISION)).stage is Stage.REVIEW_DECISION
+
+
+async def test_r05_a_recording_outside_the_activitys_time_covers_nothing(world):
+    case = await world.open()
+    await world.advance(case.case_id, Stage.INVESTIGATION)
+    activity = await world.activity(case.case_id)
+    await world.flag(case.case_id, CaseFlag.MAJOR_COMPLEX)
+    day_before = (activity.started_at - timedelta(days=1), activity.ended_at - timedelta(days=1))
+    assert await world.link(case.case_id, activity.activity_id, "rec-old", span=day_before)
+    with pytest.raises(FailedPrecondition, match=rf"Uncovered \(1\): {activity.activity_id}"):
+        await world.advance(case.case_id, Stage.REVIEW_DECISION)
+    # one that starts before the activity and runs into it overlaps: it covers
+    overlapping = (activity.started_at - timedelta(minutes=5), activity.started_at + timedelta(minutes=1))
+    assert await world.link(case.case_id, activity.activity_id, "rec-now", span=overlapping)
+    assert (await world.advance(case.case_id, Stage.REVIEW_DECISION)).stage is Stage.REVIEW_DECISION
+
+
+def test_r05_a_link_without_a_time_span_covers_nothing():
+    link = RecordingLink("r", "a", "ab" * 32, datetime.now(UTC))
+    assert not link.overlaps(datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC))
+
+
+async def test_r05_a_flagged_case_with_no_activity_cannot_close(world):
+    case = await world.open(procedure=c.Procedure.SIMPLE)
+    await world.advance(case.case_id, Stage.INVESTIGATION)
+    await world.advance(case.case_id, Stage.SERVICE_EXECUTION)
+    await world.flag(case.case_id, CaseFlag.DISPUTED)
+    with pytest.raises(FailedPrecondition, match="has no enforcement activity recorded") as refused:
+        await world.close(case.case_id)
+    assert refused.value.reason == "R5_NO_ACTIVITY_RECORDED"
+    await world.exempt_activity(case.case_id)  # an R19a exemption
+    assert (await world.close(case.case_id)).stage is Stage.CLOSED
+
+
+async def test_r05_a_flagged_case_with_no_activity_closes_once_one_is_covered(world):
+    case = await world.open(procedure=c.Procedure.SIMPLE)
+    await world.advance(case.case_id, Stage.INVESTIGATION)
+    await world.advance(case.case_id, Stage.SERVICE_EXECUTION)
+    await world.flag(case.case_id, CaseFlag.LEGACY_ISSUE)
+    with pytest.raises(FailedPrecondition, match="R5"):
+        await world.close(case.case_id)
+    activity = await world.activity(case.case_id, kind=c.ActivityKind.DOCUMENT_SERVICE)
+    with pytest.raises(FailedPrecondition, match="R5") as refused:
+        await world.close(case.case_id)
+    assert refused.value.reason == "R5_AV_COVERAGE_MISSING"
+    await world.link(case.case_id, activity.activity_id)
+    assert (await world.close(case.case_id)).stage is Stage.CLOSED

@@ -5,8 +5,14 @@ whichever of the four RPC kinds the handler is. Wrapping the *behaviour* (not on
 call in ``intercept_service``) is what lets an interceptor see the end of a streaming call, an
 exception raised halfway through a stream, and set context variables the servicer then reads.
 
-Order, outermost first: request context → metrics → auth → errors. Metrics sits outside auth so
-that rejected calls are counted (an alert on ``grpc_code="UNAUTHENTICATED"`` needs them).
+Order, outermost first: request context → metrics → auth → errors → wire checks. Metrics sits
+outside auth so that rejected calls are counted (an alert on ``grpc_code="UNAUTHENTICATED"`` needs
+them). The wire checks (servicekit.grpc.wirecheck) sit innermost, next to the servicer, so that the
+error interceptor turns their refusals into INVALID_ARGUMENT like any other.
+
+Every refusal carries the machine-readable ``google.rpc.Status`` of AIP-193 in the
+``grpc-status-details-bin`` trailer: an ``ErrorInfo`` (stable ``reason``, ``domain``, ``metadata``)
+and, for bad fields, a ``BadRequest`` with one field violation per field.
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from servicekit.auth import TokenVerifier, acting_as
 from servicekit.errors import DomainError, PermissionDenied, Unauthenticated, status_name
+from servicekit.grpc.wirecheck import check_request
 from servicekit.logging import bound_fields, log_context
 from servicekit.metrics import Metrics
 
@@ -36,6 +45,8 @@ __all__ = [
     "MetricsInterceptor",
     "RequestContextInterceptor",
     "RolePolicy",
+    "WireCheckInterceptor",
+    "rich_status",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,9 +140,46 @@ def _rpc_type(handler: _Handler) -> str:
     return "unary"
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> None:
-    """End the call with the status the one table (servicekit.errors) gives ``error``."""
-    await context.abort(grpc.StatusCode[status_name(error)], error.message)
+# The trailer gRPC defines for a serialized google.rpc.Status (read by grpcurl and grpc_status).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# ErrorInfo.domain when the server is not told its own name.
+DEFAULT_ERROR_DOMAIN = "lawtrail"
+
+
+def rich_status(error: DomainError, domain: str = DEFAULT_ERROR_DOMAIN) -> status_pb2.Status:
+    """The AIP-193 ``google.rpc.Status`` of ``error``: ErrorInfo always, BadRequest for bad fields."""
+    code = grpc.StatusCode[status_name(error)]
+    status = status_pb2.Status(code=code.value[0], message=error.message)
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=domain, metadata=dict(error.metadata))
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    status.details.append(packed)
+    violations = error.field_violations()
+    if violations:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description, reason=v.reason
+                )
+                for v in violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad_request)
+        status.details.append(packed)
+    return status
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], error: DomainError, domain: str = DEFAULT_ERROR_DOMAIN
+) -> None:
+    """End the call with the status the one table (servicekit.errors) gives ``error``, with details."""
+    status = rich_status(error, domain)
+    await context.abort(
+        grpc.StatusCode[status_name(error)],
+        error.message,
+        trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
+    )
 
 
 # A caller-supplied request id is echoed into logs, so only accept something that looks like an id.
@@ -277,12 +325,16 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     request id to report, never internals (paths, queries, stack frames).
     """
 
+    def __init__(self, domain: str = DEFAULT_ERROR_DOMAIN) -> None:
+        self._domain = domain
+
     async def intercept_service(
         self, continuation: _Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> _Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
+        domain = self._domain
 
         @asynccontextmanager
         async def around(context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[None]:
@@ -294,12 +346,105 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 if status_name(error) == "INTERNAL":
                     log.error("%s raised without a kind: use a DomainError subclass", type(error).__name__)
                     await _internal(context)
-                await _abort(context, error)
+                await _abort(context, error, domain)
             except Exception:
                 log.exception("unhandled exception in %s", handler_call_details.method)
                 await _internal(context)
 
         return _wrap(handler, around)
+
+
+class WireCheckInterceptor(grpc.aio.ServerInterceptor):
+    """Checks every request message (each one of a stream) with ``wirecheck.check_request``.
+
+    Public services (health, reflection) are checked too: the check only ever refuses values no
+    service could use.
+    """
+
+    async def intercept_service(
+        self, continuation: _Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> _Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _wrap_requests(handler)
+
+
+def _wrap_requests(handler: _Handler) -> _Handler:
+    """The same handler with every request message checked before the servicer sees it."""
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(_checked_unary(handler.unary_unary), **kwargs)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(_checked_unary(handler.unary_stream), **kwargs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(_checked_stream(handler.stream_unary), **kwargs)
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(_checked_stream(handler.stream_stream), **kwargs)
+    raise TypeError(f"gRPC handler {handler!r} has no behaviour to wrap")
+
+
+def _checked_unary(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    # Keep the function type (coroutine function / async generator / plain): grpc.aio decides from
+    # it how to drive the handler.
+    if inspect.iscoroutinefunction(behaviour):
+
+        async def coroutine_style(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            check_request(request)
+            return await behaviour(request, context)
+
+        return coroutine_style
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def generator_style(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            check_request(request)
+            async with contextlib.aclosing(behaviour(request, context)) as responses:
+                async for response in responses:
+                    yield response
+
+        return generator_style
+
+    def plain_style(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        check_request(request)
+        return behaviour(request, context)
+
+    return plain_style
+
+
+async def _checked_iterator(requests: Any) -> AsyncIterator[Any]:
+    if hasattr(requests, "__aiter__"):
+        async for request in requests:
+            check_request(request)
+            yield request
+    else:
+        for request in requests:
+            check_request(request)
+            yield request
+
+
+def _checked_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(behaviour):
+
+        async def coroutine_style(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            return await behaviour(_checked_iterator(requests), context)
+
+        return coroutine_style
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def generator_style(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async with contextlib.aclosing(behaviour(_checked_iterator(requests), context)) as responses:
+                async for response in responses:
+                    yield response
+
+        return generator_style
+
+    def plain_style(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        return behaviour(_checked_iterator(requests), context)
+
+    return plain_style
 
 
 async def _internal(context: grpc.aio.ServicerContext[Any, Any]) -> None:

@@ -21,6 +21,7 @@ from servicekit.grpc.interceptors import (
     MetricsInterceptor,
     RequestContextInterceptor,
     RolePolicy,
+    WireCheckInterceptor,
 )
 from servicekit.metrics import Metrics
 from servicekit.tracing import TracingInterceptor
@@ -100,7 +101,8 @@ class GrpcServer:
                 RequestContextInterceptor(),
                 MetricsInterceptor(metrics),
                 AuthInterceptor(verifier, role_policy, PUBLIC_SERVICES),
-                ErrorInterceptor(),
+                ErrorInterceptor(domain=f"{settings.service_name}.lawtrail"),
+                WireCheckInterceptor(),
             ],
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),

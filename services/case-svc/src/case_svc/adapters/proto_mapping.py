@@ -188,13 +188,21 @@ def review_pb(value: LegalReview) -> pb.LegalReview:
     )
 
 
-def link_pb(value: RecordingLink) -> pb.RecordingLink:
-    return pb.RecordingLink(
+def link_pb(value: RecordingLink, covers: bool = False) -> pb.RecordingLink:
+    message = pb.RecordingLink(
         recording_id=value.recording_id,
         activity_id=value.activity_id,
         sha256=value.sha256,
         linked_at=timestamp_pb(value.linked_at),
+        unit=value.unit,
+        linked_by_legal_office=value.linked_by_legal_office,
+        covers_activity=covers,
     )
+    if value.recorded_from is not None:
+        message.recorded_from.CopyFrom(timestamp_pb(value.recorded_from))
+    if value.recorded_to is not None:
+        message.recorded_to.CopyFrom(timestamp_pb(value.recorded_to))
+    return message
 
 
 def case_pb(case: Case) -> pb.Case:
@@ -215,7 +223,7 @@ def case_pb(case: Case) -> pb.Case:
         documents=[document_pb(d) for d in case.documents],
         incidents=[incident_pb(i) for i in case.incidents],
         legal_reviews=[review_pb(r) for r in case.legal_reviews],
-        recording_links=[link_pb(lk) for lk in case.recording_links],
+        recording_links=[link_pb(lk, case.covers(lk)) for lk in case.recording_links],
         inapplicable_stages=skipped_pb(case.inapplicable_stages),
         version=case.version,
     )

@@ -322,6 +322,10 @@ def case_to_doc(case: Case) -> Doc:
                 "activity_id": lk.activity_id,
                 "sha256": lk.sha256,
                 "linked_at": lk.linked_at,
+                "unit": lk.unit,
+                "recorded_from": lk.recorded_from,
+                "recorded_to": lk.recorded_to,
+                "linked_by_legal_office": lk.linked_by_legal_office,
             }
             for lk in case.recording_links
         ],
@@ -421,7 +425,17 @@ def case_from_doc(doc: Mapping[str, Any]) -> Case:
             for r in doc["legal_reviews"]
         ],
         recording_links=[
-            RecordingLink(lk["recording_id"], lk["activity_id"], lk["sha256"], lk["linked_at"])
+            RecordingLink(
+                lk["recording_id"],
+                lk["activity_id"],
+                lk["sha256"],
+                lk["linked_at"],
+                # Links stored before R5 checked units and time spans lack these: they cover nothing.
+                unit=lk.get("unit", ""),
+                recorded_from=lk.get("recorded_from"),
+                recorded_to=lk.get("recorded_to"),
+                linked_by_legal_office=lk.get("linked_by_legal_office", False),
+            )
             for lk in doc["recording_links"]
         ],
         review_visit_start=doc["review_visit_start"],

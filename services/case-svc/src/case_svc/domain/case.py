@@ -25,7 +25,7 @@ from collections.abc import Callable, Hashable, Iterable
 from datetime import datetime
 from typing import TypeVar
 
-from servicekit.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from servicekit.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from servicekit.policy import Actor
 
 from case_svc.domain import commands as c
@@ -174,9 +174,19 @@ class Case:
     def recording_ids(self, activity_id: str) -> tuple[str, ...]:
         return tuple(link.recording_id for link in self.recording_links if link.activity_id == activity_id)
 
+    def covers(self, link: RecordingLink) -> bool:
+        """R5: whether ``link`` covers its activity: an activity of this case, a recording of the case's
+        unit (or linked across units by the legal affairs office), recorded during the activity."""
+        activity = self.activity(link.activity_id) if link.activity_id else None
+        if activity is None:
+            return False
+        if link.unit and link.unit != self.unit and not link.linked_by_legal_office:
+            return False
+        return link.overlaps(activity.started_at, activity.ended_at)
+
     def uncovered_activities(self) -> list[Activity]:
-        """R5: activities that are not EXEMPT and have no linked recording."""
-        covered = {link.activity_id for link in self.recording_links}
+        """R5: activities that are not EXEMPT and have no linked recording overlapping them in time."""
+        covered = {link.activity_id for link in self.recording_links if self.covers(link)}
         return [
             a
             for a in self.activities
@@ -288,6 +298,7 @@ class Case:
                 f"advance it to {expected.value} first"
             )
         self._check_may_leave(forward=True)
+        self._check_may_close()
         self._raise(
             e.CaseClosed(
                 case_id=self.case_id,
@@ -503,15 +514,44 @@ class Case:
     # ------------------------------------------------------------------ AV coverage projection (R5)
 
     def note_recording_link(self, cmd: c.LinkRecording) -> bool:
-        """Records that media-svc linked a recording; False (no change) when already known."""
+        """Records that media-svc linked a recording; False (no change) when already known.
+
+        R5 refuses what must never count as coverage, so it is parked (dead-lettered) where operators
+        see it instead of silently sitting in the case: a link naming an activity this case does not
+        have, and a recording of another unit unless the legal affairs office linked it (then it is
+        kept with ``linked_by_legal_office``). A link whose recording does not overlap its activity
+        in time is kept (the recording is still part of the case) but covers nothing.
+        """
         if any(
             link.recording_id == cmd.recording_id and link.activity_id == cmd.activity_id
             for link in self.recording_links
         ):
             return False
+        if cmd.activity_id and self.activity(cmd.activity_id) is None:
+            raise UnknownActivityLinked(
+                f"R5: recording {cmd.recording_id} is linked to activity {cmd.activity_id}, which case "
+                f"{self.case_id} does not have; a link to an unknown activity is not AV coverage",
+                metadata={"case_id": self.case_id, "activity_id": cmd.activity_id},
+            )
+        if cmd.unit and cmd.unit != self.unit and not cmd.linked_by_legal_office:
+            raise CrossUnitLink(
+                f"R5: recording {cmd.recording_id} belongs to unit {cmd.unit!r} but case {self.case_id} to "
+                f"unit {self.unit!r}; only the legal affairs office may link a recording across units",
+                metadata={"case_id": self.case_id, "recording_unit": cmd.unit, "case_unit": self.unit},
+            )
         self._raise(
             e.RecordingLinkNoted(
-                self.case_id, RecordingLink(cmd.recording_id, cmd.activity_id, cmd.sha256, cmd.linked_at)
+                self.case_id,
+                RecordingLink(
+                    cmd.recording_id,
+                    cmd.activity_id,
+                    cmd.sha256,
+                    cmd.linked_at,
+                    unit=cmd.unit,
+                    recorded_from=cmd.recorded_from,
+                    recorded_to=cmd.recorded_to,
+                    linked_by_legal_office=cmd.linked_by_legal_office and cmd.unit != self.unit,
+                ),
             )
         )
         return True
@@ -540,6 +580,22 @@ class Case:
             f"its next stage is {expected.value}, not {to_stage.value}"
         )
 
+    def _check_may_close(self) -> None:
+        """R5: a flagged case with no enforcement activity at all has no AV record of anything.
+
+        It closes only once an activity is recorded (and covered) or an R19a exemption is given —
+        an EXEMPT activity, which needs its reason.
+        """
+        if self.flags and not self.activities:
+            names = ", ".join(f.flag.value for f in self.flags)
+            raise AvCoverageMissing(
+                f"R5: case {self.case_id} is flagged {names} and has no enforcement activity recorded, "
+                "so nothing of it is on AV record; record the activities (with their recordings linked) "
+                "or an EXEMPT activity with its R19a reason before closing",
+                reason="R5_NO_ACTIVITY_RECORDED",
+                metadata={"case_id": self.case_id},
+            )
+
     def _check_may_leave(self, *, forward: bool) -> None:
         flagged = self.flags
         if flagged:
@@ -550,11 +606,17 @@ class Case:
                     for a in uncovered
                 )
                 names = ", ".join(f.flag.value for f in flagged)
-                raise FailedPrecondition(
+                raise AvCoverageMissing(
                     f"R5: case {self.case_id} is flagged {names}; "
                     f"it cannot leave {self.stage.value} or close "
                     f"until every activity that is not EXEMPT is covered by a linked recording. "
-                    f"Uncovered ({len(uncovered)}): {listed}"
+                    f"Uncovered ({len(uncovered)}): {listed} (a recording covers an activity when it is "
+                    "linked to it, of the case's unit or linked by the legal affairs office, and its time "
+                    "span overlaps the activity's)",
+                    metadata={
+                        "case_id": self.case_id,
+                        "uncovered": ",".join(a.activity_id for a in uncovered),
+                    },
                 )
         if forward and self.stage is Stage.REVIEW_DECISION and CaseFlag.MAJOR_COMPLEX in self.flag_set:
             reviews = self.current_visit_reviews()
@@ -640,3 +702,24 @@ def _append_unique(items: list[T], item: T, key: Callable[[T], Hashable]) -> Non
     k = key(item)
     if all(key(existing) != k for existing in items):
         items.append(item)
+
+
+# ---------------------------------------------------------------------- R5 refusals (stable reasons)
+
+
+class AvCoverageMissing(FailedPrecondition):
+    """R5: a flagged case lacks AV coverage of its enforcement activities."""
+
+    REASON = "R5_AV_COVERAGE_MISSING"
+
+
+class UnknownActivityLinked(NotFound):
+    """R5: a recording link names an activity the case does not have."""
+
+    REASON = "R5_UNKNOWN_ACTIVITY"
+
+
+class CrossUnitLink(PermissionDenied):
+    """R5: a recording of another unit, not linked by the legal affairs office."""
+
+    REASON = "R5_CROSS_UNIT_LINK"

@@ -287,6 +287,11 @@ class LinkRecording:
     unit: str
     sha256: str
     linked_at: datetime
+    # The recording's time span (device clock, UTC); None when media-svc did not say.
+    recorded_from: datetime | None = None
+    recorded_to: datetime | None = None
+    # Linked by the legal affairs office: the only link that may cross units (R5).
+    linked_by_legal_office: bool = False
 
     def validate(self) -> None:
         v.identifier("recording_id", self.recording_id)

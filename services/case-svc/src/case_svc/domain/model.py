@@ -248,6 +248,22 @@ class RecordingLink:
     activity_id: str
     sha256: str
     linked_at: datetime
+    # Owning unit of the recording; another unit than the case's only when the legal affairs office
+    # linked it (linked_by_legal_office), which is recorded as such.
+    unit: str = ""
+    recorded_from: datetime | None = None
+    recorded_to: datetime | None = None
+    linked_by_legal_office: bool = False
+
+    def overlaps(self, started_at: datetime, ended_at: datetime) -> bool:
+        """R5: the recording's time span shares at least an instant with [started_at, ended_at].
+
+        A link that does not know its span (recorded before the span was carried) covers nothing: a
+        recording of another day must not pass as the record of this activity.
+        """
+        if self.recorded_from is None or self.recorded_to is None:
+            return False
+        return self.recorded_from <= ended_at and self.recorded_to >= started_at
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,18 @@
 Runs as consumer group `case-svc.media-events` on `lawtrail.media.v1.events`; other event types on
 that topic are ignored. Applying a link is idempotent by construction (a case records each
 (recording, activity) pair once), and servicekit's inbox skips redelivered events before that.
-A link that can never apply (a case case-svc does not know, malformed ids) is parked in
+A link that can never apply (a case case-svc does not know, malformed ids, an activity the case does
+not have, a recording of another unit not linked by the legal affairs office — R5) is parked in
 `case-svc.media-events.dlq` at once: retrying cannot fix it, and it must stay visible to operators.
 """
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from lawtrail.media.v1 import media_events_pb2
 from servicekit.clock import to_ms
-from servicekit.errors import InvalidArgument, NotFound
+from servicekit.errors import InvalidArgument, NotFound, PermissionDenied
 from servicekit.messaging.consumer import TypeRouter
 from servicekit.messaging.envelope import Envelope, InvalidEnvelope
 from servicekit.topics import events_topic_of
@@ -39,11 +40,20 @@ def media_events_router(handlers: CaseHandlers) -> TypeRouter:
                     unit=event.unit,
                     sha256=event.sha256,
                     linked_at=to_ms(linked_at),
+                    recorded_from=_time(event, "recorded_from"),
+                    recorded_to=_time(event, "recorded_to"),
+                    linked_by_legal_office=event.linked_by_legal_office,
                 )
             )
-        except (NotFound, InvalidArgument) as refused:
+        except (NotFound, InvalidArgument, PermissionDenied) as refused:
             message = f"RecordingLinked {envelope.id} cannot apply: {refused.message}"
             raise InvalidEnvelope(message) from refused
 
     router.on(media_events_pb2.RecordingLinked, on_recording_linked)
     return router
+
+
+def _time(event: media_events_pb2.RecordingLinked, name: str) -> datetime | None:
+    if not event.HasField(name):  # type: ignore[arg-type]
+        return None
+    return to_ms(getattr(event, name).ToDatetime(tzinfo=UTC))

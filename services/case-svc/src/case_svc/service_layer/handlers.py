@@ -22,7 +22,7 @@ from servicekit.policy import Actor
 from servicekit.retry import read_decide_write
 
 from case_svc.domain import commands as c
-from case_svc.domain.case import Case
+from case_svc.domain.case import Case, UnknownActivityLinked
 from case_svc.domain.model import Activity, CaseFileGap, Document, Incident, LegalReview
 from case_svc.domain.permissions import Action, authorize, readable_units
 from case_svc.domain.rules import RuleBook
@@ -192,6 +192,8 @@ class CaseHandlers:
         cmd.validate()
         try:
             _, changed = await self._change(cmd.case_id, lambda case, _now: case.note_recording_link(cmd))
+        except UnknownActivityLinked:
+            raise
         except NotFound:
             raise NotFound(
                 f"RecordingLinked for recording {cmd.recording_id} names case {cmd.case_id}, which case-svc "

@@ -288,8 +288,11 @@ class MediaHandlers:
         manifest, offset = cmd.manifest, cmd.offset
         sha = self._check_manifest(manifest, actor)
         size = manifest.size_bytes
-        if offset < 0 or offset >= size:
-            raise InvalidArgument(f"offset must be 0 ≤ offset < size_bytes ({size}), got {offset}")
+        # offset == size: every byte already reached the partial but the server stopped before the
+        # commit (killed between the last write and the commit). BeginUpload then offers `size`, and
+        # a stream with no chunks finishes the upload; refusing it would strand the evidence.
+        if offset < 0 or offset > size:
+            raise InvalidArgument(f"offset must be 0 ≤ offset ≤ size_bytes ({size}), got {offset}")
         existing = await self._existing(sha, manifest.classification)
         if existing is not None:
             return IngestResult(existing, already_stored=True)

@@ -159,6 +159,25 @@ async def test_truncated_stream_leaves_nothing_visible_and_the_upload_resumes(ap
     assert held_partials(app) == []
 
 
+async def test_a_partial_holding_every_byte_but_never_committed_is_finished_by_an_empty_stream(
+    app: App, media: Media
+) -> None:
+    """Found by the S1 crash suite: media-svc killed after the last byte was written, before the commit."""
+    data = data_of(media.video)
+    m = manifest_for(media.video, classification())
+    partial = app.store.open_partial(m.sha256, 0)
+    partial.write(data)
+    partial.sync()
+    partial.close()  # the process died here: no commit
+    assert stored_objects(app) == []
+    offer = await app.handlers.begin_upload(BeginUpload(m), OFFICER)
+    assert (offer.resume_offset, offer.recording) == (len(data), None)
+    result = await app.handlers.upload_recording(UploadRecording(m, len(data)), chunks_of(b""), OFFICER)
+    assert result.recording.sha256 == m.sha256
+    assert app.store.open_content(m.sha256).read() == data
+    assert held_partials(app) == []
+
+
 async def test_resume_from_an_offset_beyond_what_the_server_holds_is_refused(app: App, media: Media) -> None:
     data = data_of(media.video)
     m = manifest_for(media.video, classification())

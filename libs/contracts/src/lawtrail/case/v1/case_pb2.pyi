@@ -765,15 +765,34 @@ class RecordingLink(_message.Message):
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     LINKED_AT_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    RECORDED_FROM_FIELD_NUMBER: _builtins.int
+    RECORDED_TO_FIELD_NUMBER: _builtins.int
+    LINKED_BY_LEGAL_OFFICE_FIELD_NUMBER: _builtins.int
+    COVERS_ACTIVITY_FIELD_NUMBER: _builtins.int
     recording_id: _builtins.str
     """media-svc's recording id."""
     activity_id: _builtins.str
     """The activity the recording covers."""
     sha256: _builtins.str
     """SHA-256 of the recording's content (64 lowercase hex characters)."""
+    unit: _builtins.str
+    """Owning unit of the recording; differs from the case's unit only for a link by the legal affairs office."""
+    linked_by_legal_office: _builtins.bool
+    """Linked by the legal affairs office across units (R5), recorded as such."""
+    covers_activity: _builtins.bool
+    """Whether this link covers its activity for R5: the recording's time span overlaps the activity's."""
     @_builtins.property
     def linked_at(self) -> _timestamp_pb2.Timestamp:
         """When media-svc linked it (UTC)."""
+
+    @_builtins.property
+    def recorded_from(self) -> _timestamp_pb2.Timestamp:
+        """Recording start, device clock (UTC); coverage (R5) needs the recording to overlap the activity."""
+
+    @_builtins.property
+    def recorded_to(self) -> _timestamp_pb2.Timestamp:
+        """Recording end, device clock (UTC)."""
 
     def __init__(
         self,
@@ -782,10 +801,15 @@ class RecordingLink(_message.Message):
         activity_id: _builtins.str = ...,
         sha256: _builtins.str = ...,
         linked_at: _timestamp_pb2.Timestamp | None = ...,
+        unit: _builtins.str = ...,
+        recorded_from: _timestamp_pb2.Timestamp | None = ...,
+        recorded_to: _timestamp_pb2.Timestamp | None = ...,
+        linked_by_legal_office: _builtins.bool = ...,
+        covers_activity: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["linked_at", b"linked_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["linked_at", b"linked_at", "recorded_from", b"recorded_from", "recorded_to", b"recorded_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "linked_at", b"linked_at", "recording_id", b"recording_id", "sha256", b"sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "covers_activity", b"covers_activity", "linked_at", b"linked_at", "linked_by_legal_office", b"linked_by_legal_office", "recorded_from", b"recorded_from", "recorded_to", b"recorded_to", "recording_id", b"recording_id", "sha256", b"sha256", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -109,6 +109,7 @@ class RecordingLinked(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     PARTY_INFORMED_FIELD_NUMBER: _builtins.int
     LINKED_FIELD_NUMBER: _builtins.int
+    LINKED_BY_LEGAL_OFFICE_FIELD_NUMBER: _builtins.int
     recording_id: _builtins.str
     """Id of the recording."""
     case_id: _builtins.str
@@ -127,6 +128,10 @@ class RecordingLinked(_message.Message):
     """SHA-256 of the content, 64 lowercase hex characters."""
     party_informed: _builtins.bool
     """Whether the party was informed at the start (R19b)."""
+    linked_by_legal_office: _builtins.bool
+    """The link was made by the legal affairs office (LEGAL_OFFICE role): the only link that case-svc counts
+    as AV coverage (R5) when the recording's unit is not the case's unit.
+    """
     @_builtins.property
     def recorded_from(self) -> _timestamp_pb2.Timestamp:
         """Recording start, device clock (UTC)."""
@@ -154,10 +159,11 @@ class RecordingLinked(_message.Message):
         sha256: _builtins.str = ...,
         party_informed: _builtins.bool = ...,
         linked: _common_pb2.Attribution | None = ...,
+        linked_by_legal_office: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["linked", b"linked", "recorded_from", b"recorded_from", "recorded_to", b"recorded_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "case_id", b"case_id", "device_number", b"device_number", "linked", b"linked", "media_kind", b"media_kind", "officer", b"officer", "party_informed", b"party_informed", "recorded_from", b"recorded_from", "recorded_to", b"recorded_to", "recording_id", b"recording_id", "sha256", b"sha256", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "case_id", b"case_id", "device_number", b"device_number", "linked", b"linked", "linked_by_legal_office", b"linked_by_legal_office", "media_kind", b"media_kind", "officer", b"officer", "party_informed", b"party_informed", "recorded_from", b"recorded_from", "recorded_to", b"recorded_to", "recording_id", b"recording_id", "sha256", b"sha256", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
