@@ -8,8 +8,8 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 
 - `LAWTRAIL_ACCESS_SIGNING_KEY`: Ed25519 PEM private key signing grants and checkpoints; default
   `<data dir>/keys/access-grant-dev-private.pem`, created once (local development).
-- `LAWTRAIL_ACCESS_LEDGER_TOPICS`: topics the ledger appends (comma-separated); default every topic
-  named `lawtrail.<context>.v<n>.<name>` that exists when the service starts.
+- `LAWTRAIL_ACCESS_LEDGER_TOPICS`: topics the ledger appends (comma-separated); default every events
+  topic the contracts define (`<proto package>.events` of each `lawtrail/*/v*/*_events.proto`).
 
 | variable | default | meaning |
 |---|---|---|
@@ -20,15 +20,14 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
-import re
+import pkgutil
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
 from lawtrail.access.v1 import access_grant_pb2_grpc, access_service_pb2_grpc, ledger_service_pb2_grpc
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -36,6 +35,7 @@ from servicekit.app import ConsumerSpec, Runtime, Wiring
 from servicekit.auth.devtoken import ensure_keypair
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
+from servicekit.topics import events_topic_of
 
 from access_svc.adapters.ledger_store import CHECKPOINTS, CheckpointDocuments, MongoLedgerStore
 from access_svc.adapters.repository import (
@@ -68,7 +68,6 @@ from access_svc.service_layer.ports import GrantSigner, LedgerStore, Owners, Req
 
 log = logging.getLogger(__name__)
 
-LEDGER_TOPIC_PATTERN = re.compile(r"lawtrail\.[a-z0-9_]+\.v[0-9]+\.[a-z0-9_.]+")
 # The ledger never parks an event it failed to append (that would be a gap): it keeps retrying, and
 # its lag (lawtrail_consumer_retries_total) is what to alert on.
 LEDGER_ATTEMPTS = 1_000_000_000
@@ -109,32 +108,24 @@ def build_handlers(
     return AccessHandlers(requests, signer, owners, clock), LedgerHandlers(ledger, signer, clock)
 
 
+def contract_event_topics() -> list[str]:
+    """Every events topic the contracts define: `<package>.events` for each `*_events_pb2` module of
+    `lawtrail` (servicekit.topics) — known without asking the broker."""
+    import lawtrail
+
+    found = {
+        events_topic_of(importlib.import_module(m.name))
+        for m in pkgutil.walk_packages(lawtrail.__path__, "lawtrail.")
+        if m.name.endswith("_events_pb2")
+    }
+    return sorted(found)
+
+
 async def ledger_topics(settings: AccessSettings) -> list[str]:
-    """The configured topics, or every `lawtrail.*` event topic the broker has now."""
-    if settings.access_ledger_topics:
-        return list(settings.access_ledger_topics)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id=f"{settings.service_name}.topics"
-    )
-    try:
-        await consumer.start()
-    except KafkaError as error:
-        await consumer.stop()
-        raise SystemExit(
-            f"cannot list the lawtrail.* topics at {settings.kafka_bootstrap_servers} ({error}): set "
-            "LAWTRAIL_KAFKA_BOOTSTRAP_SERVERS, or name the ledger's topics in LAWTRAIL_ACCESS_LEDGER_TOPICS"
-        ) from None
-    try:
-        topics = await consumer.topics()
-    finally:
-        await consumer.stop()
-    found = sorted(t for t in topics if LEDGER_TOPIC_PATTERN.fullmatch(t))
-    if not found:
-        raise SystemExit(
-            "no lawtrail.* topics exist: create them (deploy/local/topics.toml) before access-svc"
-        )
-    log.info("ledger appends topics %s", found)
-    return found
+    """The configured topics, or every `lawtrail.*` events topic of the contracts."""
+    topics = list(settings.access_ledger_topics) or contract_event_topics()
+    log.info("ledger appends topics %s", topics)
+    return topics
 
 
 async def _every(seconds: float, what: str, job: Callable[[], Awaitable[object]]) -> None:
