@@ -8,8 +8,8 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 UV_VERSION := 0.13.8
 RUN := $(UV) run --frozen --all-packages
 BUF := tools/node_modules/.bin/buf
-PY_SRC := libs/servicekit/src/servicekit services/case-svc/src/case_svc services/media-svc/src/media_svc \
-          services/retention-svc/src/retention_svc \
+PY_SRC := libs/servicekit/src/servicekit libs/merkle/src/lawtrail_merkle services/case-svc/src/case_svc services/media-svc/src/media_svc \
+          services/retention-svc/src/retention_svc services/access-svc/src/access_svc \
           services/compliance-svc/src/compliance_svc \
           clients/src/lawtrail_client deploy/local/src/lawtrail_local tools bench
 # deploy/k8s validation tools: kustomize built once per machine into the cache (never @master),

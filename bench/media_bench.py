@@ -33,7 +33,7 @@ import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.timestamp_pb2 import Timestamp
-from lawtrail.common.v1 import access_grant_pb2 as gpb
+from lawtrail.access.v1 import access_grant_pb2 as gpb
 from lawtrail.media.v1 import recording_pb2 as rpb
 from lawtrail.media.v1 import recording_service_pb2 as pb
 from lawtrail.media.v1 import recording_service_pb2_grpc as pb_grpc

@@ -4,6 +4,9 @@
     lawtrail station watch <folder> [--interval 10] …
     lawtrail devices register|check|maintenance|fault|repair|get|list …
     lawtrail verify-copy PATH [--root-hash HEX]      (an offline copy: .iso image or folder; offline)
+    lawtrail verify <file>… --public-key access-svc-public.pem     (offline: no service needed)
+    lawtrail disclosure package <request id> -o package.zip --retained-copy "…"  (R14, R15)
+    lawtrail ledger checkpoint|export-entry|export-consistency …    (access-svc, LEGAL_OFFICE / INSPECTOR)
     lawtrail dev-token --subject alice --unit unit-a --roles OFFICER      (local development only)
 
 The token comes from `--token`, `--token-file` or the environment variable `LAWTRAIL_TOKEN`; the media
@@ -22,11 +25,12 @@ import signal
 import sys
 import threading
 import uuid
+import zipfile
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.json_format import MessageToDict
@@ -35,11 +39,13 @@ from lawtrail.common.v1 import common_pb2
 from lawtrail.media.v1 import device_service_pb2 as dev
 
 from lawtrail_client.channel import Tls
-from lawtrail_client.client import DEFAULT_MEDIA_TARGET, MediaClient
+from lawtrail_client.client import DEFAULT_ACCESS_TARGET, DEFAULT_MEDIA_TARGET, AccessClient, MediaClient
 from lawtrail_client.errors import LawtrailError
 from lawtrail_client.station.agent import StationAgent, StationConfig, StationStopped
 from lawtrail_client.station.journal import JournalLocked
 from lawtrail_client.station.metadata import __doc__ as NAMING_DOC
+from lawtrail_client.verify import CONSISTENCY_FORMAT, ENTRY_FORMAT, VerificationError, load_json, load_keys
+from lawtrail_client.verify import __doc__ as verify_doc
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -136,6 +142,64 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--quiet", action="store_true", help="no progress lines")
     verify.set_defaults(run=_verify_copy)
 
+    verify = sub.add_parser(
+        "verify",
+        help="offline: check exported ledger entries or checkpoint pairs against access-svc's public key",
+        description=(verify_doc or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument(
+        "files", type=Path, nargs="+", help="lawtrail-ledger-entry/1 or lawtrail-consistency/1 JSON"
+    )
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        action="append",
+        required=True,
+        help="access-svc's published Ed25519 public key (PEM); repeat for rotated keys",
+    )
+    verify.set_defaults(run=_verify)
+
+    disclosure = sub.add_parser(
+        "disclosure", help="disclosures to a reconsideration body or court (R14, R15)"
+    )
+    disclosure_sub = disclosure.add_subparsers(title="disclosure commands")
+    p = disclosure_sub.add_parser(
+        "package", help="build the package of an approved disclosure (zip) and record it in access-svc"
+    )
+    p.add_argument("request_id", help="the approved disclosure request (yours)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the package file to write (.zip)")
+    p.add_argument("--retained-copy", required=True, help="where the retained copy (复制留存) is kept")
+    p.add_argument(
+        "--media-server",
+        default=os.environ.get("LAWTRAIL_MEDIA_SERVER", DEFAULT_MEDIA_TARGET),
+        help="media-svc host:port",
+    )
+    _access_options(p)
+    p.set_defaults(run=_disclosure_package)
+
+    ledger = sub.add_parser("ledger", help="export ledger entries and checkpoints from access-svc (online)")
+    ledger_sub = ledger.add_subparsers(title="ledger commands")
+    p = ledger_sub.add_parser("checkpoint", help="the latest signed checkpoint (JSON)")
+    p.add_argument("--sign", action="store_true", help="sign a new checkpoint first (LEGAL_OFFICE)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write to this file (default: stdout)")
+    _access_options(p)
+    p.set_defaults(run=_ledger_checkpoint)
+    p = ledger_sub.add_parser("export-entry", help="an entry with its inclusion proof and signed checkpoint")
+    p.add_argument("--index", type=int, default=None, help="leaf index")
+    p.add_argument("--source", default="", help="the event's ce_source (with --id)")
+    p.add_argument("--id", default="", help="the event's ce_id")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write to this file (default: stdout)")
+    _access_options(p)
+    p.set_defaults(run=_ledger_export_entry)
+    p = ledger_sub.add_parser(
+        "export-consistency", help="the proof that the latest checkpoint extends an earlier one"
+    )
+    p.add_argument("first", type=Path, help="the earlier checkpoint (JSON, or an exported entry holding one)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write to this file (default: stdout)")
+    _access_options(p)
+    p.set_defaults(run=_ledger_export_consistency)
+
     devices = sub.add_parser(
         "devices", help="recording devices: register, pre-use check, faults, repairs (R20, R21)"
     )
@@ -210,6 +274,11 @@ def _report(args: argparse.Namespace) -> int:
     for kind, path in paths.items():
         print(f"{kind}\t{path}")
     return 0
+
+
+def _access_options(p: argparse.ArgumentParser) -> None:
+    _connection_options(p)
+    p.set_defaults(server=os.environ.get("LAWTRAIL_ACCESS_SERVER", DEFAULT_ACCESS_TARGET))
 
 
 def _connection_options(p: argparse.ArgumentParser) -> None:
@@ -362,6 +431,171 @@ def _verify_copy(args: argparse.Namespace) -> int:
     if not report.problems:
         print("PROBLEM: the copy holds no recording")
     return EXIT_FAILED
+
+
+# --- verify / ledger -----------------------------------------------------------------------------
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Checks each file; prints one line per file; exit 1 if any failed."""
+    from lawtrail.access.v1 import ledger_service_pb2 as lpb
+
+    from lawtrail_client import verify as v
+
+    try:
+        keys = load_keys(args.public_key)
+    except VerificationError as error:
+        raise ConfigError(str(error)) from None
+    failed = 0
+    for path in args.files:
+        try:
+            doc: Any = None
+            kind: Any = "zip"
+            if not zipfile.is_zipfile(path):
+                doc = load_json(path)
+                kind = doc.get("format") if isinstance(doc, dict) else None
+            if kind == ENTRY_FORMAT:
+                report = v.verify_entry(doc, keys)
+                leaf = lpb.LedgerLeaf.FromString(report.leaf)
+                print(
+                    f"OK {path}: entry {report.leaf_index} of {report.tree_size} (checkpoint signed by "
+                    f"{report.checkpoint.key_id}) is {leaf.ce_type} {leaf.ce_id} about {leaf.ce_subject!r} "
+                    f"from {leaf.ce_source} on {leaf.topic}"
+                )
+            elif kind == "zip":
+                pkg = v.verify_package(path, keys)
+                print(
+                    f"OK {path}: disclosure {pkg.request_id} to {pkg.recipient!r}: {pkg.files} file(s) match "
+                    f"the manifest and the ledger; approved by {', '.join(pkg.approvers)}; "
+                    f"{pkg.entries} ledger entries proven against a checkpoint of {pkg.tree_size}"
+                )
+            elif kind == CONSISTENCY_FORMAT:
+                first, second = v.verify_consistency_pair(doc, keys)
+                print(
+                    f"OK {path}: the ledger at {second.tree_size} entries extends the one at "
+                    f"{first.tree_size}"
+                )
+            else:
+                raise VerificationError(
+                    f"unknown format {kind!r} (expected {ENTRY_FORMAT} or {CONSISTENCY_FORMAT})"
+                )
+        except VerificationError as error:
+            failed += 1
+            print(f"FAILED {path}: {error}")
+    return EXIT_FAILED if failed else 0
+
+
+def _access(args: argparse.Namespace) -> AccessClient:
+    token = _token(args)
+    tls = Tls(args.tls_ca, args.tls_cert, args.tls_key) if (args.tls_ca or args.tls_cert) else None
+    return AccessClient.connect(args.server, token=token, tls=tls, timeout_s=args.timeout)
+
+
+def _checkpoint_json(cp: Any) -> dict[str, Any]:
+    from lawtrail_client.verify import Checkpoint
+
+    ms = cp.signed_at.seconds * 1000 + cp.signed_at.nanos // 1_000_000
+    return Checkpoint(cp.origin, cp.tree_size, cp.root_hash, ms, cp.key_id, cp.signature).to_json()
+
+
+def _write(doc: dict[str, Any], output: Path | None) -> int:
+    text = json.dumps(doc, indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _disclosure_package(args: argparse.Namespace) -> int:
+    from lawtrail_client.disclosure import PackageError, build_package
+
+    token = _token(args)
+    tls = Tls(args.tls_ca, args.tls_cert, args.tls_key) if (args.tls_ca or args.tls_cert) else None
+    with (
+        AccessClient.connect(args.server, token=token, tls=tls, timeout_s=args.timeout) as access,
+        MediaClient.connect(
+            args.media_server, token=token, tls=tls, timeout_s=max(args.timeout, 600)
+        ) as media,
+    ):
+        try:
+            build_package(
+                access,
+                media,
+                args.request_id,
+                args.output,
+                retained_copy=args.retained_copy,
+                progress=lambda line: print(line, file=sys.stderr, flush=True),
+            )
+        except PackageError as error:
+            print(f"lawtrail: {error}", file=sys.stderr)
+            return EXIT_FAILED
+    return 0
+
+
+def _ledger_checkpoint(args: argparse.Namespace) -> int:
+    from lawtrail.access.v1 import ledger_service_pb2 as lpb
+
+    with _access(args) as client:
+        if args.sign:
+            cp = client.ledger.SignCheckpoint(lpb.SignCheckpointRequest()).checkpoint
+        else:
+            cp = client.ledger.GetCheckpoint(lpb.GetCheckpointRequest()).checkpoint
+    return _write(_checkpoint_json(cp), args.output)
+
+
+def _ledger_export_entry(args: argparse.Namespace) -> int:
+    from lawtrail.access.v1 import ledger_service_pb2 as lpb
+
+    if (args.index is not None) == bool(args.source or args.id):
+        raise ConfigError("name the entry by --index, or by --source and --id")
+    with _access(args) as client:
+        if args.index is not None:
+            entry = client.ledger.GetLedgerEntry(lpb.GetLedgerEntryRequest(leaf_index=args.index))
+        else:
+            entry = client.ledger.GetLedgerEntry(
+                lpb.GetLedgerEntryRequest(ce_source=args.source, ce_id=args.id)
+            )
+        cp = client.ledger.GetCheckpoint(lpb.GetCheckpointRequest()).checkpoint
+        if cp.tree_size <= entry.leaf_index:
+            cp = client.ledger.SignCheckpoint(lpb.SignCheckpointRequest()).checkpoint
+        proof = client.ledger.GetInclusionProof(
+            lpb.GetInclusionProofRequest(leaf_index=entry.leaf_index, tree_size=cp.tree_size)
+        )
+    return _write(
+        {
+            "format": ENTRY_FORMAT,
+            "leaf_index": entry.leaf_index,
+            "leaf": base64.b64encode(entry.leaf).decode(),
+            "checkpoint": _checkpoint_json(cp),
+            "inclusion_proof": [base64.b64encode(p).decode() for p in proof.proof],
+        },
+        args.output,
+    )
+
+
+def _ledger_export_consistency(args: argparse.Namespace) -> int:
+    from lawtrail.access.v1 import ledger_service_pb2 as lpb
+
+    earlier = load_json(args.first)
+    first = earlier.get("checkpoint", earlier) if isinstance(earlier, dict) else None
+    if not isinstance(first, dict) or "tree_size" not in first:
+        raise ConfigError(f"{args.first} holds no checkpoint")
+    with _access(args) as client:
+        cp = client.ledger.GetCheckpoint(lpb.GetCheckpointRequest()).checkpoint
+        proof = client.ledger.GetConsistencyProof(
+            lpb.GetConsistencyProofRequest(first_size=int(first["tree_size"]), second_size=cp.tree_size)
+        )
+    return _write(
+        {
+            "format": CONSISTENCY_FORMAT,
+            "first": first,
+            "second": _checkpoint_json(cp),
+            "consistency_proof": [base64.b64encode(p).decode() for p in proof.proof],
+        },
+        args.output,
+    )
 
 
 def _print(message: Message) -> int:

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Self
 
 import grpc
+from lawtrail.access.v1 import access_service_pb2_grpc, ledger_service_pb2_grpc
 from lawtrail.case.v1 import case_service_pb2_grpc
 from lawtrail.media.v1 import device_service_pb2_grpc, recording_service_pb2_grpc
 
@@ -27,6 +28,7 @@ from lawtrail_client.channel import Tls, TokenSource, open_channel
 
 DEFAULT_CASE_TARGET = "127.0.0.1:50051"
 DEFAULT_MEDIA_TARGET = "127.0.0.1:50052"
+DEFAULT_ACCESS_TARGET = "127.0.0.1:50054"
 
 
 class _Client:
@@ -86,3 +88,12 @@ class ComplianceClient(_Client):
         from lawtrail.compliance.v1 import compliance_service_pb2_grpc
 
         self.compliance = compliance_service_pb2_grpc.ComplianceServiceStub(channel)
+
+
+class AccessClient(_Client):
+    """access-svc: access requests, decisions and grants (R16); the audit ledger's checkpoints and proofs."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        super().__init__(channel)
+        self.access = access_service_pb2_grpc.AccessServiceStub(channel)
+        self.ledger = ledger_service_pb2_grpc.LedgerServiceStub(channel)

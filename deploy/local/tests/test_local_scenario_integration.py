@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.scenario import TOUR_OFFICER, TOUR_UNIT, tour
+from lawtrail_local.scenario_access import access_tour
 from lawtrail_local.tour_retention import retention_chapter
 
 pytestmark = pytest.mark.integration
@@ -56,3 +57,23 @@ async def test_r13_tour_chapter_a_complaint_holds_the_recording_and_a_verified_c
     assert "R3. retention-svc holds the recording: RETENTION_STATE_PERMANENT" in printed
     assert "every SHA-256 matches" in printed
     assert path.endswith(".iso")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (make setup installs it)")
+def test_scenario_access_chapter_refuses_approves_downloads_and_verifies_the_ledger_offline(
+    start_service: ServiceStarter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    access = start_service("access-svc")
+    media = start_service("media-svc", env={"LAWTRAIL_MEDIA_SCRUB_INTERVAL_S": "0"})
+    event_id = access_tour(
+        media.grpc_address,
+        access.grpc_address,
+        media.dev_private_key.read_bytes(),
+        access.data_dir / "keys" / "access-grant-dev-public.pem",
+    )
+    printed = capsys.readouterr().out
+    assert "download without a grant was refused" in printed
+    assert "approving their own request was refused" in printed
+    assert "head-demo approved it" in printed
+    assert "SHA-256 matches" in printed
+    assert f"lawtrail.media.v1.ContentAccessed {event_id}" in printed

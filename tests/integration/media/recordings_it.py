@@ -18,7 +18,7 @@ import grpc
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from lawtrail.common.v1 import access_grant_pb2 as gpb
+from lawtrail.access.v1 import access_grant_pb2 as gpb
 from lawtrail.media.v1 import recording_pb2 as rpb
 from lawtrail.media.v1 import recording_service_pb2 as pb
 from lawtrail.media.v1 import recording_service_pb2_grpc as pb_grpc

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 from lawtrail.case.v1 import case_events_pb2, case_pb2, case_service_pb2
-from lawtrail_client import CaseClient
+from lawtrail_client import CaseClient, LawtrailError
 from servicekit.auth.devtoken import mint_token
 from servicekit.messaging.envelope import decode
 from servicekit.topics import events_topic_of
 
 from lawtrail_local.errors import StackError
 from lawtrail_local.progress import stderr_progress
+from lawtrail_local.scenario_access import access_tour
 from lawtrail_local.services import service_spec
 from lawtrail_local.stack import Stack
 
@@ -232,7 +233,14 @@ def run(data_dir: Path) -> int:
             compliance_chapter(
                 media.grpc_address, compliance.grpc_address, key.read_bytes(), data_dir / "reports"
             )
-    except StackError as exc:
+        media, access = stack.service(media_spec), stack.service(service_spec("access-svc"))
+        access_tour(
+            media.grpc_address,
+            access.grpc_address,
+            key.read_bytes(),
+            access.data_dir / "keys" / "access-grant-dev-public.pem",
+        )
+    except (StackError, LawtrailError) as exc:
         stderr_progress(f"scenario failed: {exc}")
         return 1
     _say("Done. The logs follow; press Ctrl-C to stop the stack.")

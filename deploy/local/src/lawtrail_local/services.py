@@ -48,6 +48,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("case-svc", "case_svc", grpc_port=50051, metrics_port=9101),
     ServiceSpec("media-svc", "media_svc", grpc_port=50052, metrics_port=9102),
     ServiceSpec("retention-svc", "retention_svc", grpc_port=50053, metrics_port=9103),
+    ServiceSpec("access-svc", "access_svc", grpc_port=50054, metrics_port=9104),
     ServiceSpec("compliance-svc", "compliance_svc", grpc_port=50055, metrics_port=9105),
 )
 
@@ -79,9 +80,12 @@ def _ensure_dev_keys(data_dir: Path) -> None:
     together from racing to create it, and gives tests the private half to sign tokens with.
     """
     # Imported here: servicekit is present wherever a service is, and Kafka/FerretDB need none of it.
-    from servicekit.auth.devtoken import ensure_dev_keys
+    from servicekit.auth.devtoken import ensure_dev_keys, ensure_keypair
 
     ensure_dev_keys(data_dir)
+    # access-svc signs grants with this key and media-svc trusts its public half by default: created
+    # here once, so services started together do not race to create it.
+    ensure_keypair(data_dir, "access-grant-dev")
 
 
 class ServiceProcess:

@@ -33,10 +33,12 @@ from pymongo.errors import PyMongoError
 from servicekit.auth import TokenVerifier
 from servicekit.config import ServiceSettings
 from servicekit.grpc import GrpcServer, RolePolicy, ServiceBinding
+from servicekit.grpc.audit import AuditInterceptor
+from servicekit.grpc.server import PUBLIC_SERVICES
 from servicekit.logging import configure_logging
 from servicekit.messaging.consumer import EventConsumer, Handler, MongoInbox
 from servicekit.messaging.outbox import OutboxRelay
-from servicekit.messaging.producer import create_producer
+from servicekit.messaging.producer import create_producer, send_and_wait
 from servicekit.metrics import Metrics, start_metrics_server
 from servicekit.mongo import Document, IndexSpec, create_client, ensure_indexes
 from servicekit.tracing import configure_tracing
@@ -130,18 +132,26 @@ async def run_service(
 
         wiring = await bootstrap(runtime)
         # Built before anything starts: an incomplete role policy must fail the start, not a caller.
+        audit = AuditInterceptor(
+            lambda topic, record: send_and_wait(producer, topic, record),
+            server=settings.service_name,
+            source=settings.event_source,
+            skip_services=frozenset(PUBLIC_SERVICES),
+        )
         server = GrpcServer(
             settings,
             services=wiring.services,
             role_policy=wiring.role_policy,
             verifier=verifier,
             metrics=metrics,
+            audit=audit,
         )
         inboxes = {spec.inbox_collection for spec in wiring.consumers if spec.inbox_collection}
         await ensure_indexes(db, {**wiring.indexes, **dict.fromkeys(inboxes, MongoInbox.INDEXES)})
 
         await _start_producer(producer, settings)
         stack.push_async_callback(producer.stop)
+        stack.push_async_callback(audit.drain)
         for name in wiring.outbox_collections:
             relay.watch(db[name])
         await relay.start()

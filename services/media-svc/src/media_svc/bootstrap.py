@@ -17,7 +17,7 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 | `LAWTRAIL_MEDIA_GAP_THRESHOLD_S` | `60` | R19c: gaps longer than this need an explanation |
 | `LAWTRAIL_MEDIA_SCRUB_INTERVAL_S` | `86400` | fixity scrub period; `0` = only StartFixityScrub |
 | `LAWTRAIL_MEDIA_SCRUB_INITIAL_DELAY_S` | `600` | first scheduled scrub after start |
-| `LAWTRAIL_MEDIA_GRANT_PUBLIC_KEYS` | dev key in `<data dir>/keys` | PEM files of trusted grant issuers |
+| `LAWTRAIL_MEDIA_GRANT_PUBLIC_KEYS` | access-svc dev key (data dir) | PEM files of trusted grant issuers |
 | `LAWTRAIL_MEDIA_CONTINUITY_SWEEP_S` | `30` | how often segments left pending by a crash are settled |
 | `LAWTRAIL_MEDIA_DOWNLOAD_BLOCKS_PER_MESSAGE` | `2` | verified 1 MiB blocks per download message (1–3) |
 
@@ -52,7 +52,12 @@ from servicekit.grpc import ServiceBinding
 from servicekit.ids import IdFactory, new_id
 from servicekit.mongo import OUTBOX_INDEX
 
-from media_svc.adapters.access_grants import Ed25519GrantVerifier, ensure_dev_grant_keys, load_public_keys
+from media_svc.adapters.access_grants import (
+    Ed25519GrantVerifier,
+    MongoRevocations,
+    ensure_dev_grant_keys,
+    load_public_keys,
+)
 from media_svc.adapters.content_store import LocalContentStore
 from media_svc.adapters.device_repository import MongoDeviceRepository
 from media_svc.adapters.disposal import TOMBSTONES, LocalContentEraser, MongoDisposalStore
@@ -71,6 +76,7 @@ from media_svc.adapters.recording_repository import (
 from media_svc.adapters.verified_reader import FramedContentReader
 from media_svc.domain.devices import PreUseCheckPolicy, ShiftSchedule
 from media_svc.domain.recordings import IngestPolicy
+from media_svc.entrypoints.access_events import ACCESS_TOPIC, GROUP_ID, access_events_router
 from media_svc.entrypoints.disposal_api import (
     CASE_TOPIC,
     DISPOSAL_ROLE_POLICY,
@@ -246,6 +252,8 @@ async def bootstrap(rt: Runtime) -> Wiring:
     # per-document locks, servicekit.doclock), so it is registered here rather than by name below.
     rt.relay.watch(devices.device_collection)
     key_paths = settings.media_grant_public_keys or [ensure_dev_grant_keys(settings.data_dir)[1]]
+    revocations = MongoRevocations(rt.db["revoked_grants"])
+    verifier = Ed25519GrantVerifier(load_public_keys(key_paths), revocations)
     ports = MediaPorts(
         recordings=MongoRecordingRepository(rt.db, event_source=source, notify=notify),
         series=MongoSeriesRepository(rt.db, event_source=source, notify=notify),
@@ -254,7 +262,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         scrub_runs=MongoScrubRunRepository(rt.db),
         store=LocalContentStore(settings.media_content_dir),
         prober=FfprobeProber(),
-        verifier=Ed25519GrantVerifier(load_public_keys(key_paths)),
+        verifier=verifier,
     )
     handlers = build_handlers(ports, settings, metrics=PrometheusRecordingMetrics(rt.metrics.registry))
     # Disposal (R12, R13, R23-5): carried out for retention-svc, refused on media-svc's own view of holds
@@ -307,7 +315,8 @@ async def bootstrap(rt: Runtime) -> Wiring:
         # Disposal guard (R13): media-svc's own view of holds and case closure; no inbox, every effect is
         # idempotent by construction.
         consumers=[
-            ConsumerSpec([CASE_TOPIC, RETENTION_TOPIC], DISPOSAL_GROUP_ID, disposal_guard_router(disposals))
+            ConsumerSpec([CASE_TOPIC, RETENTION_TOPIC], DISPOSAL_GROUP_ID, disposal_guard_router(disposals)),
+            ConsumerSpec([ACCESS_TOPIC], GROUP_ID, access_events_router(verifier, revocations)),
         ],
         background=background,
     )

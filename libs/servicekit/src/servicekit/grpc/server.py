@@ -82,7 +82,10 @@ class GrpcServer:
         role_policy: RolePolicy,
         verifier: TokenVerifier,
         metrics: Metrics,
+        audit: grpc.aio.ServerInterceptor | None = None,
     ) -> None:
+        """`audit` (servicekit.grpc.audit.AuditInterceptor) sees every call outside authentication, so
+        refusals are audited too."""
         check_role_policy(services, role_policy)
         self._settings = settings
         self._services = list(services)
@@ -100,6 +103,7 @@ class GrpcServer:
                 TracingInterceptor(),
                 RequestContextInterceptor(),
                 MetricsInterceptor(metrics),
+                *([audit] if audit is not None else []),
                 AuthInterceptor(verifier, role_policy, PUBLIC_SERVICES),
                 ErrorInterceptor(domain=f"{settings.service_name}.lawtrail"),
                 WireCheckInterceptor(),

@@ -306,5 +306,9 @@ EVENT_TYPES: dict[str, type[Message]] = {
         ev.LegalReviewRecorded,
         ev.CaseClosed,
         ev.CaseArchived,
+        # Access events, written by adapters/access_grants.py (MongoReadLog), not by the aggregate.
+        ev.CaseDocumentRead,
+        ev.CaseViewed,
+        ev.CasesSearched,
     )
 }

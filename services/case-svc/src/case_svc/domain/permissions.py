@@ -36,6 +36,7 @@ class Action(enum.StrEnum):
     RECORD_ACTIVITY = "record an activity"
     FILE_DOCUMENT = "file a document"
     RECORD_LEGAL_REVIEW = "record a legal review"
+    READ_DOCUMENT = "read a document's content"
 
 
 # R8 as data (servicekit.policy): the roles that may take each action on their own unit's cases, and on
@@ -58,6 +59,12 @@ CASES: Resource[Action] = Resource(
         Action.RECORD_ACTIVITY: Grant.act(UNIT_MEMBERS),
         Action.FILE_DOCUMENT: Grant.act(
             _MEMBERS_AND_ARCHIVIST, note="an ARCHIVIST only in a CLOSED case (to complete its file)"
+        ),
+        # R16: an access grant decides, or the case's responsible officer / unit head while it is open
+        # (domain/access.py); whoever reads cases may hold a grant (the archive room has no case rights).
+        Action.READ_DOCUMENT: Grant.everywhere(
+            _MEMBERS_AND_ARCHIVIST | {Role.LEGAL_OFFICE, Role.INSPECTOR},
+            "R16: under an access grant, or the responsible officer / unit head while open",
         ),
         Action.RECORD_LEGAL_REVIEW: Grant.act(frozenset(), supervised=True),
     },

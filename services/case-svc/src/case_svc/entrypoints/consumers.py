@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from lawtrail.access.v1 import access_events_pb2
 from lawtrail.media.v1 import media_events_pb2
 from servicekit.clock import to_ms
 from servicekit.errors import InvalidArgument, NotFound, PermissionDenied
@@ -19,6 +20,7 @@ from servicekit.messaging.consumer import TypeRouter
 from servicekit.messaging.envelope import Envelope, InvalidEnvelope
 from servicekit.topics import events_topic_of
 
+from case_svc.adapters.access_grants import Ed25519GrantVerifier, MongoRevocations
 from case_svc.domain import commands as c
 from case_svc.service_layer.handlers import CaseHandlers
 
@@ -57,3 +59,19 @@ def _time(event: media_events_pb2.RecordingLinked, name: str) -> datetime | None
     if not event.HasField(name):  # type: ignore[arg-type]
         return None
     return to_ms(getattr(event, name).ToDatetime(tzinfo=UTC))
+
+
+ACCESS_TOPIC = "lawtrail.access.v1.events"
+ACCESS_GROUP_ID = "case-svc.access-events"
+
+
+def access_events_router(verifier: Ed25519GrantVerifier, revocations: MongoRevocations) -> TypeRouter:
+    """AccessRevoked → the grant is refused by ReadDocument from now on (stored for restarts and replicas)."""
+    router = TypeRouter()
+
+    async def on_revoked(event: access_events_pb2.AccessRevoked, envelope: Envelope) -> None:
+        await revocations.record(event.grant_id, event.reason)
+        verifier.revoke(event.grant_id)
+
+    router.on(access_events_pb2.AccessRevoked, on_revoked)
+    return router

@@ -60,6 +60,7 @@ METHOD_ACTIONS: dict[str, Action] = {
     "RecordActivity": Action.RECORD_ACTIVITY,
     "FileDocument": Action.FILE_DOCUMENT,
     "RecordLegalReview": Action.RECORD_LEGAL_REVIEW,
+    "ReadDocument": Action.READ_DOCUMENT,
 }
 
 
@@ -92,6 +93,12 @@ class CaseApi(api_grpc.CaseServiceServicer):
             request_id=request.request_id,
         )
         return api.OpenCaseResponse(case=case_pb(await self.handlers.open_case(cmd, caller())))
+
+    async def ReadDocument(self, request: api.ReadDocumentRequest, context: Any) -> api.ReadDocumentResponse:
+        document, content = await self.handlers.read_document(
+            request.case_id, request.document_id, request.access_grant, caller()
+        )
+        return api.ReadDocumentResponse(document=document_pb(document), content=content)
 
     async def GetCase(self, request: api.GetCaseRequest, context: Any) -> api.GetCaseResponse:
         return api.GetCaseResponse(case=case_pb(await self.handlers.get_case(request.case_id, caller())))

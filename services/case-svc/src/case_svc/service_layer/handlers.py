@@ -16,17 +16,27 @@ from datetime import datetime
 from typing import TypeVar
 
 from servicekit.clock import Clock
-from servicekit.errors import AlreadyExists, NotFound
+from servicekit.errors import AlreadyExists, DataLoss, FailedPrecondition, NotFound, PermissionDenied
 from servicekit.ids import keyed_id, new_id
 from servicekit.policy import Actor
 from servicekit.retry import read_decide_write
 
 from case_svc.domain import commands as c
+from case_svc.domain.access import authorize_document_read
 from case_svc.domain.case import Case, UnknownActivityLinked
 from case_svc.domain.model import Activity, CaseFileGap, Document, Incident, LegalReview
 from case_svc.domain.permissions import Action, authorize, readable_units
 from case_svc.domain.rules import RuleBook
-from case_svc.service_layer.ports import CaseRepository, CaseSummary, ContentStore, ListPosition
+from case_svc.service_layer.ports import (
+    CaseRepository,
+    CaseSummary,
+    CaseView,
+    ContentStore,
+    DocumentRead,
+    GrantVerifier,
+    ListPosition,
+    ReadLog,
+)
 from case_svc.service_layer.queries import ListCases, decode_token, encode_token
 
 log = logging.getLogger(__name__)
@@ -67,19 +77,28 @@ class CaseHandlers:
         clock: Clock,
         *,
         max_attempts: int = 5,
+        grants: GrantVerifier | None = None,
+        reads: ReadLog | None = None,
     ) -> None:
         self.cases = cases
         self.contents = contents
         self.rules = rules
         self.clock = clock
         self.max_attempts = max_attempts
+        self.grants = grants
+        self.reads = reads
 
     # ------------------------------------------------------------------ reads
 
-    async def get_case(self, case_id: str, actor: Actor) -> Case:
+    async def get_case(self, case_id: str, actor: Actor, *, rpc: str = "GetCase") -> Case:
         c.CaseCommand(case_id).validate_case_id()
         case = await self.cases.get(case_id)
         authorize(actor, Action.READ_CASE, case.unit)
+        if actor.unit != case.unit and self.reads is not None:
+            # R16: a view from outside the owning unit (the supervising legal affairs office) is logged.
+            await self.reads.record_view(
+                CaseView(actor.subject, actor.unit, self.clock(), rpc, case_id=case.case_id, unit=case.unit)
+            )
         return case
 
     async def list_cases(self, query: ListCases, actor: Actor) -> CasePage:
@@ -94,10 +113,67 @@ class CaseHandlers:
         found = list(await self.cases.list(where, after, limit + 1))
         page, more = found[:limit], len(found) > limit
         token = encode_token(where, ListPosition(page[-1].opened_at, page[-1].case_id)) if more else ""
+        if (units is None or units != {actor.unit}) and self.reads is not None:
+            await self.reads.record_view(
+                CaseView(
+                    actor.subject,
+                    actor.unit,
+                    self.clock(),
+                    "ListCases",
+                    unit=query.unit,
+                    case_ids=tuple(s.case_id for s in page),
+                )
+            )
         return CasePage(page, token)
 
+    async def read_document(
+        self, case_id: str, document_id: str, token: str, actor: Actor
+    ) -> tuple[Document, bytes]:
+        """R6, R16: a document's content under the permission policy of `domain/access.py`, verified
+        against its SHA-256 (the content store raises DataLoss otherwise), recorded before it is returned."""
+        if self.grants is None or self.reads is None:
+            raise FailedPrecondition("reading documents is not configured in this case-svc")
+        c.CaseCommand(case_id).validate_case_id()
+        grant = self.grants.decode(token.strip()) if token.strip() else None
+        case = await self.cases.get(case_id)
+        document = next((d for d in case.documents if d.document_id == document_id.strip()), None)
+        if document is None:
+            raise NotFound(f"case {case_id} has no document {document_id!r}")
+        now = self.clock()
+        basis = authorize_document_read(
+            actor,
+            case_id=case.case_id,
+            unit=case.unit,
+            responsible_officer=case.responsible_officer,
+            stage=case.stage,
+            grant=grant,
+            now=now,
+        )
+        if grant is not None and await self.grants.is_revoked(grant.grant_id):
+            raise PermissionDenied(f"access grant {grant.grant_id} was revoked; ask access-svc for a new one")
+        content = await self.contents.get(document.sha256)
+        if content is None:
+            raise DataLoss(
+                f"the content of document {document.document_id} (SHA-256 {document.sha256}) is missing"
+            )
+        await self.reads.record(
+            DocumentRead(
+                case.case_id,
+                case.unit,
+                document.document_id,
+                document.sha256,
+                actor.subject,
+                actor.unit,
+                now,
+                grant.grant_id if grant else "",
+                basis,
+                grant.purpose if grant else "",
+            )
+        )
+        return document, content
+
     async def get_case_file_gaps(self, case_id: str, actor: Actor) -> FileGaps:
-        case = await self.get_case(case_id, actor)
+        case = await self.get_case(case_id, actor, rpc="GetCaseFileGaps")
         return FileGaps(case.case_id, case.rules_key, case.file_gaps(self.rules))
 
     # ------------------------------------------------------------------ opening

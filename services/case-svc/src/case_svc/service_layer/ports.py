@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
+from case_svc.domain.access import GrantClaims
 from case_svc.domain.case import Case
 from case_svc.domain.model import ActType, CaseFlag, Procedure, Stage
 
@@ -90,3 +91,52 @@ class ContentStore(abc.ABC):
     async def get(self, sha256: str) -> bytes | None:
         """The content with this hash, verified against it; None when absent; DataLoss when it no
         longer matches its hash."""
+
+
+class GrantVerifier(abc.ABC):
+    """Access grants as case-svc trusts them: format, issuer key and signature, revocation (R16)."""
+
+    @abc.abstractmethod
+    def decode(self, token: str) -> GrantClaims:
+        """The verified claims; InvalidArgument (malformed) or PermissionDenied (untrusted, bad signature)."""
+
+    @abc.abstractmethod
+    async def is_revoked(self, grant_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DocumentRead:
+    case_id: str
+    unit: str
+    document_id: str
+    sha256: str
+    reader: str
+    reader_unit: str
+    at: datetime
+    grant_id: str
+    basis: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A view of one case, or (case_id empty) a search, by someone outside the unit concerned."""
+
+    viewer: str
+    viewer_unit: str
+    at: datetime
+    rpc: str
+    case_id: str = ""
+    unit: str = ""
+    case_ids: tuple[str, ...] = ()
+
+
+class ReadLog(abc.ABC):
+    """R16, R23-3: every read of a document's content, recorded (with its CaseDocumentRead event) before
+    the content is returned; views and searches by people outside the unit concerned."""
+
+    @abc.abstractmethod
+    async def record(self, read: DocumentRead) -> None: ...
+
+    @abc.abstractmethod
+    async def record_view(self, view: CaseView) -> None: ...

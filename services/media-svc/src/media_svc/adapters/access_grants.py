@@ -1,8 +1,11 @@
-"""Access-grant tokens (lawtrail/common/v1/access_grant.proto): encoding, Ed25519 signature, decoding.
+"""Access-grant tokens (lawtrail/access/v1/access_grant.proto): encoding, Ed25519 signature, decoding,
+and the revocations media-svc honours.
 
-access-svc will issue grants (its own issue); until then `mint_grant` with a test key stands in for it in
-tests and the local scenario. media-svc trusts the issuer public keys listed in
-`LAWTRAIL_MEDIA_GRANT_PUBLIC_KEYS` (PEM files).
+access-svc issues grants, signed with its key (key id in the token); media-svc trusts the issuer public
+keys listed in `LAWTRAIL_MEDIA_GRANT_PUBLIC_KEYS` (PEM files; by default the local access-svc key under
+`<data dir>/keys`). `mint_grant` remains for unit tests and the bench, which sign with a test key.
+Revocations: access-svc's AccessRevoked events, projected into `revoked_grants` (`MongoRevocations`) by
+the consumer in `entrypoints/access_events.py`.
 """
 
 from __future__ import annotations
@@ -13,20 +16,23 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from google.protobuf.message import DecodeError
-from lawtrail.common.v1 import access_grant_pb2 as pb
+from lawtrail.access.v1 import access_grant_pb2 as pb
+from pymongo.asynchronous.collection import AsyncCollection
 from servicekit.auth.devtoken import ensure_keypair
 from servicekit.errors import InvalidArgument, PermissionDenied
+from servicekit.mongo import serialized
 
 from media_svc.domain.access import AccessGrant, GrantedAction, GrantResource, ResourceKind
 from media_svc.service_layer.ports import GrantVerifier
 
 TOKEN_PREFIX = "lg1."  # noqa: S105 - a format tag, not a secret
-SIGNING_CONTEXT = b"lawtrail.common.v1.AccessGrant\n"
+SIGNING_CONTEXT = b"lawtrail.access.v1.AccessGrant\n"
 MAX_TOKEN_LEN = 16 * 1024
 
 _ACTIONS = {
@@ -96,20 +102,42 @@ def grant_message(
     return msg
 
 
+class MongoRevocations:
+    """`revoked_grants`: one document per revoked grant id (`_id`), written from AccessRevoked. Replaying
+    the event rewrites the same document, so the projection needs no inbox."""
+
+    def __init__(self, collection: AsyncCollection[dict[str, Any]]) -> None:
+        self._collection = serialized(collection)
+
+    async def record(self, grant_id: str, reason: str) -> None:
+        await self._collection.update_one({"_id": grant_id}, {"$set": {"reason": reason}}, upsert=True)
+
+    async def is_revoked(self, grant_id: str) -> bool:
+        return await self._collection.find_one({"_id": grant_id}, projection={"_id": 1}) is not None
+
+
 class Ed25519GrantVerifier(GrantVerifier):
     """Steps 1–2 of the verification in access_grant.proto (format, signature); the domain checks the
-    rest. Revocation: no revocation source exists until access-svc lands, so `is_revoked` answers False
-    unless ids were registered with `revoke` (its AccessRevoked projection will feed it)."""
+    rest. Revocation: `revoke` (called by the AccessRevoked consumer) and, across restarts and replicas,
+    the stored projection."""
 
-    def __init__(self, public_keys: Sequence[Ed25519PublicKey]) -> None:
+    def __init__(
+        self, public_keys: Sequence[Ed25519PublicKey], revocations: MongoRevocations | None = None
+    ) -> None:
         self._keys = {key_id(k): k for k in public_keys}
         self._revoked: set[str] = set()
+        self._revocations = revocations
 
     def revoke(self, grant_id: str) -> None:
         self._revoked.add(grant_id)
 
     async def is_revoked(self, grant_id: str) -> bool:
-        return grant_id in self._revoked
+        if grant_id in self._revoked:
+            return True
+        if self._revocations is not None and await self._revocations.is_revoked(grant_id):
+            self._revoked.add(grant_id)
+            return True
+        return False
 
     def decode(self, token: str) -> AccessGrant:
         if len(token) > MAX_TOKEN_LEN or not token.startswith(TOKEN_PREFIX):
@@ -131,7 +159,8 @@ class Ed25519GrantVerifier(GrantVerifier):
         if key is None:
             raise PermissionDenied(
                 f"access grant {grant.grant_id or '?'} is signed with key {signed.key_id!r}, "
-                "which this service does not trust (LAWTRAIL_MEDIA_GRANT_PUBLIC_KEYS)"
+                "which this service does not trust (LAWTRAIL_MEDIA_GRANT_PUBLIC_KEYS): ask access-svc for a "
+                "grant, or add its current public key"
             )
         try:
             key.verify(signed.signature, SIGNING_CONTEXT + signed.grant)
@@ -154,6 +183,6 @@ class Ed25519GrantVerifier(GrantVerifier):
 
 
 def ensure_dev_grant_keys(data_dir: Path) -> tuple[Path, Path]:
-    """Create `<data_dir>/keys/access-grant-dev-{private,public}.pem` once (local development only: until
-    access-svc issues grants, `lawtrail_local`'s scenario and the tests mint grants with it)."""
+    """Create `<data_dir>/keys/access-grant-dev-{private,public}.pem` once (local development only: the
+    key access-svc signs grants with by default, so the two trust each other with no configuration)."""
     return ensure_keypair(data_dir, "access-grant-dev")

@@ -1,6 +1,6 @@
 """Access grants (R16 查阅须经批准) as media-svc checks them before releasing content.
 
-The token format and its signature are in `lawtrail/common/v1/access_grant.proto`; the adapter checks
+The token format and its signature are in `lawtrail/access/v1/access_grant.proto`; the adapter checks
 the signature and decodes the grant into `AccessGrant`; this module holds the rules that follow
 (validity window, grantee, scope, action). Pure Python.
 """
@@ -61,7 +61,12 @@ class AccessGrant:
         (itself, or the case it is linked to) at `now` with one of `actions`."""
         if not self.grant_id:
             raise PermissionDenied("the access grant has no grant id")
-        if self.approver_subject and self.approver_subject == self.grantee_subject:
+        if not self.approver_subject.strip():
+            raise PermissionDenied(
+                f"access grant {self.grant_id} names no approver; a grant is valid only once someone other "
+                "than the requester approved it (R16)"
+            )
+        if self.approver_subject == self.grantee_subject:
             raise PermissionDenied(
                 f"access grant {self.grant_id} was approved by its own grantee {self.grantee_subject!r}; "
                 "an approver is never the requester (R16)"

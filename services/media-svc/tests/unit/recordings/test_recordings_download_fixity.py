@@ -111,6 +111,8 @@ async def test_r16_a_case_grant_covers_the_recordings_linked_to_the_case(app: Ap
         ({"expires_at": datetime(2020, 1, 1, tzinfo=UTC)}, "expired at 2020-01-01"),
         ({"actions": frozenset({GrantedAction.EXPORT})}, "allows EXPORT, not DOWNLOAD or VIEW"),
         ({"approver_subject": "reviewer-1"}, "approved by its own grantee"),
+        ({"approver_subject": ""}, "names no approver"),
+        ({"approver_subject": "  "}, "names no approver"),
         ({"issued_at": datetime.now(UTC) + timedelta(hours=1)}, "not valid before"),
     ],
 )

@@ -1,4 +1,4 @@
-"""The signed access-grant token (lawtrail/common/v1/access_grant.proto) and the R23-2 guarantee that no
+"""The signed access-grant token (lawtrail/access/v1/access_grant.proto) and the R23-2 guarantee that no
 RPC of media-svc deletes or replaces content or the hash of an original, read from the descriptors."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from lawtrail.common.v1 import access_grant_pb2 as gpb
+from lawtrail.access.v1 import access_grant_pb2 as gpb
 from lawtrail.media.v1 import device_service_pb2, recording_service_pb2
 from media_svc.adapters.access_grants import Ed25519GrantVerifier, grant_message, key_id, mint_grant
 from media_svc.domain.access import GrantedAction, GrantResource, ResourceKind

@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from lawtrail.common.v1 import access_grant_pb2 as gpb
+from lawtrail.access.v1 import access_grant_pb2 as gpb
 from lawtrail.media.v1 import disposal_service_pb2 as dpb
 from lawtrail.media.v1 import disposal_service_pb2_grpc as dgrpc
 from lawtrail.media.v1 import recording_service_pb2 as mpb
@@ -35,8 +35,8 @@ from servicekit.errors import DataLoss, FailedPrecondition, NotFound, Permission
 
 from retention_svc.service_layer.ports import ContentHeader, MediaContent, MediaDisposal
 
-TOKEN_PREFIX = "lg1."  # noqa: S105 - the grant token's format tag (lawtrail/common/v1/access_grant.proto)
-SIGNING_CONTEXT = b"lawtrail.common.v1.AccessGrant\n"
+TOKEN_PREFIX = "lg1."  # noqa: S105 - the grant token's format tag (lawtrail/access/v1/access_grant.proto)
+SIGNING_CONTEXT = b"lawtrail.access.v1.AccessGrant\n"
 GRANT_TTL = timedelta(minutes=30)
 POLICY_APPROVER = "retention-policy (R13 第十三条 standing order)"
 

@@ -11,6 +11,7 @@ each event carries the facts a consumer needs. Delivery is at-least-once: de-dup
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from lawtrail.case.v1 import case_pb2 as _case_pb2
 import builtins as _builtins
@@ -283,6 +284,158 @@ class DocumentFiled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DocumentFiled: _TypeAlias = DocumentFiled  # noqa: Y015
+
+@_typing.final
+class CaseDocumentRead(_message.Message):
+    """A document's content was read (R16, R23-3), under an access grant or by the case's own responsible
+    officer or unit head while the case was open. Recorded before the content is returned.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    READER_FIELD_NUMBER: _builtins.int
+    READER_UNIT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    GRANT_ID_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    """The case id."""
+    unit: _builtins.str
+    """The owning unit."""
+    document_id: _builtins.str
+    """The document read."""
+    sha256: _builtins.str
+    """SHA-256 of the content read."""
+    reader: _builtins.str
+    """Who read it and when (from the verified bearer token; server time)."""
+    reader_unit: _builtins.str
+    """The reader's unit."""
+    grant_id: _builtins.str
+    """The grant used; empty when read as the case's responsible officer or unit head."""
+    basis: _builtins.str
+    """On what basis: "grant", "responsible officer", "unit head"."""
+    purpose: _builtins.str
+    """Purpose stated in the grant."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        document_id: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        reader: _builtins.str = ...,
+        reader_unit: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        grant_id: _builtins.str = ...,
+        basis: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "basis", b"basis", "case_id", b"case_id", "document_id", b"document_id", "grant_id", b"grant_id", "purpose", b"purpose", "reader", b"reader", "reader_unit", b"reader_unit", "sha256", b"sha256", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseDocumentRead: _TypeAlias = CaseDocumentRead  # noqa: Y015
+
+@_typing.final
+class CaseViewed(_message.Message):
+    """A case was viewed (GetCase, GetCaseFileGaps) by someone outside its unit (R16, R23-3: views by the
+    supervising legal affairs office or others are access events too). Views within the unit are not logged.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    VIEWER_FIELD_NUMBER: _builtins.int
+    VIEWER_UNIT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    RPC_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    """The case id."""
+    unit: _builtins.str
+    """The owning unit."""
+    viewer: _builtins.str
+    """Who viewed it (verified token)."""
+    viewer_unit: _builtins.str
+    """The viewer's unit."""
+    rpc: _builtins.str
+    """Which RPC ("GetCase", "GetCaseFileGaps")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When (UTC)."""
+
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        viewer: _builtins.str = ...,
+        viewer_unit: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        rpc: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "case_id", b"case_id", "rpc", b"rpc", "unit", b"unit", "viewer", b"viewer", "viewer_unit", b"viewer_unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseViewed: _TypeAlias = CaseViewed  # noqa: Y015
+
+@_typing.final
+class CasesSearched(_message.Message):
+    """Cases were searched (ListCases) across units or in a unit other than the caller's (R16, R23-3).
+    Key and ce_subject: the viewer's subject.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIEWER_FIELD_NUMBER: _builtins.int
+    VIEWER_UNIT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    CASE_IDS_FIELD_NUMBER: _builtins.int
+    viewer: _builtins.str
+    """Who searched (verified token)."""
+    viewer_unit: _builtins.str
+    """The viewer's unit."""
+    unit: _builtins.str
+    """The unit searched; empty when every unit was."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When (UTC)."""
+
+    @_builtins.property
+    def case_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The cases returned on this page."""
+
+    def __init__(
+        self,
+        *,
+        viewer: _builtins.str = ...,
+        viewer_unit: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        unit: _builtins.str = ...,
+        case_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "case_ids", b"case_ids", "unit", b"unit", "viewer", b"viewer", "viewer_unit", b"viewer_unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CasesSearched: _TypeAlias = CasesSearched  # noqa: Y015
 
 @_typing.final
 class LegalReviewRecorded(_message.Message):

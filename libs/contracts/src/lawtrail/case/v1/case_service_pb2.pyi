@@ -29,6 +29,66 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ReadDocumentRequest(_message.Message):
+    """Asks for a document's content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    DOCUMENT_ID_FIELD_NUMBER: _builtins.int
+    ACCESS_GRANT_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    """The case id."""
+    document_id: _builtins.str
+    """The document id."""
+    access_grant: _builtins.str
+    """Access grant token ("lg1.…") issued to the caller by access-svc; empty for the case's own
+    responsible officer or unit head while the case is open.
+    """
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        document_id: _builtins.str = ...,
+        access_grant: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_grant", b"access_grant", "case_id", b"case_id", "document_id", b"document_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadDocumentRequest: _TypeAlias = ReadDocumentRequest  # noqa: Y015
+
+@_typing.final
+class ReadDocumentResponse(_message.Message):
+    """A document and its content."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    """The content, exactly as filed (its SHA-256 was checked before it was sent)."""
+    @_builtins.property
+    def document(self) -> _case_pb2.Document:
+        """The document's record (type, number, SHA-256…)."""
+
+    def __init__(
+        self,
+        *,
+        document: _case_pb2.Document | None = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "document", b"document"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadDocumentResponse: _TypeAlias = ReadDocumentResponse  # noqa: Y015
+
+@_typing.final
 class OpenCaseRequest(_message.Message):
     """Opens a case."""
 

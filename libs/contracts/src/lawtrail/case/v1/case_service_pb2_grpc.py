@@ -100,6 +100,11 @@ class CaseServiceStub:
                 request_serializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.GetCaseFileGapsRequest.SerializeToString,
                 response_deserializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.GetCaseFileGapsResponse.FromString,
                 _registered_method=True)
+        self.ReadDocument = channel.unary_unary(
+                '/lawtrail.case.v1.CaseService/ReadDocument',
+                request_serializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentResponse.FromString,
+                _registered_method=True)
 
 
 class CaseServiceServicer:
@@ -207,6 +212,16 @@ class CaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadDocument(self, request, context):
+        """Returns a document's content, verified against its stored SHA-256 on every read (R6, R16)
+        → CaseDocumentRead. Callers: anyone holding an access grant (lawtrail/access/v1/access_grant.proto)
+        covering the case with VIEW or DOWNLOAD; without a grant only the case's responsible officer and the
+        UNIT_HEAD of its unit, while the case is open (not CLOSED or ARCHIVED). docs/case-svc.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -274,6 +289,11 @@ def add_CaseServiceServicer_to_server(servicer, server):
                     servicer.GetCaseFileGaps,
                     request_deserializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.GetCaseFileGapsRequest.FromString,
                     response_serializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.GetCaseFileGapsResponse.SerializeToString,
+            ),
+            'ReadDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadDocument,
+                    request_deserializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentRequest.FromString,
+                    response_serializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -628,6 +648,33 @@ class CaseService:
             '/lawtrail.case.v1.CaseService/GetCaseFileGaps',
             lawtrail_dot_case_dot_v1_dot_case__service__pb2.GetCaseFileGapsRequest.SerializeToString,
             lawtrail_dot_case_dot_v1_dot_case__service__pb2.GetCaseFileGapsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.case.v1.CaseService/ReadDocument',
+            lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentRequest.SerializeToString,
+            lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,

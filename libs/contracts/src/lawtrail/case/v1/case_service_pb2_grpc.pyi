@@ -86,6 +86,12 @@ class CaseServiceStub:
     """Lists the documents the case file still lacks under the configured checklist (R10).
     Callers: the case's unit, or LEGAL_OFFICE.
     """
+    ReadDocument: _grpc.UnaryUnaryMultiCallable[_case_service_pb2.ReadDocumentRequest, _case_service_pb2.ReadDocumentResponse]
+    """Returns a document's content, verified against its stored SHA-256 on every read (R6, R16)
+    → CaseDocumentRead. Callers: anyone holding an access grant (lawtrail/access/v1/access_grant.proto)
+    covering the case with VIEW or DOWNLOAD; without a grant only the case's responsible officer and the
+    UNIT_HEAD of its unit, while the case is open (not CLOSED or ARCHIVED). docs/case-svc.md.
+    """
 
 @_typing.type_check_only
 class CaseServiceAsyncStub(CaseServiceStub):
@@ -137,6 +143,12 @@ class CaseServiceAsyncStub(CaseServiceStub):
     GetCaseFileGaps: _aio.UnaryUnaryMultiCallable[_case_service_pb2.GetCaseFileGapsRequest, _case_service_pb2.GetCaseFileGapsResponse]  # type: ignore[assignment]
     """Lists the documents the case file still lacks under the configured checklist (R10).
     Callers: the case's unit, or LEGAL_OFFICE.
+    """
+    ReadDocument: _aio.UnaryUnaryMultiCallable[_case_service_pb2.ReadDocumentRequest, _case_service_pb2.ReadDocumentResponse]  # type: ignore[assignment]
+    """Returns a document's content, verified against its stored SHA-256 on every read (R6, R16)
+    → CaseDocumentRead. Callers: anyone holding an access grant (lawtrail/access/v1/access_grant.proto)
+    covering the case with VIEW or DOWNLOAD; without a grant only the case's responsible officer and the
+    UNIT_HEAD of its unit, while the case is open (not CLOSED or ARCHIVED). docs/case-svc.md.
     """
 
 class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -264,6 +276,18 @@ class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_case_service_pb2.GetCaseFileGapsResponse, _abc.Awaitable[_case_service_pb2.GetCaseFileGapsResponse]]:
         """Lists the documents the case file still lacks under the configured checklist (R10).
         Callers: the case's unit, or LEGAL_OFFICE.
+        """
+
+    @_abc_1.abstractmethod
+    def ReadDocument(
+        self,
+        request: _case_service_pb2.ReadDocumentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_case_service_pb2.ReadDocumentResponse, _abc.Awaitable[_case_service_pb2.ReadDocumentResponse]]:
+        """Returns a document's content, verified against its stored SHA-256 on every read (R6, R16)
+        → CaseDocumentRead. Callers: anyone holding an access grant (lawtrail/access/v1/access_grant.proto)
+        covering the case with VIEW or DOWNLOAD; without a grant only the case's responsible officer and the
+        UNIT_HEAD of its unit, while the case is open (not CLOSED or ARCHIVED). docs/case-svc.md.
         """
 
 def add_CaseServiceServicer_to_server(servicer: CaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

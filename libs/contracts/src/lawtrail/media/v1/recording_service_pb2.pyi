@@ -632,7 +632,7 @@ class DownloadRecordingRequest(_message.Message):
     recording_id: _builtins.str
     """Recording id."""
     access_grant: _builtins.str
-    """Access grant token ("lg1.…", see lawtrail/common/v1/access_grant.proto) issued to the caller."""
+    """Access grant token ("lg1.…", see lawtrail/access/v1/access_grant.proto) issued to the caller."""
     def __init__(
         self,
         *,

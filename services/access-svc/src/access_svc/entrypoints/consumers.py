@@ -1,0 +1,71 @@
+"""access-svc's consumers.
+
+- The ledger (group `access-svc.ledger`): every `lawtrail.*` event topic; each event is appended once, as a
+  serialized LedgerLeaf, in the order this consumer reads it (one record at a time, partition order). Its
+  dedupe key is the event's CloudEvents (source, id), checked and written by the ledger store itself in the
+  same append, so a redelivery never makes a second leaf and no inbox is needed.
+- The owning units (group `access-svc.owners`): CaseOpened and RecordingIngested → `owners`.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from lawtrail.access.v1 import access_events_pb2, ledger_service_pb2
+from lawtrail.case.v1 import case_events_pb2
+from lawtrail.media.v1 import media_events_pb2
+from servicekit.logging import bound_fields
+from servicekit.messaging.consumer import TypeRouter
+from servicekit.messaging.envelope import Envelope
+
+from access_svc.adapters.repository import MongoOwners
+from access_svc.domain.model import ResourceKind
+from access_svc.entrypoints.grpc_api import event_key
+from access_svc.service_layer.ledger import LedgerHandlers
+
+LEDGER_GROUP = "access-svc.ledger"
+OWNERS_GROUP = "access-svc.owners"
+OWNER_TOPICS = ("lawtrail.case.v1.events", "lawtrail.media.v1.events")
+CHECKPOINT_TYPE = access_events_pb2.LedgerCheckpointSigned.DESCRIPTOR.full_name
+
+
+def leaf_of(envelope: Envelope, topic: str) -> bytes:
+    at = Timestamp()
+    at.FromDatetime(envelope.time)
+    leaf = ledger_service_pb2.LedgerLeaf(
+        topic=topic,
+        ce_id=envelope.id,
+        ce_source=envelope.source,
+        ce_type=envelope.type,
+        ce_subject=envelope.subject or "",
+        ce_time=at,
+        data=envelope.data,
+    )
+    return leaf.SerializeToString(deterministic=True)
+
+
+class LedgerConsumer:
+    def __init__(self, ledger: LedgerHandlers) -> None:
+        self._ledger = ledger
+
+    async def __call__(self, envelope: Envelope) -> None:
+        topic = str(bound_fields().get("topic") or "")
+        await self._ledger.append(
+            leaf_of(envelope, topic),
+            event_key(envelope.source, envelope.id),
+            subject=envelope.subject or "",
+            checkpoint=envelope.type == CHECKPOINT_TYPE,
+        )
+
+
+def owners_router(owners: MongoOwners) -> TypeRouter:
+    router = TypeRouter()
+
+    async def case_opened(event: case_events_pb2.CaseOpened, envelope: Envelope) -> None:
+        await owners.record(ResourceKind.CASE, event.case_id, event.unit)
+
+    async def recording_ingested(event: media_events_pb2.RecordingIngested, envelope: Envelope) -> None:
+        await owners.record(ResourceKind.RECORDING, event.recording_id, event.classification.unit)
+
+    router.on(case_events_pb2.CaseOpened, case_opened)
+    router.on(media_events_pb2.RecordingIngested, recording_ingested)
+    return router
