@@ -36,6 +36,7 @@ from pydantic_settings import BaseSettings
 from pymongo import AsyncMongoClient
 from servicekit.app import Runtime
 from servicekit.config import ServiceSettings
+from servicekit.grpc.audit import AUDIT_TOPIC
 from servicekit.messaging.consumer import dlq_topic
 from servicekit.messaging.outbox import OutboxRelay
 from servicekit.metrics import Metrics
@@ -208,6 +209,9 @@ def service_facts(service_dir: Path, scratch: Path, configured: dict[str, str] |
     if wiring.outbox_collections and not own:
         raise AssertionError(f"{package} has outboxes but no lawtrail.{context}.v<N>.events topic constant")
     produces = frozenset(own) if wiring.outbox_collections else frozenset()
+    # Every service's gRPC server publishes one RpcCalled per call (servicekit's audit interceptor,
+    # wired by run_service) to the audit topic that access-svc's ledger appends (R4, R23-3).
+    produces |= {AUDIT_TOPIC}
     return ServiceFacts(
         name=defaults.service_name,
         package=package,
