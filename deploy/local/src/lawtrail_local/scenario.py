@@ -55,7 +55,7 @@ async def _read_case_opened(consumer: AIOKafkaConsumer, case_id: str, timeout_s:
                 if envelope.subject != case_id:
                     continue
                 event = envelope.parse(case_events_pb2.CaseOpened)
-                _say(f"3. read it back from Kafka topic {record.topic} (partition {record.partition}):")
+                _say(f"1.3 read it back from Kafka topic {record.topic} (partition {record.partition}):")
                 _say(f"   key={record.key.decode()}  ce_type={envelope.type}  ce_id={envelope.id}")
                 _say(f"   ce_source={envelope.source}  ce_time={envelope.time.isoformat()}")
                 _say(
@@ -74,7 +74,8 @@ async def tour(kafka_bootstrap: str, case_address: str, private_key_pem: bytes) 
     """
     officer, unit = TOUR_OFFICER, TOUR_UNIT
     token = mint_token(private_key_pem, subject=officer, unit=unit, roles=["OFFICER"], ttl_s=600)
-    _say(f"1. minted a dev token for {officer} (OFFICER of {unit}), valid 10 minutes")
+    _say("Chapter 1 — a case is opened (R2, R3) and its event is on Kafka")
+    _say(f"1.1 minted a dev token for {officer} (OFFICER of {unit}), valid 10 minutes")
 
     consumer = AIOKafkaConsumer(
         CASE_TOPIC,
@@ -104,7 +105,7 @@ async def tour(kafka_bootstrap: str, case_address: str, private_key_pem: bytes) 
         opened = await asyncio.to_thread(open_case)
         case = opened.case
         _say(
-            f"2. opened case {case.case_id} on case-svc ({case_address}): "
+            f"1.2 opened case {case.case_id} on case-svc ({case_address}): "
             f"stage {case_pb2.Stage.Name(case.stage)}"
         )
         await _read_case_opened(consumer, case.case_id, timeout_s=30.0)
@@ -122,6 +123,8 @@ def compliance_chapter(
 ) -> Path:
     """A late (30 h after recording) upload whose party was not informed (告知, R19b) raises R11a and R19b
     findings in compliance-svc; then the unit's monthly report is written. Returns the PDF's path."""
+    _say("")
+    _say("Chapter 4 — compliance (R11a, R19b, R20): a late, uninformed upload raises findings")
     import hashlib
     import subprocess
     import tempfile
@@ -173,7 +176,7 @@ def compliance_chapter(
     with MediaClient.connect(media_address, token=token, timeout_s=60) as media:
         recording = media.recordings.UploadRecording(iter(requests)).recording
     _say(
-        f"4. uploaded recording {recording.recording_id} 30 h after it was made, party not informed "
+        f"4.1 uploaded recording {recording.recording_id} 30 h after it was made, party not informed "
         f"(media-svc {media_address})"
     )
     deadline = time.monotonic() + timeout_s
@@ -190,13 +193,13 @@ def compliance_chapter(
                     f"{recording.recording_id} within {timeout_s:.0f} s"
                 )
             time.sleep(0.5)
-        _say("5. compliance-svc raised, from media-svc's events:")
+        _say("4.2 compliance-svc raised, from media-svc's events:")
         for f in sorted(found, key=lambda f: f.article):
             _say(f"   {f.article:<5} {fpb.Severity.Name(f.severity).removeprefix('SEVERITY_'):<8} {f.detail}")
         with MediaClient.connect(media_address, token=legal) as media_as_legal:
             report = collect(compliance, media_as_legal, unit, datetime.now(UTC).strftime("%Y-%m"))
         paths = render(report, out_dir)
-    _say(f"6. the unit's monthly report: {paths['pdf']} (also {paths['html'].name} and CSV files beside it)")
+    _say(f"4.3 the unit's monthly report: {paths['pdf']} (also {paths['html'].name} and CSV files beside it)")
     return paths["pdf"]
 
 
@@ -225,6 +228,13 @@ def run(data_dir: Path) -> int:
                     work_dir=data_dir / "tour",
                 )
             )
+        media, access = stack.service(media_spec), stack.service(service_spec("access-svc"))
+        access_tour(
+            media.grpc_address,
+            access.grpc_address,
+            key.read_bytes(),
+            access.data_dir / "keys" / "access-grant-dev-public.pem",
+        )
         media, compliance = (
             stack.service(service_spec("media-svc")),
             stack.service(service_spec("compliance-svc")),
@@ -233,13 +243,6 @@ def run(data_dir: Path) -> int:
             compliance_chapter(
                 media.grpc_address, compliance.grpc_address, key.read_bytes(), data_dir / "reports"
             )
-        media, access = stack.service(media_spec), stack.service(service_spec("access-svc"))
-        access_tour(
-            media.grpc_address,
-            access.grpc_address,
-            key.read_bytes(),
-            access.data_dir / "keys" / "access-grant-dev-public.pem",
-        )
     except (StackError, LawtrailError) as exc:
         stderr_progress(f"scenario failed: {exc}")
         return 1

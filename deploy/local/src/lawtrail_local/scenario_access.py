@@ -90,7 +90,7 @@ def access_tour(
 ) -> str:
     """Runs the chapter; returns the id of the ledger entry's event (ContentAccessed)."""
     _say("")
-    _say("Access to recordings needs approval (R16) and leaves a verifiable trace (R23-3):")
+    _say("Chapter 3 — access (R16, R23-3): viewing needs another person's approval and leaves a trace")
 
     def token(subject: str, roles: list[str], unit: str = UNIT) -> str:
         return mint_token(private_key_pem, subject=subject, unit=unit, roles=roles, ttl_s=600)
@@ -117,7 +117,7 @@ def access_tour(
         with MediaClient.connect(media_address, token=officer) as media:
             recording = upload_file(media, video, classification).recording
     rid = recording.recording_id
-    _say(f"4. officer-demo uploaded recording {rid} (SHA-256 {recording.sha256[:16]}…) to media-svc")
+    _say(f"3.1 officer-demo uploaded recording {rid} (SHA-256 {recording.sha256[:16]}…) to media-svc")
 
     with (
         MediaClient.connect(media_address, token=deputy) as media_deputy,
@@ -129,7 +129,7 @@ def access_tour(
             _download(media_deputy, rid, "")
             raise StackError("step 5: media-svc released a recording without a grant")
         except LawtrailError as error:
-            _say(f"5. deputy-demo's download without a grant was refused: {error}")
+            _say(f"3.2 deputy-demo's download without a grant was refused: {error}")
 
         duration = Duration()
         duration.FromTimedelta(timedelta(minutes=10))
@@ -141,7 +141,7 @@ def access_tour(
                 duration=duration,
             )
         ).request
-        _say(f"6. deputy-demo asked access-svc for access: request {request.request_id} (PENDING)")
+        _say(f"3.3 deputy-demo asked access-svc for access: request {request.request_id} (PENDING)")
         decide = api.DecideAccessRequestRequest(
             request_id=request.request_id, decision=api.ACCESS_DECISION_APPROVE, reason="Hearing on Monday"
         )
@@ -149,17 +149,17 @@ def access_tour(
             _retry(lambda: access_deputy.access.DecideAccessRequest(decide), "self-approval")
             raise StackError("step 7: access-svc let the requester approve their own request")
         except LawtrailError as error:
-            _say(f"7. deputy-demo approving their own request was refused: {error}")
+            _say(f"3.4 deputy-demo approving their own request was refused: {error}")
         approved = _retry(lambda: access_head.access.DecideAccessRequest(decide), "approval").request
         until = approved.grant_expires_at.ToJsonString()
-        _say(f"8. head-demo approved it: grant {approved.grant_id}, valid until {until}")
+        _say(f"3.5 head-demo approved it: grant {approved.grant_id}, valid until {until}")
         grant = access_deputy.access.GetAccessRequest(
             api.GetAccessRequestRequest(request_id=request.request_id)
         ).request.grant_token
         content = _download(media_deputy, rid, grant)
         if hashlib.sha256(content).hexdigest() != recording.sha256:
             raise StackError("step 9: the downloaded content does not match the recording's SHA-256")
-        _say(f"9. deputy-demo downloaded {len(content)} bytes with the grant; SHA-256 matches")
+        _say(f"3.6 deputy-demo downloaded {len(content)} bytes with the grant; SHA-256 matches")
 
         # media-svc's ContentAccessed reaches the ledger through Kafka: find it by its subject's entry.
         entry = _retry(lambda: _find_access(access_legal, rid), "the access in the ledger", timeout_s=60)
@@ -185,7 +185,7 @@ def access_tour(
     report = verify_entry(exported, load_keys([grant_public_key]))
     leaf = lpb.LedgerLeaf.FromString(report.leaf)
     _say(
-        f"10. the access is ledger entry {report.leaf_index} of {report.tree_size}; verified offline against "
+        f"3.7 the access is ledger entry {report.leaf_index} of {report.tree_size}; verified offline against "
         f"access-svc's public key ({grant_public_key.name}): {leaf.ce_type} {leaf.ce_id}"
     )
     _say(

@@ -105,10 +105,10 @@ async def retention_chapter(
     """Runs the chapter on the tour's case; returns the path of the verified offline copy."""
     key = private_key_pem
     _say("")
-    _say("Retention (R13 第十三条): a complaint places a long-term hold, and an offline copy is made")
+    _say("Chapter 2 — retention (R13 第十三条): a complaint places a long-term hold; an offline copy")
     video = await asyncio.to_thread(_make_video, work_dir / "tour-recording.mp4")
     recording_id = await asyncio.to_thread(_upload, media_address, key, officer, unit, case_id, video)
-    _say(f"R1. uploaded recording {recording_id} to media-svc, linked to case {case_id}")
+    _say(f"2.1 uploaded recording {recording_id} to media-svc, linked to case {case_id}")
 
     def complain() -> None:
         with grpc.insecure_channel(case_address) as channel:
@@ -125,7 +125,7 @@ async def retention_chapter(
             )
 
     await asyncio.to_thread(complain)
-    _say("R2. recorded a COMPLAINT incident on the case in case-svc → CaseIncidentRecorded")
+    _say("2.2 recorded a COMPLAINT incident on the case in case-svc → CaseIncidentRecorded")
 
     head = _metadata(key, "head-demo", unit, "UNIT_HEAD")
     async with grpc.aio.insecure_channel(retention_address) as channel:
@@ -149,12 +149,12 @@ async def retention_chapter(
         if retention is None:
             raise StackError(f"retention-svc did not hold recording {recording_id} within 60 s")
         hold = retention.holds[0]
-        _say(f"R3. retention-svc holds the recording: {retention_pb2.RetentionState.Name(retention.state)}")
+        _say(f"2.3 retention-svc holds the recording: {retention_pb2.RetentionState.Name(retention.state)}")
         _say(f"    reason: {hold.reason}; source event {hold.source_event}")
         for rule in retention.rules:
             _say(f"    rule {rule.rule_class} ({rule.period}): {rule.why}")
 
-        _say("R4. asked retention-svc for an ISO offline copy (read via media-svc's verified download)")
+        _say("2.4 asked retention-svc for an ISO offline copy (read via media-svc's verified download)")
         copy: retention_pb2.OfflineCopy | None = None
         async for part in stub.CreateOfflineCopy(
             retention_service_pb2.CreateOfflineCopyRequest(
@@ -179,7 +179,7 @@ async def retention_chapter(
     if not report.ok or report.root_hash != copy.root_hash:
         raise StackError(f"the offline copy {copy.path} did not verify: {report.problems}")
     _say(
-        f"R5. re-read the image offline (as `lawtrail verify-copy {copy.path}` does): {report.files_checked} "
+        f"2.5 re-read the image offline (as `lawtrail verify-copy {copy.path}` does): {report.files_checked} "
         f"recording(s), {report.bytes_checked:,} bytes, every SHA-256 matches, root hash {report.root_hash}"
     )
     return str(copy.path)
