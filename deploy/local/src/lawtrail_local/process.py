@@ -157,7 +157,13 @@ class ManagedProcess:
             and sys.platform == "linux"
             and threading.current_thread() is threading.main_thread()
         ):
-            argv = [sys.executable, "-m", "lawtrail_local.pdeathsig", str(os.getpid()), *argv]
+            if user is None:
+                argv = [sys.executable, "-m", "lawtrail_local.pdeathsig", str(os.getpid()), *argv]
+            else:
+                # An unprivileged account (PostgreSQL's) may not be able to run this interpreter (it can
+                # live under root's home): util-linux's setpriv sets the signal after the switch of
+                # account (which clears it) and execs the program.
+                argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
         with self.log_file.open("ab") as log:
             self._popen = subprocess.Popen(
                 list(argv),
