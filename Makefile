@@ -24,7 +24,7 @@ UNIT_TESTS := $(wildcard libs/*/tests services/*/tests/unit clients/tests deploy
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: ## install what a fresh machine lacks (uv, ffmpeg, postgresql, buf, the venv); idempotent
+setup: ## install what a fresh machine lacks (uv, ffmpeg, postgresql, poppler-utils, buf, the venv); idempotent
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
 	@command -v ffprobe >/dev/null 2>&1 || { echo "installing ffmpeg (Debian)…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; }
@@ -32,6 +32,9 @@ setup: ## install what a fresh machine lacks (uv, ffmpeg, postgresql, buf, the v
 	@# binaries in /usr/lib/postgresql/<v>/bin. The package's own cluster is not used (deploy/local inits its own).
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { echo "installing postgresql (Debian)…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+	@# pdftoppm (poppler-utils): the compliance report test renders the PDF it writes to PNG pages.
+	@command -v pdftoppm >/dev/null 2>&1 || { echo "installing poppler-utils (Debian)…"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends poppler-utils >/dev/null; }
 	@for t in java mvn go npm; do command -v $$t >/dev/null 2>&1 || { echo "missing '$$t' on PATH (needed by the local stack / tools)"; exit 1; }; done
 	@[ -x $(BUF) ] || (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 	@$(UV) sync --frozen --all-packages --quiet
