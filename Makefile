@@ -28,7 +28,7 @@ setup: ## install what a fresh machine lacks (uv, ffmpeg, postgresql, poppler-ut
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
 	@command -v ffprobe >/dev/null 2>&1 || { echo "installing ffmpeg (Debian)…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; }
-	@# PostgreSQL for FerretDB's PostgreSQL backend (the local default, ADR 0011); Debian keeps its
+	@# PostgreSQL for FerretDB's PostgreSQL backend (the local default, ADR 0007); Debian keeps its
 	@# binaries in /usr/lib/postgresql/<v>/bin. The package's own cluster is not used (deploy/local inits its own).
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { echo "installing postgresql (Debian)…"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }

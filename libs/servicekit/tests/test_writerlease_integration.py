@@ -1,4 +1,4 @@
-"""The single-writer lease on the real FerretDB (ADR 0011): one writer, expiry, take-over, races."""
+"""The single-writer lease on the real FerretDB (ADR 0007): one writer, expiry, take-over, races."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One case-svc process writes its FerretDB database (issue 9, ADR 0011): a second process of the same
+"""One case-svc process writes its FerretDB database (issue 9, ADR 0007): a second process of the same
 service on the same database refuses to start with a message naming the holder; after the holder is
 killed (SIGKILL) a new process takes the lease over at once and serves."""
 

@@ -83,7 +83,7 @@ def ensure_ferretdb_binary(progress: Progress) -> Path:
     return binary
 
 
-#: The local database backends; the first is the default (ADR 0011 has the measurements).
+#: The local database backends; the first is the default (ADR 0007 has the measurements).
 BACKENDS = ("postgresql", "sqlite")
 #: Environment variable choosing the backend of `make up` / `make run` / the integration tests.
 BACKEND_ENV = "LAWTRAIL_LOCAL_DB"

@@ -5,7 +5,7 @@ no root-owned state lands in the checkout and the system's own cluster (if any) 
 PostgreSQL refuses to run as root: as root the cluster belongs to, and runs as, the unprivileged
 `postgres` user (which Debian's `postgresql` package creates); otherwise as the caller.
 
-Two settings make FerretDB v1.24.2's pushed-down filters index-served (ADR 0011):
+Two settings make FerretDB v1.24.2's pushed-down filters index-served (ADR 0007):
 
 - FerretDB pushes a top-level equality down as `_jsonb->'field' @> value` and creates its MongoDB
   indexes as btree indexes on `(_jsonb->'field')`, which cannot serve `@>`. An event trigger of the

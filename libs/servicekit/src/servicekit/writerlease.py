@@ -4,7 +4,7 @@ FerretDB v1 applies an update as read → change in Go → write back, with no t
 (``internal/handler/common/update.go``), on SQLite and PostgreSQL alike: two processes updating one
 document race and lose changes, and a ``{_id, version}`` filter is no guard between processes.
 ``servicekit.doclock`` serialises the writes of one process; this module makes sure there is only
-one such process (ADR 0004, ADR 0011). On MongoDB (production) it does nothing: the database is
+one such process (ADR 0004, ADR 0007). On MongoDB (production) it does nothing: the database is
 atomic per document and any number of replicas may run.
 
 The lease is the document ``{_id: "writer"}`` of the collection ``writer_lease`` in the service's own
@@ -167,7 +167,7 @@ class WriterLease:
             f"another {self._service} process writes database {self._database!r} on FerretDB "
             f"({self._describe(doc)}): refusing to start a second writer. FerretDB v1 applies racing "
             "updates of one document non-atomically, so one process per service may write its database "
-            "(ADR 0004, ADR 0011); stop the other process, or if it crashed on another host wait until "
+            "(ADR 0004, ADR 0007); stop the other process, or if it crashed on another host wait until "
             f"its lease expires (at most {self._ttl.total_seconds():.0f} s). On MongoDB any number of "
             "replicas may run."
         )

@@ -11,7 +11,7 @@ A crash anywhere leaves the unpublished entries above the watermark, to be publi
 pass: delivery is at-least-once (a crash between the ack and the watermark republishes), and
 consumers dedupe on ``(ce_source, ce_id)``.
 
-Publishing never writes the aggregate (ADR 0011: the old claim-and-clear cost two writes of a growing
+Publishing never writes the aggregate (ADR 0007: the old claim-and-clear cost two writes of a growing
 document per relayed event). The published entries are compacted away by the periodic sweep only: one
 conditional write ``{_id, version: v}`` → ``outbox: [], outbox_pending: false`` per document that is
 fully relayed and was not written since (then its watermark document is deleted too).
