@@ -19,7 +19,14 @@ pytestmark = pytest.mark.integration
 # media-svc's `RecordingRepository.totals()` sums `size_bytes` over every recording for the scrub
 # summary, a `$group` with no `$match`, which reads every recording whatever the indexes. At a million
 # recordings this should become a maintained counter document (media-svc, left to its owner).
-DELIBERATE_SCANS = {("recordings", "aggregate", frozenset(), ())}
+# compliance-svc's `FindingGauges.refresh()` reads every finding (unit, article, severity, state,
+# raised_at only) every `COMPLIANCE_METRICS_INTERVAL_S` to recompute the `lawtrail_compliance_findings`
+# gauge and the oldest open serious finding: a count over every finding reads every finding whatever the
+# indexes. With many findings this should become counters maintained with each write (compliance-svc).
+DELIBERATE_SCANS: set[tuple[str, str, frozenset[str], tuple[tuple[str, int], ...]]] = {
+    ("recordings", "aggregate", frozenset(), ()),
+    ("findings", "find", frozenset(), ()),
+}
 
 
 def test_every_query_of_every_repository_is_index_served(stack: Stack) -> None:

@@ -210,6 +210,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         indexes={
             FINDINGS: MongoFindingRepository.all_indexes(),
             SPOT_CHECKS: MongoSpotCheckStore.all_indexes(),
+            MATERIALS: MongoSpotCheckStore.MATERIAL_INDEXES,
         },
         outbox_collections=[FINDINGS],
         background={"faust": stream, "finding-metrics": finding_metrics},

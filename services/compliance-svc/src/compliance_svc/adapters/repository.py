@@ -71,10 +71,23 @@ def from_document(doc: Mapping[str, Any]) -> Finding:
     )
 
 
+def _newest(*prefix: tuple[str, int]) -> IndexSpec:
+    return IndexSpec([*prefix, ("raised_at", -1), ("_id", -1)])
+
+
 class MongoFindingRepository(VersionedRepository):
+    """The `findings` collection. Each ListFindings filter has an index that leads with it (after the
+    unit) and ends with the page order (raised_at, _id descending), so a page — including the cursor's
+    `raised_at = t, _id < x` branch — reads only what it returns (ESR, issue 9)."""
+
     what = "finding"
     indexes: ClassVar[Sequence[IndexSpec]] = (
-        IndexSpec([("unit", 1), ("raised_at", -1)]),
+        _newest(("unit", 1)),
+        _newest(("unit", 1), ("article", 1)),
+        _newest(("unit", 1), ("severity", 1)),
+        _newest(("unit", 1), ("state", 1)),
+        _newest(("unit", 1), ("subject", 1)),
+        _newest(),  # a caller allowed every unit lists across units
         IndexSpec([("state", 1), ("severity", 1)]),
     )
 

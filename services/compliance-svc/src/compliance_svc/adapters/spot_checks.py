@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pymongo.asynchronous.collection import AsyncCollection
-from servicekit.mongo import VersionedRepository, serialized
+from servicekit.mongo import IndexSpec, VersionedRepository, serialized
 
 from compliance_svc.domain import spotcheck as sc
 from compliance_svc.domain.model import Attribution
@@ -52,6 +52,8 @@ def _item_from(d: Mapping[str, Any]) -> sc.Item:
 
 class MongoSpotCheckStore(VersionedRepository):
     what = "spot check"
+    # `spot_check_material`: a draw reads one unit's material of a period (equality, then range).
+    MATERIAL_INDEXES: ClassVar[Sequence[IndexSpec]] = (IndexSpec([("unit", 1), ("at", 1)]),)
 
     def __init__(self, checks: AsyncCollection[Any], materials: AsyncCollection[Any], *, event_source: str):
         super().__init__(checks, event_source=event_source)

@@ -25,7 +25,7 @@ COPIES = "offline_copies"
 
 class CopyDocuments(VersionedRepository):
     what = "offline copy"
-    indexes: ClassVar[Sequence[IndexSpec]] = [IndexSpec([("case_id", 1), ("created_at", 1)])]
+    indexes: ClassVar[Sequence[IndexSpec]] = [IndexSpec([("case_id", 1), ("created_at", 1), ("_id", 1)])]
 
 
 class MongoCopyInventory(CopyInventory):

@@ -38,8 +38,10 @@ class RecordingDocuments(VersionedRepository):
     indexes: ClassVar[Sequence[IndexSpec]] = [
         IndexSpec([("unit", 1), ("held", 1)]),
         IndexSpec([("case_id", 1)]),
-        IndexSpec([("unit", 1), ("ingested_at", 1)]),
-        IndexSpec([("ingested_at", 1)]),
+        # `ingested`: one unit's (or every unit's) recordings ingested before a time, in (ingested_at,
+        # _id) order — equality, then the sort, whose first field also bounds the range (ESR).
+        IndexSpec([("unit", 1), ("ingested_at", 1), ("_id", 1)]),
+        IndexSpec([("ingested_at", 1), ("_id", 1)]),
     ]
 
 
