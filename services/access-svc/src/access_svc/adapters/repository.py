@@ -27,6 +27,10 @@ class RequestDocuments(VersionedRepository):
         IndexSpec([("requester", 1), ("requested_at", -1), ("_id", -1)]),
         IndexSpec([("owning_units", 1), ("requested_at", -1), ("_id", -1)]),
         IndexSpec([("requested_at", -1), ("_id", -1)]),
+        # ListAccessRequests filtered by state: mine, my unit's, every unit's.
+        IndexSpec([("requester", 1), ("state", 1), ("requested_at", -1), ("_id", -1)]),
+        IndexSpec([("owning_units", 1), ("state", 1), ("requested_at", -1), ("_id", -1)]),
+        IndexSpec([("state", 1), ("requested_at", -1), ("_id", -1)]),
         IndexSpec([("state", 1), ("expires_at", 1)]),
     )
 
@@ -193,20 +197,21 @@ class MongoRequestRepository(RequestRepository):
     async def list(
         self, where: RequestFilter, after: tuple[datetime, str] | None, limit: int
     ) -> Sequence[m.AccessRequest]:
-        clauses: list[Doc] = []
+        # One top-level `$or` whose branches each carry every condition (who × cursor position, the state
+        # in each): MongoDB plans each branch of a rooted `$or` on its own index and merges them in the
+        # sort order, which an `$or` nested in `$and` beside other conditions does not get (ESR, issue 9).
+        who: list[Doc] = [{}]
         if not where.all_units:
-            who: list[Doc] = [{"requester": where.requester}]
+            who = [{"requester": where.requester}]
             if where.unit:
                 who.append({"owning_units": where.unit})
-            clauses.append({"$or": who} if len(who) > 1 else who[0])
-        if where.state is not None:
-            clauses.append({"state": where.state.value})
+        position: list[Doc] = [{}]
         if after is not None:
             at, rid = after
-            clauses.append(
-                {"$or": [{"requested_at": {"$lt": at}}, {"requested_at": at, "_id": {"$lt": rid}}]}
-            )
-        query: Doc = {"$and": clauses} if clauses else {}
+            position = [{"requested_at": {"$lt": at}}, {"requested_at": at, "_id": {"$lt": rid}}]
+        state: Doc = {} if where.state is None else {"state": where.state.value}
+        branches = [{**w, **state, **p} for w in who for p in position]
+        query: Doc = branches[0] if len(branches) == 1 else {"$or": branches}
         cursor = (
             self.documents.collection.find(query, projection={"outbox": 0, "outbox_pending": 0})
             .sort([("requested_at", -1), ("_id", -1)])
