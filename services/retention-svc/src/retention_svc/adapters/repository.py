@@ -30,7 +30,8 @@ RECORDINGS = "retention_recordings"
 
 class CaseDocuments(VersionedRepository):
     what = "case"
-    indexes: ClassVar[Sequence[IndexSpec]] = [IndexSpec([("held", 1)]), IndexSpec([("unit", 1)])]
+    # `held_case_ids` reads the held cases in `_id` order (equality, then the sort).
+    indexes: ClassVar[Sequence[IndexSpec]] = [IndexSpec([("held", 1), ("_id", 1)]), IndexSpec([("unit", 1)])]
 
 
 class RecordingDocuments(VersionedRepository):
