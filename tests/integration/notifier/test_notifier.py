@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -25,7 +27,7 @@ import grpc
 import pytest
 from aiosmtpd.controller import Controller
 from google.protobuf.timestamp_pb2 import Timestamp
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from lawtrail.media.v1 import recording_pb2 as rpb
 from lawtrail.media.v1 import recording_service_pb2 as mpb
 from lawtrail.media.v1 import recording_service_pb2_grpc as mpb_grpc
@@ -56,6 +58,16 @@ class Inbox:
     def subjects(self) -> list[str]:
         # Long subjects are folded over lines by the mail format: unfold them.
         return [" ".join(str(m["Subject"]).split()) for m in self.mails]
+
+    def event_keys(self) -> list[str]:
+        """(ce_source, ce_id) of the event behind each mail, from the footer every mail carries."""
+        keys = []
+        for mail in self.mails:
+            body = mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
+            found = re.search(r"^event (\S+) from (\S+) at ", body, re.MULTILINE)
+            assert found, f"mail without an event footer: {body!r}"
+            keys.append(f"{found[2]} {found[1]}")
+        return keys
 
 
 @pytest.fixture
@@ -123,6 +135,28 @@ def eventually(check: Callable[[], bool], what: Callable[[], str], within_s: flo
     raise AssertionError(f"not within {within_s} s: {what()}")
 
 
+def caught_up(bootstrap: str, group_id: str, topics: list[str]) -> Callable[[], bool]:
+    """True once `group_id` has committed every partition of `topics` up to its end offset: the SDK
+    commits only after the handler returned, so every record there was then has been mailed."""
+
+    def check() -> bool:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        probe = KafkaConsumer(bootstrap_servers=bootstrap)
+        try:
+            committed = admin.list_consumer_group_offsets(group_id)
+            partitions = [TopicPartition(t, p) for t in topics for p in probe.partitions_for_topic(t) or ()]
+            ends = probe.end_offsets(partitions)
+            # A partition the group never committed counts as position 0 (fine while it is empty).
+            return all(
+                max(committed[tp].offset if tp in committed else 0, 0) >= end for tp, end in ends.items()
+            )
+        finally:
+            probe.close()
+            admin.close()
+
+    return check
+
+
 class Running:
     """The notifier as its own process (`python examples/notifier/notifier.py`), stopped with SIGTERM."""
 
@@ -174,8 +208,10 @@ def test_notifier_mails_integrity_failures_and_serious_findings_only(
         archivist = mint_token(private, subject="arch-1", unit=unit, roles=["ARCHIVIST"])
 
         # A poison record on a topic the notifier reads: it must be dead-lettered, not block the rest.
+        # Its value names this test: the media topic is shared with the other tests (and their junk).
+        junk = b"\x00not an event from " + unit.encode()
         producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
-        producer.send("lawtrail.media.v1.events", key=b"junk", value=b"\x00not an event").get(30)
+        sent = producer.send("lawtrail.media.v1.events", key=b"junk", value=junk).get(30)
         producer.close()
 
         running = Running(settings, tmp_path / "notifier.log")
@@ -218,16 +254,32 @@ def test_notifier_mails_integrity_failures_and_serious_findings_only(
             lambda: any(f"[Lawtrail R23-2] serious finding in {unit}" in s for s in inbox.subjects()),
             lambda: f"a mail about the R23-2 finding; got {inbox.subjects()}",
         )
-        time.sleep(2)
+        # Let the restarted notifier work through everything on its topics (committed up to the end),
+        # so a repeated mail would have been sent by now.
+        topics = notifier.build(settings, send=lambda subject, body: None).topics
+        eventually(
+            caught_up(stack.kafka_bootstrap, settings.group_id, topics),
+            lambda: f"group {settings.group_id} committed up to the end of {topics}",
+            within_s=180,  # the replayed backlog of a full run on a loaded machine; returns once true
+        )
         running.stop()
         after = inbox.subjects()[len(before) :]
-        assert [s for s in after if "R20" in s] == [], "the R20 mail was sent again after the restart"
+        # The topics are shared with the other integration tests, and this test's compliance-svc (a new
+        # app id) replays the whole media topic: it raises new R20 findings about other tests' units
+        # (e.g. unit-a) whenever it gets to them, also while the notifier is down. Those are new events,
+        # mailed once each after the restart. A mail sent twice is the same event (source, id) twice.
+        r20_here = f"[Lawtrail R20] serious finding in {unit}"
+        assert [s for s in after if r20_here in s] == [], "the R20 mail was sent again after the restart"
+        assert len([s for s in inbox.subjects() if r20_here in s]) == 1
+        repeated = [key for key, n in Counter(inbox.event_keys()).items() if n > 1]
+        assert repeated == [], f"events mailed more than once (across the restart): {repeated}"
         assert len([s for s in inbox.subjects() if recording.recording_id in s]) == 1
         # Minor findings are not mailed; every mail went to the legal affairs office.
         assert all("R19b" not in s and "R11a" not in s for s in inbox.subjects())
         assert {m["To"] for m in inbox.mails} == {"legal-office@example.org"}
         # The poison record was reported once, by the first run only (then committed).
-        assert (tmp_path / "notifier.log").read_text().count("skipped poison message") == 1
+        where = f"{sent.topic}[{sent.partition}]@{sent.offset}"
+        assert (tmp_path / "notifier.log").read_text().count(f"skipped poison message {where}:") == 1
 
         dead = KafkaConsumer(
             dlq,
@@ -235,9 +287,11 @@ def test_notifier_mails_integrity_failures_and_serious_findings_only(
             auto_offset_reset="earliest",
             consumer_timeout_ms=5000,
         )
-        records = list(dead)
+        records = [r for r in dead if r.value == junk]
         dead.close()
-        assert [r.value for r in records] == [b"\x00not an event"]
-        assert any(k == "lawtrail_error" and b"missing header" in v for k, v in records[0].headers)
+        assert len(records) == 1, f"{len(records)} copies of the poison record in {dlq}"
+        headers = dict(records[0].headers)
+        assert b"missing header" in headers["lawtrail_error"]
+        assert headers["lawtrail_origin"] == f"{sent.topic}/{sent.partition}/{sent.offset}".encode()
     finally:
         starter.stop_all()
