@@ -10,6 +10,7 @@ or at its expiry. Every transition records an event, stored with the request (em
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -201,12 +202,23 @@ SHA256_HEX = frozenset("0123456789abcdef")
 # --- validation ---------------------------------------------------------------------------------------
 
 
+# NUL cannot be stored in the database and other control characters mean nothing in a record or an id;
+# newlines and tabs stay allowed in texts such as a purpose or a reason.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def text(value: str, field_name: str, *, limit: int = MAX_TEXT) -> str:
     value = value.strip()
     if not value:
         raise InvalidArgument(f"{field_name} is required (1–{limit} characters)")
     if len(value) > limit:
         raise InvalidArgument(f"{field_name} is {len(value)} characters long; at most {limit} are allowed")
+    bad = _CONTROL.search(value)
+    if bad:
+        raise InvalidArgument(
+            f"{field_name} contains the control character U+{ord(bad.group()):04X} at position "
+            f"{bad.start()}; use plain text"
+        )
     return value
 
 
