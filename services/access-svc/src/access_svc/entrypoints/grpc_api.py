@@ -28,7 +28,7 @@ from access_svc.adapters.proto_mapping import (
     ts,
 )
 from access_svc.domain import permissions
-from access_svc.domain.model import Actor, RequestState
+from access_svc.domain.model import Actor, RequestState, text
 from access_svc.service_layer.handlers import AccessHandlers
 from access_svc.service_layer.ledger import LedgerHandlers
 
@@ -201,7 +201,11 @@ class LedgerApi(lpb_grpc.LedgerServiceServicer):
         if request.ce_source or request.ce_id:
             if not (request.ce_source and request.ce_id):
                 raise InvalidArgument("ce_source and ce_id go together (or give leaf_index alone)")
-            index, leaf = await self._h.entry(key=event_key(request.ce_source, request.ce_id))
+            source, event_id = (
+                text(request.ce_source, "ce_source", limit=500),
+                text(request.ce_id, "ce_id", limit=500),
+            )
+            index, leaf = await self._h.entry(key=event_key(source, event_id))
         else:
             index, leaf = await self._h.entry(index=request.leaf_index)
         return lpb.GetLedgerEntryResponse(leaf_index=index, leaf=leaf)

@@ -14,6 +14,7 @@ import lawtrail_merkle as merkle
 from servicekit.errors import InvalidArgument, NotFound
 
 from access_svc.domain.ledger import ORIGIN, Checkpoint, checkpoint_body
+from access_svc.domain.model import text
 from access_svc.service_layer.ports import GrantSigner, LedgerStore
 
 log = logging.getLogger(__name__)
@@ -36,11 +37,11 @@ class LedgerHandlers:
         return await self._store.append(leaf, key, subject=subject, checkpoint=checkpoint)
 
     async def entries_about(self, subject: str) -> list[int]:
-        subject = subject.strip()
-        if not subject or len(subject) > 200:
+        if not subject.strip():
             raise InvalidArgument(
                 "ce_subject is required (1–200 characters): a case, recording or request id"
             )
+        subject = text(subject, "ce_subject", limit=200)
         size = (await self._store.head()).size
         return sorted(i for i in await self._store.indexes_about(subject) if i < size)
 
