@@ -79,6 +79,21 @@ def test_messages_without_time_fields_and_recursive_types_are_walked_safely() ->
     check_request("not a message")
 
 
+def test_nul_in_any_string_field_is_invalid_argument_naming_it() -> None:
+    # NUL cannot be stored (FerretDB refuses it): refused for every service at the wire, not INTERNAL.
+    nested = struct_pb2.Value(
+        struct_value=struct_pb2.Struct(fields={"a\x00b": struct_pb2.Value(string_value="x")})
+    )
+    with pytest.raises(InvalidArgument) as refused:
+        check_request(devices.RecordPreUseCheckRequest(device_number="D\x001"))
+    assert [v.field for v in refused.value.violations] == ["device_number"]
+    assert "NUL" in str(refused.value)
+    with pytest.raises(InvalidArgument) as in_map:
+        check_request(nested)
+    assert [v.field for v in in_map.value.violations] == ["struct_value.fields['a\\x00b']"]
+    check_request(devices.RecordPreUseCheckRequest(device_number="D-1 案\n"))  # other text passes
+
+
 def _unpack(status: object) -> tuple[error_details_pb2.ErrorInfo, error_details_pb2.BadRequest | None]:
     info, bad = error_details_pb2.ErrorInfo(), None
     for detail in status.details:  # type: ignore[attr-defined]

@@ -9,6 +9,10 @@ servicer runs, instead of surfacing as INTERNAL from deep inside a handler.
 The walk follows the request's descriptor: only set fields are visited (``ListFields``) and only into
 message types that can (transitively) contain a Timestamp or Duration, decided once per type, so an
 upload chunk of bytes costs one dictionary look-up.
+
+A string carrying NUL (U+0000) is refused the same way, whatever the field: no database behind the
+services can store it (FerretDB refuses it; MongoDB truncates keys at it), and no identifier or text
+of the domain contains it, so it would otherwise surface as INTERNAL from the storage layer.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from google.protobuf.message import Message
 
 from servicekit.errors import FieldViolation, InvalidArgument
 
-__all__ = ["check_request", "find_violations"]
+__all__ = ["check_request", "find_nul_strings", "find_violations"]
 
 TIMESTAMP = "google.protobuf.Timestamp"
 DURATION = "google.protobuf.Duration"
@@ -113,11 +117,54 @@ def find_violations(message: Message, prefix: str = "") -> Iterator[FieldViolati
             yield from find_violations(value, path)
 
 
+def _nul_problem(path: str, value: str) -> FieldViolation | None:
+    at = value.find("\x00")
+    if at < 0:
+        return None
+    return FieldViolation(
+        path, f"contains NUL (U+0000) at position {at}; text cannot hold it", "INVALID_TEXT"
+    )
+
+
+def find_nul_strings(message: Message, prefix: str = "") -> Iterator[FieldViolation]:
+    """Every string field (map keys and values included) of ``message`` that contains NUL."""
+    field: Any
+    for field, value in message.ListFields():
+        path = f"{prefix}.{field.name}" if prefix else field.name
+        if field.type == FieldDescriptor.TYPE_STRING:
+            for index, item in enumerate(value) if field.is_repeated else [(None, value)]:
+                problem = _nul_problem(path if index is None else f"{path}[{index}]", item)
+                if problem is not None:
+                    yield problem
+        elif _is_message(field):
+            if field.message_type.GetOptions().map_entry:
+                key_field = field.message_type.fields_by_name["key"]
+                value_field = field.message_type.fields_by_name["value"]
+                for key, item in value.items():
+                    item_path = f"{path}[{key!r}]"
+                    if key_field.type == FieldDescriptor.TYPE_STRING:
+                        problem = _nul_problem(item_path, key)
+                        if problem is not None:
+                            yield problem
+                    if value_field.type == FieldDescriptor.TYPE_STRING:
+                        problem = _nul_problem(item_path, item)
+                        if problem is not None:
+                            yield problem
+                    elif _is_message(value_field):
+                        yield from find_nul_strings(item, item_path)
+            elif field.is_repeated:
+                for index, item in enumerate(value):
+                    yield from find_nul_strings(item, f"{path}[{index}]")
+            else:
+                yield from find_nul_strings(value, path)
+
+
 def check_request(message: Any) -> None:
-    """Raise InvalidArgument naming every out-of-range Timestamp/Duration field of ``message``."""
+    """Raise InvalidArgument naming every out-of-range Timestamp/Duration field of ``message`` and
+    every string field that holds NUL."""
     if not isinstance(message, Message):
         return
-    violations = list(find_violations(message))
+    violations = [*find_violations(message), *find_nul_strings(message)]
     if violations:
         first = violations[0]
         more = f" (and {len(violations) - 1} more field(s))" if len(violations) > 1 else ""
