@@ -53,8 +53,8 @@ async def test_r13_tour_chapter_a_complaint_holds_the_recording_and_a_verified_c
         work_dir=tmp_path,
     )
     printed = capsys.readouterr().out
-    assert "R2. recorded a COMPLAINT incident" in printed
-    assert "R3. retention-svc holds the recording: RETENTION_STATE_PERMANENT" in printed
+    assert "2.2 recorded a COMPLAINT incident" in printed
+    assert "2.3 retention-svc holds the recording: RETENTION_STATE_PERMANENT" in printed
     assert "every SHA-256 matches" in printed
     assert path.endswith(".iso")
 
