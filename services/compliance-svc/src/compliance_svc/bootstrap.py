@@ -16,13 +16,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
+from lawtrail.case.v1 import case_events_pb2
 from lawtrail.compliance.v1 import compliance_service_pb2_grpc
+from lawtrail.media.v1 import media_events_pb2
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 from servicekit.app import Runtime, Wiring
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
+from servicekit.topics import events_topic_of
 
 from compliance_svc.adapters.repository import FINDINGS, MongoFindingRepository
 from compliance_svc.adapters.spot_checks import MATERIALS, SPOT_CHECKS, MongoSpotCheckStore
@@ -46,7 +49,7 @@ class ComplianceSettings(ServiceSettings):
     # Source topics, comma-separated: adding a service's events is adding its topic here (and its
     # event types to adapters/event_mapping.FACTS). All must exist with `compliance_partitions` partitions.
     compliance_topics: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["lawtrail.case.v1.events", "lawtrail.media.v1.events"]
+        default_factory=lambda: [events_topic_of(case_events_pb2), events_topic_of(media_events_pb2)]
     )
     compliance_partitions: int = 3
     # faust app id = consumer group and the prefix of its changelog topic; a new id replays every topic.

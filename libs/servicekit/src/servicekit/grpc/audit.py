@@ -26,10 +26,11 @@ from lawtrail.audit.v1 import audit_events_pb2
 from servicekit.grpc.interceptors import _Continuation, _Handler, _metadata, _wrap
 from servicekit.logging import bound_fields
 from servicekit.messaging.envelope import KafkaRecord, encode
+from servicekit.topics import events_topic_of
 
 log = logging.getLogger(__name__)
 
-AUDIT_TOPIC = "lawtrail.audit.v1.events"
+AUDIT_TOPIC = events_topic_of(audit_events_pb2)
 Publish = Callable[[str, KafkaRecord], Awaitable[Any]]
 
 

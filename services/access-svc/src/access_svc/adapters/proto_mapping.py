@@ -13,11 +13,12 @@ from lawtrail.access.v1 import access_service_pb2 as api
 from lawtrail.common.v1 import common_pb2
 from servicekit.errors import InvalidArgument
 from servicekit.messaging.outbox import OutboundEvent
+from servicekit.topics import events_topic_of
 
 from access_svc.domain import model as m
 from access_svc.domain.ledger import Checkpoint
 
-TOPIC = "lawtrail.access.v1.events"
+TOPIC = events_topic_of(ev)
 
 KINDS = {
     gpb.GRANT_RESOURCE_KIND_RECORDING: m.ResourceKind.RECORDING,

@@ -16,6 +16,7 @@ from lawtrail.media.v1 import media_events_pb2
 from servicekit.logging import bound_fields
 from servicekit.messaging.consumer import TypeRouter
 from servicekit.messaging.envelope import Envelope
+from servicekit.topics import events_topic_of
 
 from access_svc.adapters.repository import MongoOwners
 from access_svc.domain.model import ResourceKind
@@ -24,7 +25,7 @@ from access_svc.service_layer.ledger import LedgerHandlers
 
 LEDGER_GROUP = "access-svc.ledger"
 OWNERS_GROUP = "access-svc.owners"
-OWNER_TOPICS = ("lawtrail.case.v1.events", "lawtrail.media.v1.events")
+OWNER_TOPICS = (events_topic_of(case_events_pb2), events_topic_of(media_events_pb2))
 CHECKPOINT_TYPE = access_events_pb2.LedgerCheckpointSigned.DESCRIPTOR.full_name
 
 

@@ -32,6 +32,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from servicekit.errors import InvalidArgument, PermissionDenied
 from servicekit.messaging.outbox import OutboundEvent
 from servicekit.mongo import VersionedRepository, serialized
+from servicekit.topics import events_topic_of
 
 from case_svc.domain.access import GrantClaims
 from case_svc.service_layer.ports import CaseView, DocumentRead, GrantVerifier, ReadLog
@@ -45,6 +46,7 @@ ACTIONS = {
     pb.GRANTED_ACTION_EXPORT: "EXPORT",
 }
 READS = "document_reads"
+CASE_TOPIC = events_topic_of(case_events_pb2)
 REVOKED = "revoked_grants"
 
 
@@ -165,7 +167,7 @@ class MongoReadLog(ReadLog):
                 "grant_id": read.grant_id,
                 "basis": read.basis,
             },
-            events=[OutboundEvent("lawtrail.case.v1.events", event, subject=read.case_id)],
+            events=[OutboundEvent(CASE_TOPIC, event, subject=read.case_id)],
         )
 
     async def record_view(self, view: CaseView) -> None:
@@ -193,5 +195,5 @@ class MongoReadLog(ReadLog):
             subject, key = view.viewer, f"search/{view.viewer}/{millis}/{uuid.uuid4().hex[:8]}"
         await self._documents.insert(
             {"_id": key, "viewer": view.viewer, "at": view.at, "rpc": view.rpc, "case_id": view.case_id},
-            events=[OutboundEvent("lawtrail.case.v1.events", event, subject=subject)],
+            events=[OutboundEvent(CASE_TOPIC, event, subject=subject)],
         )

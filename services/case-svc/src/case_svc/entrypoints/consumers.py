@@ -61,7 +61,7 @@ def _time(event: media_events_pb2.RecordingLinked, name: str) -> datetime | None
     return to_ms(getattr(event, name).ToDatetime(tzinfo=UTC))
 
 
-ACCESS_TOPIC = "lawtrail.access.v1.events"
+ACCESS_TOPIC = events_topic_of(access_events_pb2)
 ACCESS_GROUP_ID = "case-svc.access-events"
 
 

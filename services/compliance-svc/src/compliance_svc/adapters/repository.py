@@ -10,16 +10,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from lawtrail.compliance.v1 import compliance_events_pb2
 from servicekit.errors import AlreadyExists
 from servicekit.messaging.outbox import OutboundEvent
 from servicekit.mongo import IndexSpec, VersionedRepository
+from servicekit.topics import events_topic_of
 
 from compliance_svc.adapters.proto_mapping import changed_event, raised_event
 from compliance_svc.domain.model import Attribution, Finding, Severity, State
 from compliance_svc.service_layer.ports import FindingFilter
 
 FINDINGS = "findings"
-TOPIC = "lawtrail.compliance.v1.events"
+TOPIC = events_topic_of(compliance_events_pb2)
 
 
 def _attribution(value: Attribution | None) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from lawtrail.media.v1 import disposal_service_pb2 as pb
 from pymongo.asynchronous.database import AsyncDatabase
 from servicekit.messaging.outbox import OutboundEvent
 from servicekit.mongo import IndexSpec, VersionedRepository, serialized
+from servicekit.topics import events_topic_of
 
 from media_svc.adapters.content_store import LocalContentStore
 from media_svc.domain.disposal import Tombstone
@@ -22,7 +23,7 @@ from media_svc.service_layer.disposal import ContentEraser, DisposalStore
 HOLDS = "disposal_holds"
 CASES = "disposal_cases"
 TOMBSTONES = "tombstones"
-TOPIC = "lawtrail.media.v1.events"
+TOPIC = events_topic_of(pb)
 
 
 def tombstone_message(t: Tombstone) -> pb.RecordingTombstone:

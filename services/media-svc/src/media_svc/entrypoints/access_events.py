@@ -10,10 +10,11 @@ from __future__ import annotations
 from lawtrail.access.v1 import access_events_pb2
 from servicekit.messaging.consumer import TypeRouter
 from servicekit.messaging.envelope import Envelope
+from servicekit.topics import events_topic_of
 
 from media_svc.adapters.access_grants import Ed25519GrantVerifier, MongoRevocations
 
-ACCESS_TOPIC = "lawtrail.access.v1.events"
+ACCESS_TOPIC = events_topic_of(access_events_pb2)
 GROUP_ID = "media-svc.access-events"
 
 

@@ -13,6 +13,7 @@ from lawtrail.retention.v1 import retention_events_pb2 as ret_ev
 from servicekit.auth import Role
 from servicekit.messaging.consumer import TypeRouter
 from servicekit.messaging.envelope import Envelope
+from servicekit.topics import events_topic_of
 
 from media_svc.adapters.disposal import tombstone_message
 from media_svc.entrypoints.grpc_api import RecordingApi
@@ -23,8 +24,8 @@ SERVICE = pb.DESCRIPTOR.services_by_name["DisposalService"]
 DISPOSAL_ROLE_POLICY: Mapping[str, frozenset[str]] = {
     f"/{SERVICE.full_name}/DisposeRecording": frozenset({Role.SERVICE}),
 }
-CASE_TOPIC = "lawtrail.case.v1.events"
-RETENTION_TOPIC = "lawtrail.retention.v1.events"
+CASE_TOPIC = events_topic_of(case_ev)
+RETENTION_TOPIC = events_topic_of(ret_ev)
 GROUP_ID = "media-svc.disposal-guard"
 
 

@@ -8,6 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.retention.v1 import retention_events_pb2 as ev
 from lawtrail.retention.v1 import retention_pb2 as pb
 from servicekit.messaging.outbox import OutboundEvent
+from servicekit.topics import events_topic_of
 
 from retention_svc.domain.retention import (
     CaseRecord,
@@ -19,7 +20,7 @@ from retention_svc.domain.retention import (
     RetentionState,
 )
 
-TOPIC = "lawtrail.retention.v1.events"
+TOPIC = events_topic_of(ev)
 
 _STATE = {
     RetentionState.DATED: pb.RETENTION_STATE_DATED,

@@ -23,12 +23,13 @@ from lawtrail.media.v1 import recording_pb2
 from servicekit.errors import InvalidArgument
 from servicekit.messaging.consumer import TypeRouter
 from servicekit.messaging.envelope import Envelope, InvalidEnvelope
+from servicekit.topics import events_topic_of
 
 from retention_svc.domain.retention import Incident
 from retention_svc.service_layer.handlers import CaseFacts, RecordingFacts, RetentionHandlers
 
-CASE_TOPIC = "lawtrail.case.v1.events"
-MEDIA_TOPIC = "lawtrail.media.v1.events"
+CASE_TOPIC = events_topic_of(case_ev)
+MEDIA_TOPIC = events_topic_of(media_ev)
 DEFAULT_GROUP_ID = "retention-svc.events"
 
 
