@@ -211,7 +211,11 @@ def running(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     starter = ServiceStarter(stack, tmp_path_factory.mktemp("hostile"))
     private_path, _ = ensure_dev_keys(starter.data_dir)
     try:
-        processes = [starter(spec.name) for spec in SERVICES]
+        processes: list[ServiceProcess] = []
+        for spec in SERVICES:  # media-svc starts before retention-svc, which reads content through it
+            peers = {p.spec.name: p.grpc_address for p in processes}
+            env = {"LAWTRAIL_RETENTION_MEDIA_ADDRESS": peers["media-svc"]} if "media-svc" in peers else {}
+            processes.append(starter(spec.name, env=env))
         system = Running(processes, private_path.read_bytes(), stack, starter.data_dir)
         for process in processes:
             for name in _announced(process.grpc_address):
