@@ -121,9 +121,12 @@ class VersionedRepository:
     Every write is a single-document operation carrying the state change, the version bump and the
     aggregate's new events (see ``servicekit.messaging.outbox``). Subclasses add the domain mapping
     (aggregate <-> document) and declare ``indexes``; ``what`` names the aggregate in messages.
+    ``criteria`` names the search fields a query may combine (each leads an index of its own; see
+    ``servicekit.queryshapes``).
     """
 
     indexes: ClassVar[Sequence[IndexSpec]] = ()
+    criteria: ClassVar[frozenset[str]] = frozenset()
     what: ClassVar[str] = "record"
 
     def __init__(

@@ -9,6 +9,14 @@ started by the integration tests get ``LAWTRAIL_QUERY_SHAPES_FILE``, and ``creat
 indexes by MongoDB's ESR rule: the index starts with equality fields of the query, continues with the
 sort (all in the same or all in the opposite direction; a sort field the query fixes by equality is
 skipped), and range predicates come after — so no collection scan and no in-memory sort.
+
+A search API whose criteria may be combined (ListCases, SearchRecordings) cannot have an index per
+combination (2^n). Its repository declares those fields as ``criteria``: each leads an index of its
+own (after the unit, and without it for cross-unit readers), and a query naming several is bounded by
+the index of one of them and filtered by the others on the rows in that bound — still no collection
+scan and no in-memory sort. ``serving_index`` accepts that only when the bound includes a criterion
+and every equality field left out of the bound is a criterion too, so a query naming one criterion
+still needs that criterion's own index.
 """
 
 from __future__ import annotations
@@ -97,7 +105,9 @@ def shapes_of(
 
 
 def serving_index(
-    shape: QueryShape, indexes: Iterable[Sequence[tuple[str, int]]]
+    shape: QueryShape,
+    indexes: Iterable[Sequence[tuple[str, int]]],
+    criteria: frozenset[str] = frozenset(),
 ) -> Sequence[tuple[str, int]] | None:
     """The first index that serves ``shape`` by the ESR rule, or None.
 
@@ -106,17 +116,33 @@ def serving_index(
     all against it; range predicates (and predicates that bound nothing, like ``$ne``) are checked
     after that. Without equality fields the index must give the sort, or bound a range on its first
     field. ``_id`` equality is always served (the ``_id`` index).
+
+    With ``criteria`` (the collection's combinable search fields), an index whose leading fields are
+    only some of the equality fields also serves when they include a criterion and every equality
+    field it leaves out is a criterion (bounded by one criterion, filtered by the others). An index
+    that serves all equality fields is preferred.
     """
     if "_id" in shape.equality:
         return [("_id", 1)]
+    indexes = [list(keys) for keys in indexes]
+    exact = _serving(shape, indexes, partial=False, criteria=criteria)
+    return exact if exact is not None else _serving(shape, indexes, partial=True, criteria=criteria)
+
+
+def _serving(
+    shape: QueryShape, indexes: list[list[tuple[str, int]]], *, partial: bool, criteria: frozenset[str]
+) -> Sequence[tuple[str, int]] | None:
+    # the sort fields the query fixes by equality are skipped, whether or not the index bounds them
     sort = [(f, d) for f, d in shape.sort if f not in shape.equality]
     for keys in indexes:
-        keys = list(keys)
         i = 0
         while i < len(keys) and keys[i][0] in shape.equality:
             i += 1
         prefix = i
-        if {f for f, _ in keys[:prefix]} != set(shape.equality):
+        bound = {f for f, _ in keys[:prefix]}
+        if not partial and bound != set(shape.equality):
+            continue
+        if partial and not (bound & criteria and set(shape.equality) - bound <= criteria):
             continue
         following = keys[i : i + len(sort)]
         if [f for f, _ in following] != [f for f, _ in sort]:
@@ -133,10 +159,21 @@ def serving_index(
 
 
 def uncovered(
-    shapes: Iterable[QueryShape], indexes: Mapping[tuple[str, str], Sequence[Sequence[tuple[str, int]]]]
+    shapes: Iterable[QueryShape],
+    indexes: Mapping[tuple[str, str], Sequence[Sequence[tuple[str, int]]]],
+    criteria: Mapping[str, frozenset[str]] | None = None,
 ) -> list[QueryShape]:
-    """The shapes no index of their collection serves (``indexes`` by (database, collection))."""
-    return [s for s in shapes if serving_index(s, indexes.get((s.database, s.collection), ())) is None]
+    """The shapes no index of their collection serves (``indexes`` by (database, collection);
+    ``criteria``: each collection's combinable search fields, by collection name)."""
+    criteria = criteria or {}
+    return [
+        s
+        for s in shapes
+        if serving_index(
+            s, indexes.get((s.database, s.collection), ()), criteria.get(s.collection, frozenset())
+        )
+        is None
+    ]
 
 
 class ShapeRecorder(monitoring.CommandListener):

@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from case_svc.adapters.repository import CaseDocuments
 from case_svc.domain import commands as c
 from case_svc.domain.model import ActType, CaseFlag, PartyKind, Procedure, Stage
 from case_svc.service_layer.queries import ListCases
@@ -169,3 +170,16 @@ async def test_r04_concurrent_requests_on_one_case_take_turns_and_all_count(worl
     assert len(stored.activities) == 20
     assert stored.version == 21
     assert world.cases.conflicts == 0  # they took turns instead of overwriting each other's reads
+
+
+def test_every_list_criterion_leads_an_index_in_result_order_with_and_without_the_unit() -> None:
+    """ListCases is index-backed (issue 9): each criterion a request may combine leads an index ending
+    in the listing order, per unit and across units (legal affairs office); the index-coverage
+    integration test checks every query the service actually issued against them."""
+    keys = [tuple(k for k, _ in spec.keys) for spec in CaseDocuments.indexes]
+    assert ("unit", "opened_at", "_id") in keys
+    assert ("opened_at", "_id") in keys
+    assert CaseDocuments.criteria == {"stage", "act_type", "flag_names", "officers", "party_names"}
+    for field in CaseDocuments.criteria:
+        assert ("unit", field, "opened_at", "_id") in keys
+        assert (field, "opened_at", "_id") in keys

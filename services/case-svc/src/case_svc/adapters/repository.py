@@ -58,20 +58,25 @@ def _newest(*prefix: tuple[str, int]) -> IndexSpec:
     return IndexSpec([*prefix, ("opened_at", -1), ("_id", -1)])
 
 
+# ListCases criteria (document fields) that a request may combine: each has an index of its own, and a
+# request naming several reads the range of one of them and filters by the others (servicekit.queryshapes).
+CRITERIA = ("stage", "act_type", "flag_names", "officers", "party_names")
+
+
 class CaseDocuments(VersionedRepository):
-    """The `cases` collection. Each ListCases filter has an index that leads with it (after the unit)
-    and ends with the sort order (opened_at, _id descending), so a page reads only what it returns."""
+    """The `cases` collection. Each ListCases criterion has an index that leads with it (after the
+    unit, and without the unit for the legal affairs office listing across units) and ends with the
+    sort order (opened_at, _id descending), so a page reads only what it returns; a request combining
+    criteria reads one criterion's range and filters it by the others."""
 
     what = "case"
+    criteria = frozenset(CRITERIA)
     indexes = (
         _newest(("unit", 1)),
-        _newest(("unit", 1), ("stage", 1)),
-        _newest(("unit", 1), ("act_type", 1)),
-        _newest(("unit", 1), ("flag_names", 1)),
-        _newest(("unit", 1), ("officers", 1)),
-        _newest(("unit", 1), ("party_names", 1)),
+        *[_newest(("unit", 1), (field, 1)) for field in CRITERIA],
         _newest(("unit", 1), ("cause", 1)),
         _newest(),  # the legal affairs office lists across units
+        *[_newest((field, 1)) for field in CRITERIA],
     )
 
 

@@ -9,8 +9,9 @@ Every change is one single-document write carrying its events (embedded outbox, 
 
 Search (R17) is index-backed: every criterion that can narrow a query has a compound index
 `(unit, <criterion>, recorded_from, _id)` (and one without `unit` for supervisors), so a search is an
-index range scan in the order of the results. `SEARCH_INDEXES` lists them; a unit test checks that every
-criterion is covered.
+index range scan in the order of the results; a search combining criteria reads one criterion's range
+and filters it by the others (`SEARCH_FIELDS` are the repository's `criteria`, servicekit.queryshapes).
+`SEARCH_INDEXES` lists them; a unit test checks that every criterion is covered.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ SCRUB_LOCK = "scrub_lock"
 Document = dict[str, Any]
 
 # Search criteria (document field names) in the order the query prefers them as the leading equality.
-SEARCH_FIELDS = ("case_id", "device_number", "officer", "party", "case_cause")
+SEARCH_FIELDS = ("case_id", "device_number", "officer", "party", "case_cause", "media_kind")
 SEARCH_INDEXES = [
     IndexSpec([("unit", 1), ("recorded_from", 1), ("_id", 1)], name="unit_time"),
     IndexSpec([("recorded_from", 1), ("_id", 1)], name="time"),
@@ -188,6 +189,7 @@ def recording_from(d: Mapping[str, Any]) -> Recording:
 
 
 class _Recordings(VersionedRepository):
+    criteria = frozenset(SEARCH_FIELDS)
     indexes: ClassVar[Sequence[IndexSpec]] = [
         IndexSpec([("sha256", 1)], unique=True, name="sha256"),
         *SEARCH_INDEXES,
@@ -211,6 +213,8 @@ class MongoRecordingRepository(RecordingRepository):
     @staticmethod
     def indexes() -> Sequence[IndexSpec]:
         return _Recordings.all_indexes()
+
+    criteria = _Recordings.criteria
 
     async def get(self, recording_id: str) -> Recording | None:
         d = await self._docs.find_one({"_id": recording_id}, {"outbox": 0})
@@ -242,9 +246,7 @@ class MongoRecordingRepository(RecordingRepository):
         for name in ("unit", *SEARCH_FIELDS):
             value = getattr(query, name)
             if value:
-                filt[name] = value
-        if query.media_kind is not None:
-            filt["media_kind"] = query.media_kind.value
+                filt[name] = value.value if isinstance(value, MediaKind) else value
         time_range: Document = {}
         if query.recorded_before is not None:
             time_range["$lt"] = query.recorded_before

@@ -90,7 +90,7 @@ def test_r17_every_search_criterion_has_an_index_in_result_order() -> None:
     for field in SEARCH_FIELDS:
         assert ("unit", field, "recorded_from", "_id") in keys
         assert (field, "recorded_from", "_id") in keys
-    assert set(SEARCH_FIELDS) == {"case_id", "device_number", "officer", "party", "case_cause"}
+    assert set(SEARCH_FIELDS) == {"case_id", "device_number", "officer", "party", "case_cause", "media_kind"}
 
 
 async def test_r05_linking_emits_recording_linked_once_and_is_additive(app: App, media: Media) -> None:
