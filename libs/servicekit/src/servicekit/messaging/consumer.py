@@ -159,9 +159,13 @@ class EventConsumer:
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        """Join the group and start consuming; fails if a topic or the DLQ topic does not exist."""
+        """Connect, check the topics and start consuming; fails if a topic or the DLQ topic does not exist.
+
+        The group is joined by the consuming task, not here: after a crash Kafka holds the rebalance
+        until the dead member's session times out (10 s), and the service's API need not wait for that
+        (``AIOKafkaConsumer.start`` with topics waits for the first assignment; a ``subscribe`` after it
+        does not)."""
         consumer = AIOKafkaConsumer(
-            *self._topics,
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             group_id=self._group_id,
             client_id=f"{self._settings.service_name}.{self._group_id}",
@@ -179,6 +183,7 @@ class EventConsumer:
                     f"topics {missing} do not exist (topics are never auto-created): declare them in "
                     "deploy/local/topics.toml / the KafkaTopic resources"
                 )
+            consumer.subscribe(self._topics)
         except BaseException:
             await consumer.stop()
             raise
