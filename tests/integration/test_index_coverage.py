@@ -9,6 +9,7 @@ from collections import defaultdict
 
 import pytest
 from case_svc.adapters.repository import CASES, CaseDocuments
+from compliance_svc.adapters.repository import FINDINGS, MongoFindingRepository
 from lawtrail_local.pytest_plugin import query_shapes_file
 from lawtrail_local.stack import Stack
 from media_svc.adapters.recording_repository import RECORDINGS, MongoRecordingRepository
@@ -31,9 +32,13 @@ DELIBERATE_SCANS: set[tuple[str, str, frozenset[str], tuple[tuple[str, int], ...
 }
 
 
-# The search APIs whose criteria a request may combine (ListCases, SearchRecordings): a query naming
+# The search APIs whose criteria a request may combine (ListCases, SearchRecordings, ListFindings): a query naming
 # several is bounded by one criterion's index and filtered by the others (servicekit.queryshapes).
-CRITERIA = {CASES: CaseDocuments.criteria, RECORDINGS: MongoRecordingRepository.criteria}
+CRITERIA = {
+    CASES: CaseDocuments.criteria,
+    RECORDINGS: MongoRecordingRepository.criteria,
+    FINDINGS: MongoFindingRepository.criteria,
+}
 
 
 def test_every_query_of_every_repository_is_index_served(stack: Stack) -> None:

@@ -77,19 +77,26 @@ def _newest(*prefix: tuple[str, int]) -> IndexSpec:
     return IndexSpec([*prefix, ("raised_at", -1), ("_id", -1)])
 
 
+# ListFindings criteria a request may combine: each has an index of its own (per unit and across units),
+# and a request naming several reads the range of one of them and filters by the others
+# (servicekit.queryshapes).
+CRITERIA = ("article", "severity", "state", "subject")
+
+
 class MongoFindingRepository(VersionedRepository):
     """The `findings` collection. Each ListFindings filter has an index that leads with it (after the
-    unit) and ends with the page order (raised_at, _id descending), so a page — including the cursor's
-    `raised_at = t, _id < x` branch — reads only what it returns (ESR, issue 9)."""
+    unit, and without it for a caller allowed every unit) and ends with the page order (raised_at, _id
+    descending), so a page — including the cursor's `raised_at = t, _id < x` branch — reads only what
+    it returns (ESR, issue 9); a request combining filters reads one filter's range and filters it by
+    the others."""
 
     what = "finding"
+    criteria = frozenset(CRITERIA)
     indexes: ClassVar[Sequence[IndexSpec]] = (
         _newest(("unit", 1)),
-        _newest(("unit", 1), ("article", 1)),
-        _newest(("unit", 1), ("severity", 1)),
-        _newest(("unit", 1), ("state", 1)),
-        _newest(("unit", 1), ("subject", 1)),
+        *[_newest(("unit", 1), (field, 1)) for field in CRITERIA],
         _newest(),  # a caller allowed every unit lists across units
+        *[_newest((field, 1)) for field in CRITERIA],
         IndexSpec([("state", 1), ("severity", 1)]),
     )
 
