@@ -32,8 +32,9 @@ DELIBERATE_SCANS: set[tuple[str, str, frozenset[str], tuple[tuple[str, int], ...
 }
 
 
-# The search APIs whose criteria a request may combine (ListCases, SearchRecordings, ListFindings): a query naming
-# several is bounded by one criterion's index and filtered by the others (servicekit.queryshapes).
+# The search APIs whose criteria a request may combine (ListCases, SearchRecordings, ListFindings): a
+# query naming several is bounded by one criterion's index and filtered by the others
+# (servicekit.queryshapes).
 CRITERIA = {
     CASES: CaseDocuments.criteria,
     RECORDINGS: MongoRecordingRepository.criteria,
