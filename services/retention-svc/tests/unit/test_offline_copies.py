@@ -15,8 +15,8 @@ from lawtrail_client import offline_copy
 from retention_svc.adapters.copies import LocalCopyWriter
 from retention_svc.bootstrap import build_copy_handlers
 from retention_svc.domain.copies import CopyFormat, OfflineCopy
-from retention_svc.service_layer.ports import ContentHeader, CopyInventory, MediaContent
-from servicekit.errors import DataLoss, FailedPrecondition
+from retention_svc.service_layer.ports import ContentHeader, CopyInventory, MediaContent, RetentionMetrics
+from servicekit.errors import DataLoss, FailedPrecondition, NotFound
 
 
 class FakeMedia(MediaContent):
@@ -112,3 +112,49 @@ async def test_r13_a_case_without_a_hold_is_not_copied(world: Any, kit: Any, tmp
     with pytest.raises(FailedPrecondition, match="no held recording"):
         async for _ in copies._make("case-free", world.unit, CopyFormat.ISO, "shelf", "tester"):
             pass
+
+
+async def test_r13_a_held_case_whose_copy_fails_does_not_hold_up_the_others(
+    world: Any, kit: Any, tmp_path: Path
+) -> None:
+    """A recording media-svc does not serve (NOT_FOUND) fails its case's automatic copy; the next held
+    case is still copied, the failure is counted, and the failed case is tried again next round."""
+    await _held_case(world, kit, {"r1": b"a" * 5000})
+    for recording_id in ("r2", "r3"):
+        facts = kit.recording_facts(recording_id, world.unit)
+        await world.handlers.recording_linked(facts, "case-d")
+    await world.handlers.incident_recorded(
+        kit.case_facts("case-d", world.unit), kit.incident("i2", "ASSAULT")
+    )
+
+    class Counting(RetentionMetrics):
+        def __init__(self) -> None:
+            self.failed: list[tuple[str, str]] = []
+
+        def copy_failed(self, unit: str, reason: str) -> None:
+            self.failed.append((unit, reason))
+
+    class Missing(FakeMedia):
+        @asynccontextmanager
+        async def download(
+            self, recording_id: str, *, case_id: str, purpose: str
+        ) -> AsyncIterator[tuple[ContentHeader, AsyncIterator[bytes]]]:
+            if recording_id not in self.contents:
+                raise NotFound(f"media-svc refused the download of recording {recording_id}")
+            async with super().download(recording_id, case_id=case_id, purpose=purpose) as served:
+                yield served
+
+    metrics, inventory = Counting(), MemoryInventory()
+    copies = build_copy_handlers(
+        world.cases,
+        world.recordings,
+        inventory,
+        Missing({"r1": b"a" * 5000}),
+        LocalCopyWriter(tmp_path),
+        metrics=metrics,
+    )
+    assert await copies.copy_new_holds() == 1
+    assert [c.case_id for c in inventory.copies] == ["case-c"]
+    assert metrics.failed == [(world.unit, "NotFound")]
+    assert await copies.copy_new_holds() == 0  # case-d is tried again, and fails again
+    assert metrics.failed == [(world.unit, "NotFound")] * 2

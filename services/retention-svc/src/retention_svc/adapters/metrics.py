@@ -22,6 +22,13 @@ class PrometheusRetentionMetrics(RetentionMetrics):
             ["unit"],
             registry=registry,
         )
+        self.copy_failures = Counter(
+            "lawtrail_retention_offline_copy_failures_total",
+            "Automatic offline copies of a held case that failed (R13), per unit and reason; the case is "
+            "tried again in the next round, the other held cases are not held up",
+            ["unit", "reason"],
+            registry=registry,
+        )
         self.copy_bytes = Counter(
             "lawtrail_retention_offline_copy_bytes",
             "Bytes of recordings written to offline copies, per unit",
@@ -73,6 +80,9 @@ class PrometheusRetentionMetrics(RetentionMetrics):
     def copy_made(self, unit: str, size_bytes: int) -> None:
         self.copies.labels(unit or "unknown").inc()
         self.copy_bytes.labels(unit or "unknown").inc(size_bytes)
+
+    def copy_failed(self, unit: str, reason: str) -> None:
+        self.copy_failures.labels(unit or "unknown", reason).inc()
 
     def batch_made(self, unit: str, size_bytes: int) -> None:
         self.batches.labels(unit or "unknown").inc()

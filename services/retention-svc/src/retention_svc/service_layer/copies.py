@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
-from servicekit.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
+from servicekit.errors import DataLoss, DomainError, FailedPrecondition, InvalidArgument, NotFound
 
 from retention_svc.domain.copies import (
     CopyDraft,
@@ -105,7 +105,12 @@ class CopyHandlers:
 
     async def copy_new_holds(self) -> int:
         """Makes a copy of every held case whose held recordings are not all on a copy yet (the automatic
-        follow-up of a hold, R13); answers how many copies were made."""
+        follow-up of a hold, R13); answers how many copies were made.
+
+        A case whose copy fails (media-svc does not serve one of its recordings, content that does not
+        match its ingest hash...) is logged with the reason, counted in
+        `lawtrail_retention_offline_copy_failures` and tried again in the next round; it does not hold
+        up the copies of the other held cases."""
         made = 0
         for case_id in await self.cases.held_case_ids():
             held = {r.recording_id for r in await self.held_recordings(case_id)}
@@ -116,10 +121,20 @@ class CopyHandlers:
                 continue
             case = await self.cases.get(case_id)
             assert case is not None
-            async for _ in self._make(
-                case_id, case.unit, self.default_format, AUTO_LOCATION, SERVICE_SUBJECT
-            ):
-                pass
+            try:
+                async for _ in self._make(
+                    case_id, case.unit, self.default_format, AUTO_LOCATION, SERVICE_SUBJECT
+                ):
+                    pass
+            except DomainError as error:
+                self.metrics.copy_failed(case.unit, type(error).__name__)
+                log.error(
+                    "automatic offline copy of held case %s (unit %s) failed: %s; tried again next round",
+                    case_id,
+                    case.unit,
+                    error,
+                )
+                continue
             made += 1
         return made
 

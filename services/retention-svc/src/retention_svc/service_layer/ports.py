@@ -78,6 +78,10 @@ class RetentionMetrics:
     def copy_made(self, unit: str, size_bytes: int) -> None:
         return None
 
+    def copy_failed(self, unit: str, reason: str) -> None:
+        """An automatic offline copy that could not be made (``reason``: the error class, e.g. NotFound)."""
+        return
+
     def batch_made(self, unit: str, size_bytes: int) -> None:
         return None
 
