@@ -163,7 +163,8 @@ async def _dead_letters(bootstrap: str, recording_ids: set[str], within_s: float
                     key = (record.key or b"").decode()
                     if key in recording_ids:
                         headers = dict(record.headers or ())
-                        found[key] = headers.get("dlq_error", b"").decode()
+                        error, by = headers.get("dlq_error", b""), headers.get("dlq_consumer", b"")
+                        found[key] = f"{error.decode()} (parked by {by.decode()})"
         return found
     finally:
         await consumer.stop()

@@ -17,6 +17,8 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -328,6 +330,8 @@ class EventConsumer:
             ("dlq_offset", str(record.offset).encode()),
             ("dlq_group", self._group_id.encode()),
             ("dlq_attempts", str(attempts).encode()),
+            # which process parked it: with several replicas, the one whose log has the traceback
+            ("dlq_consumer", f"{self._settings.service_name}@{socket.gethostname()}:{os.getpid()}".encode()),
         ]
         parked = KafkaRecord(key=record.key, value=record.value or b"", headers=headers)
         log.error(
