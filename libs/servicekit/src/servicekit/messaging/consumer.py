@@ -123,6 +123,9 @@ class TypeRouter:
             await route(envelope)
 
 
+TOPIC_METADATA_WAIT_S = 10.0
+
+
 class EventConsumer:
     """Consumes ``topics`` as ``group_id`` and applies each event with ``handler``."""
 
@@ -178,8 +181,13 @@ class EventConsumer:
         )
         await consumer.start()
         try:
-            existing = await consumer.topics()
-            missing = sorted({*self._topics, self._dlq} - set(existing))
+            # A topic created a moment ago takes a moment to show in every broker's metadata.
+            deadline = asyncio.get_running_loop().time() + TOPIC_METADATA_WAIT_S
+            while True:
+                missing = sorted({*self._topics, self._dlq} - set(await consumer.topics()))
+                if not missing or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.25)
             if missing:
                 raise RuntimeError(
                     f"topics {missing} do not exist (topics are never auto-created): declare them in "
