@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
@@ -95,7 +95,10 @@ async def caught_up(bootstrap: str, group: str, topics: list[str], stall_s: floa
     probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await probe.start()
     try:
-        partitions = [tp for t in topics for tp in await _partitions(probe, t)]
+        await probe.topics()  # fetches the metadata partitions_for_topic reads
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())
+        ]
         ends = await probe.end_offsets(partitions)
     finally:
         await probe.stop()
@@ -120,12 +123,6 @@ async def caught_up(bootstrap: str, group: str, topics: list[str], stall_s: floa
             await asyncio.sleep(0.5)
     finally:
         await admin.close()
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Any]:
-    from aiokafka import TopicPartition
-
-    return [TopicPartition(topic, p) for p in sorted(await consumer.partitions_for_topic(topic) or ())]
 
 
 class Kit:
