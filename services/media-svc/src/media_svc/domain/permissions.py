@@ -1,10 +1,11 @@
 """R8 for media-svc's records: who may do what with recordings and devices.
 
 The rule and its role groups are servicekit.policy's, the one permission policy of Lawtrail: a unit's
-members see and act on their own unit's records; LEGAL_OFFICE and INSPECTOR read every unit's records and
-act on none here except that the legal affairs office links recordings to cases across units (R5); a record of another unit answers
-PERMISSION_DENIED. This module only declares media-svc's resources with it (data, no branches); the gRPC
-role policies (entrypoints) and the table in docs/permissions.md are derived from these declarations.
+members see and act on their own unit's records; LEGAL_OFFICE and INSPECTOR read every unit's records, and
+the legal affairs office acts here only to link recordings to cases across units (R5); a record of another
+unit answers PERMISSION_DENIED. This module only declares media-svc's resources with it (data, no
+branches); the gRPC role policies (entrypoints) and the table in docs/permissions.md are derived from these
+declarations.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from servicekit.retry import read_decide_write
 
 from media_svc.domain import commands as c
 from media_svc.domain.access import AccessGrant
-from media_svc.domain.cases import CaseParticulars, check_link
+from media_svc.domain.cases import check_link
 from media_svc.domain.continuity import Explanation, Gap, Segment, Series, series_id
 from media_svc.domain.devices import (
     Device,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from google.protobuf.message import Message
 from lawtrail.case.v1 import case_events_pb2 as case_ev
 from lawtrail.case.v1 import case_pb2
 from media_svc.adapters.event_mapping import recording_message_of
@@ -18,7 +19,6 @@ from media_svc.entrypoints.case_events import case_events_router
 from media_svc.service_layer.ports import SearchQuery
 from recordings_support import LEGAL, OFFICER, App, Media, chunks_of, classification, data_of, open_case
 from servicekit.errors import FailedPrecondition, PermissionDenied
-from google.protobuf.message import Message
 from servicekit.messaging.envelope import Envelope
 from servicekit.policy import Actor
 
@@ -47,7 +47,8 @@ async def test_r05_a_link_to_a_case_media_svc_does_not_know_is_refused_naming_it
     assert refused.value.metadata["case_id"] == "case-404"
     assert [v.field for v in refused.value.field_violations()] == ["case_id"]
     stored = await app.handlers.get_recording(r.recording_id, OFFICER)
-    assert stored.link.case_id == "" and stored.version == r.version, "a refused link writes nothing"
+    assert stored.link.case_id == "", "a refused link writes nothing"
+    assert stored.version == r.version
     assert not [e for e in app.events() if isinstance(e, RecordingLinked)]
 
 
@@ -77,7 +78,8 @@ async def test_r05_a_link_to_another_units_case_is_refused_but_the_legal_office_
         await app.handlers.link_recording(LinkRecording(r.recording_id, "case-b", "act-1"), OTHER_OFFICER)
 
     linked = await app.handlers.link_recording(LinkRecording(r.recording_id, "case-b", "act-1"), LEGAL)
-    assert linked.link.by_legal_office and linked.link.case_id == "case-b"
+    assert linked.link.by_legal_office
+    assert linked.link.case_id == "case-b"
     (event,) = [e for e in app.events() if isinstance(e, RecordingLinked)]
     assert event.by_legal_office
     _, message = recording_message_of(event)
