@@ -387,6 +387,12 @@ def test_r17_a_recording_linked_after_upload_is_found_by_its_cases_cause_and_par
         # the link's write carries the case's cause and parties: found at once, by either
         assert search(case_cause=cause) == [recording_id]
         assert search(party=party) == [recording_id]
+        got = officer("GetRecording", rpb.GetRecordingRequest(recording_id=recording_id)).recording
+        assert (got.link.case_cause, list(got.link.case_parties)) == (cause, [party])
+        assert (got.classification.case_cause, got.classification.party) == (
+            "unlicensed construction",
+            "Party Ltd",
+        )
         # and still by what the uploader declared
         assert recording_id in search(case_cause="unlicensed construction", case_id=case.case_id)
         assert recording_id in search(party="Party Ltd", case_id=case.case_id)
