@@ -397,6 +397,32 @@ def test_r17_a_recording_linked_after_upload_is_found_by_its_cases_cause_and_par
         assert recording_id in search(case_cause="unlicensed construction", case_id=case.case_id)
         assert recording_id in search(party="Party Ltd", case_id=case.case_id)
 
+        # the unit head amends the case's cause and adds a party: the linked recording follows (through
+        # case-svc's CaseParticularsAmended on Kafka)
+        new_cause, new_party = f"堵塞消防通道 {tag}", f"李四 {tag}"
+        amended = cases(
+            "AmendCaseParticulars",
+            api.AmendCaseParticularsRequest(
+                case_id=case.case_id,
+                cause=new_cause,
+                parties=[
+                    case_pb2.Party(name=party, kind=case_pb2.PARTY_KIND_ORGANIZATION),
+                    case_pb2.Party(name=new_party, kind=case_pb2.PARTY_KIND_PERSON),
+                ],
+                reason="调查后变更案由并追加当事人",
+            ),
+            as_head=True,
+        ).case
+        assert amended.cause == new_cause
+        _eventually(
+            lambda: search(case_cause=new_cause) == [recording_id], "the recording followed the new cause"
+        )
+        assert search(party=new_party) == [recording_id]
+        assert search(party=party) == [recording_id]  # still a party
+        assert search(case_cause=cause) == []  # the old cause is no longer the case's
+        got = officer("GetRecording", rpb.GetRecordingRequest(recording_id=recording_id)).recording
+        assert (got.link.case_cause, list(got.link.case_parties)) == (new_cause, [party, new_party])
+
 
 def test_r05_a_flagged_case_with_no_activity_cannot_close_until_one_is_recorded(system: System) -> None:
     with grpc.insecure_channel(system.case.grpc_address) as channel:

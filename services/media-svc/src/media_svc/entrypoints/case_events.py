@@ -4,7 +4,8 @@ the cause and parties linked recordings are searched by (R17).
 Group `media-svc.case-projection` on `lawtrail.case.v1.events`, with an inbox (`case_events_inbox`) that
 skips redelivered events; dead letters in `media-svc.case-projection.dlq`. `CaseOpened` → the case
 (unit, cause, party names), and recordings linked to it at upload take its cause and parties;
-`ActivityRecorded` → one more activity id. The events carry no case version: a case's events arrive in
+`ActivityRecorded` → one more activity id; `CaseParticularsAmended` → the new cause and parties, which every
+recording linked to the case then takes (R17). The events carry no case version: a case's events arrive in
 order (key = case id, one partition), and every write of the projection is idempotent on its own, so a
 redelivery or a replay changes nothing. Other event types are ignored.
 """
@@ -36,6 +37,12 @@ def case_events_router(handlers: MediaHandlers) -> TypeRouter:
             raise InvalidEnvelope(f"ActivityRecorded {envelope.id} has no case_id or activity_id")
         await handlers.activity_recorded(event.case_id, event.activity.activity_id)
 
+    async def on_amended(event: case_ev.CaseParticularsAmended, envelope: Envelope) -> None:
+        if not event.case_id:
+            raise InvalidEnvelope(f"CaseParticularsAmended {envelope.id} has no case_id")
+        await handlers.case_particulars_changed(event.case_id, event.cause, [p.name for p in event.parties])
+
     router.on(case_ev.CaseOpened, on_opened)
+    router.on(case_ev.CaseParticularsAmended, on_amended)
     router.on(case_ev.ActivityRecorded, on_activity)
     return router

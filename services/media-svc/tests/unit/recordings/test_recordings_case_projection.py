@@ -198,3 +198,18 @@ async def test_r05_the_consumer_projects_case_opened_and_activities_idempotently
     linked = await app.handlers.link_recording(LinkRecording(r.recording_id, "case-1", "a-1"), OFFICER)
     assert linked.link.activity_id == "a-1"
     assert await found(app, party="Wang Wu") == [r.recording_id]
+    amended = case_ev.CaseParticularsAmended(
+        case_id="case-1",
+        unit="unit-a",
+        cause="fire exits locked",
+        parties=[case_pb2.Party(name="Acme Ltd"), case_pb2.Party(name="Zhao Liu")],
+        previous_cause="fire exits blocked",
+    )
+    for _ in range(2):  # redelivered: applied once
+        await router(envelope_of(amended, "e-3"))
+    view = await app.handlers.cases.get("case-1")
+    assert view is not None
+    assert view.particulars.version == 2
+    assert await found(app, case_cause="fire exits locked") == [r.recording_id]
+    assert await found(app, party="Zhao Liu") == [r.recording_id]
+    assert await found(app, party="Wang Wu") == []
