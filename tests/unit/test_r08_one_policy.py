@@ -2,8 +2,10 @@
 must give the same answers — the answers servicekit.policy's role groups give (docs/permissions.md).
 
 Each service is driven through its real handlers (its composition root, on the in-memory fakes its own
-unit tests use): read a record of unit-a, and act on it (case-svc records an activity; media-svc links a
-recording and records maintenance of a device — each a unit member's action with no supervision grant).
+unit tests use): read a record of unit-a, and act on it (case-svc records an activity; media-svc explains
+an interruption before a recording and records maintenance of a device — each a unit member's action with
+no supervision grant; linking a recording has one since issue 8: the legal affairs office links across
+units, R5).
 """
 
 from __future__ import annotations
@@ -106,36 +108,43 @@ async def case_svc() -> tuple[Ask, Ask]:
 async def media_svc_recordings() -> tuple[Ask, Ask]:
     ports = media_fakes.fake_ports()
     handlers = build_media_handlers(ports, clock=lambda: T0 + timedelta(hours=1))
-    classification = Classification.create(
-        unit="unit-a",
-        device_number="CAM-1",
-        officer="alice",
-        recorded_from=T0,
-        recorded_to=T0 + timedelta(seconds=2),
-        media_kind=MediaKind.VIDEO,
-        party_informed=True,
-        party="",
-        case_cause="",
-        case_id="",
-        activity_id="",
-    )
-    recording = Recording.ingest(
-        recording_id="rec-1",
-        sha256="a" * 64,
-        size_bytes=1,
-        classification=classification,
-        facts=MediaFacts("mp4", timedelta(seconds=2), ("h264",), 320, 240, None),
-        findings=(),
-        ingested=Attribution("alice", "unit-a", T0 + timedelta(hours=1)),
-        block_hashes=b"\0" * 32,
-    )
-    await ports.recordings.add(recording)
+    # two segments of one device during activity act-1 of case-1, with a 5-minute gap to explain (R19c)
+    await handlers.case_opened("case-1", "unit-a", "cause", ["party"])
+    await handlers.activity_recorded("case-1", "act-1")
+    for n, start in ((1, T0), (2, T0 + timedelta(minutes=5))):
+        classification = Classification.create(
+            unit="unit-a",
+            device_number="CAM-1",
+            officer="alice",
+            recorded_from=start,
+            recorded_to=start + timedelta(seconds=2),
+            media_kind=MediaKind.VIDEO,
+            party_informed=True,
+            party="",
+            case_cause="",
+            case_id="case-1",
+            activity_id="act-1",
+        )
+        recording = Recording.ingest(
+            recording_id=f"rec-{n}",
+            sha256=str(n) * 64,
+            size_bytes=1,
+            classification=classification,
+            facts=MediaFacts("mp4", timedelta(seconds=2), ("h264",), 320, 240, None),
+            findings=(),
+            ingested=Attribution("alice", "unit-a", T0 + timedelta(hours=1)),
+            block_hashes=b"\0" * 32,
+        )
+        await ports.recordings.add(recording)
+    assert await handlers.settle_pending() == 2
 
     async def read(actor: Actor) -> object:
         return await handlers.get_recording("rec-1", actor)
 
     async def act(actor: Actor) -> object:
-        return await handlers.link_recording(mc.LinkRecording("rec-1", "case-1", ""), actor)
+        return await handlers.explain_interruption(
+            mc.ExplainInterruption("rec-2", written_text="battery changed"), actor
+        )
 
     return read, act
 

@@ -178,7 +178,7 @@ async def test_r08_every_rpc_rejects_missing_expired_forged_and_underprivileged_
     # inspectors read every unit's cases since the one permission policy, docs/permissions.md).
     archive_room = case_svc.token("ivan", unit, "ARCHIVE_ROOM")
     methods = api.DESCRIPTOR.services_by_name["CaseService"].methods
-    assert len(methods) == 14  # ReadDocument (issue 11) included
+    assert len(methods) == 15  # ReadDocument (issue 11) and AmendCaseParticulars (issue 8, R17) included
     for method in methods:
         request = getattr(api, method.input_type.name)()
         for name, (token, _) in tokens.items():

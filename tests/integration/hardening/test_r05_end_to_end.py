@@ -2,10 +2,17 @@
 case-svc through Kafka. No hand-made events: every RecordingLinked case-svc sees is the one media-svc
 published for a real upload (a real MP4 made by ffmpeg) and a real LinkRecording call.
 
-The three bypasses of issue 8 are closed: a recording of another unit does not cover an activity
-(media-svc accepts the link — its own unit check is of the recording — and case-svc parks the event in
-its dead-letter topic); a link naming an activity the case does not have covers nothing; a recording
-made outside the activity's time covers nothing; and a flagged case with no activity cannot close.
+The three bypasses of issue 8 are closed: media-svc refuses a LinkRecording to a case it does not know
+(FAILED_PRECONDITION, R5_CASE_NOT_KNOWN), to an activity the case does not have (R5_UNKNOWN_ACTIVITY) and to
+another unit's case (PERMISSION_DENIED, R5_CROSS_UNIT_LINK) — from its own projection of case-svc's events —
+unless the legal affairs office links across units, which case-svc counts as coverage; a link given at
+upload (never refused: evidence is always accepted) of another unit or naming an activity the case does
+not have is parked by case-svc in its dead-letter topic and covers nothing; a recording made outside the
+activity's time covers nothing; and a flagged case with no activity cannot close. R17: a recording
+linked to a case is found by the case's cause and parties.
+
+A case opened (or an activity recorded) a moment ago may not have reached media-svc's projection yet; the
+link is then refused as FAILED_PRECONDITION saying so, and `link` below retries as a client should.
 """
 
 from __future__ import annotations
@@ -90,16 +97,22 @@ class CaseCalls:
             request, metadata=self.head if as_head else self.officer, timeout=30
         )
 
-    def open_flagged(self, procedure: int = case_pb2.PROCEDURE_SIMPLE) -> case_pb2.Case:
+    def open_flagged(
+        self,
+        procedure: int = case_pb2.PROCEDURE_SIMPLE,
+        *,
+        cause: str = "未按规定修建防空地下室",
+        party: str = "某某建设有限公司",
+    ) -> case_pb2.Case:
         case = self(
             "OpenCase",
             api.OpenCaseRequest(
                 act_type=case_pb2.ACT_TYPE_PENALTY,
                 procedure=procedure,
                 unit=UNIT,
-                cause="未按规定修建防空地下室",
+                cause=cause,
                 responsible_officer="alice",
-                parties=[case_pb2.Party(name="某某建设有限公司", kind=case_pb2.PARTY_KIND_ORGANIZATION)],
+                parties=[case_pb2.Party(name=party, kind=case_pb2.PARTY_KIND_ORGANIZATION)],
             ),
         ).case
         self(
@@ -178,6 +191,35 @@ def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
     return info
 
 
+# media-svc's refusals while its projection has not seen the case or activity yet: retried by `link`.
+NOT_YET = {"R5_CASE_NOT_KNOWN", "R5_UNKNOWN_ACTIVITY"}
+
+
+def link(who: Any, recording_id: str, case_id: str, activity_id: str, within_s: float = 60.0) -> None:
+    """LinkRecording as a client should call it right after opening a case or recording an activity:
+    retried while media-svc answers that the case or activity has not reached it yet."""
+    request = rpb.LinkRecordingRequest(recording_id=recording_id, case_id=case_id, activity_id=activity_id)
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            who("LinkRecording", request)
+            return
+        except grpc.RpcError as error:
+            lagging = (
+                error.code() == grpc.StatusCode.FAILED_PRECONDITION and _error_info(error).reason in NOT_YET
+            )
+            if not lagging or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def refused_link(who: Any, recording_id: str, case_id: str, activity_id: str) -> grpc.RpcError:
+    request = rpb.LinkRecordingRequest(recording_id=recording_id, case_id=case_id, activity_id=activity_id)
+    with pytest.raises(grpc.RpcError) as refused:
+        who("LinkRecording", request)
+    return refused.value
+
+
 def test_r05_coverage_is_counted_only_for_real_links_of_the_unit_overlapping_the_activity(
     system: System, tmp_path: Path
 ) -> None:
@@ -197,28 +239,49 @@ def test_r05_coverage_is_counted_only_for_real_links_of_the_unit_overlapping_the
         officer = caller(media_channel, system.key, "alice", UNIT, ["OFFICER"])
         stranger = caller(media_channel, system.key, "olga", OTHER_UNIT, ["OFFICER"])
 
-        def recording(who: Any, unit: str, start: datetime, tag: str) -> str:
+        def recording(who: Any, unit: str, start: datetime, tag: str, activity_id: str = "") -> str:
             path = make_video(tmp_path / f"{tag}.mp4", tag=tag)
-            return upload(who, path, classification(start=start, unit=unit, device=f"CAM-{tag}")).recording_id
-
-        def link(who: Any, recording_id: str, activity_id: str) -> None:
-            request = rpb.LinkRecordingRequest(
-                recording_id=recording_id, case_id=case.case_id, activity_id=activity_id
-            )
-            who("LinkRecording", request)
+            c = classification(start=start, unit=unit, device=f"CAM-{tag}")
+            if activity_id:  # linked at upload: never refused (evidence), checked by case-svc
+                c.case_id, c.activity_id = case.case_id, activity_id
+            return upload(who, path, c).recording_id
 
         # 1. the real thing: a recording of the unit made during the first activity
         good = recording(officer, UNIT, a_start + timedelta(minutes=10), "good")
-        link(officer, good, first.activity_id)
+        link(officer, good, case.case_id, first.activity_id)
         # 2. a recording of the unit made the day before the second activity: no coverage
         stale = recording(officer, UNIT, b_start - timedelta(days=1), "stale")
-        link(officer, stale, second.activity_id)
-        # 3. a recording of another unit, linked by that unit's officer: refused by case-svc
-        foreign = recording(stranger, OTHER_UNIT, b_start + timedelta(minutes=5), "foreign")
-        link(stranger, foreign, second.activity_id)
-        # 4. a link naming an activity this case does not have: refused by case-svc
-        guessed = recording(officer, UNIT, b_start + timedelta(minutes=6), "guessed")
-        link(officer, guessed, "activity-that-does-not-exist")
+        link(officer, stale, case.case_id, second.activity_id)
+        # 3. a recording of another unit, linked by that unit's officer: refused by media-svc; linked at
+        # upload (accepted as evidence): refused by case-svc
+        foreign = recording(
+            stranger, OTHER_UNIT, b_start + timedelta(minutes=5), "foreign", second.activity_id
+        )
+        elsewhere = recording(stranger, OTHER_UNIT, b_start + timedelta(minutes=5), "elsewhere")
+        error = refused_link(stranger, elsewhere, case.case_id, second.activity_id)
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert _error_info(error).reason == "R5_CROSS_UNIT_LINK"
+        assert f"case {case.case_id!r} to unit {UNIT!r}" in error.details()
+        # 4. a link naming an activity this case does not have: refused by media-svc; given at upload:
+        # refused by case-svc
+        guessed = recording(
+            officer, UNIT, b_start + timedelta(minutes=6), "guessed", "activity-that-does-not-exist"
+        )
+        unlinked = recording(officer, UNIT, b_start + timedelta(minutes=7), "unlinked")
+        error = refused_link(officer, unlinked, case.case_id, "activity-that-does-not-exist")
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert _error_info(error).reason == "R5_UNKNOWN_ACTIVITY"
+        assert "activity_id: " in error.details()
+        assert "'activity-that-does-not-exist'" in error.details()
+        # 5. a link to a case that does not exist: refused by media-svc, naming it
+        error = refused_link(officer, unlinked, "case-that-does-not-exist", "")
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert _error_info(error).reason == "R5_CASE_NOT_KNOWN"
+        assert "'case-that-does-not-exist' is not known to media-svc" in error.details()
+        for refused_id in (elsewhere, unlinked):  # a refused link writes nothing
+            got = officer if refused_id == unlinked else stranger
+            stored = got("GetRecording", rpb.GetRecordingRequest(recording_id=refused_id)).recording
+            assert stored.link.case_id == "", stored
 
         def links() -> dict[str, case_pb2.RecordingLink]:
             return {lk.recording_id: lk for lk in cases.get(case.case_id).recording_links}
@@ -234,6 +297,8 @@ def test_r05_coverage_is_counted_only_for_real_links_of_the_unit_overlapping_the
         assert not known[stale].covers_activity
         assert foreign not in known
         assert guessed not in known
+        assert elsewhere not in known
+        assert unlinked not in known
 
         with pytest.raises(grpc.RpcError) as blocked:
             cases.advance(case.case_id, case_pb2.STAGE_REVIEW_DECISION)
@@ -243,12 +308,122 @@ def test_r05_coverage_is_counted_only_for_real_links_of_the_unit_overlapping_the
 
         # a recording of the unit made during the second activity covers it: the case moves on
         during = recording(officer, UNIT, b_start + timedelta(minutes=2), "during")
-        link(officer, during, second.activity_id)
+        link(officer, during, case.case_id, second.activity_id)
         _eventually(lambda: during in links(), "case-svc learned the covering link")
         assert (
             cases.advance(case.case_id, case_pb2.STAGE_REVIEW_DECISION).stage
             == case_pb2.STAGE_REVIEW_DECISION
         )
+
+
+def test_r05_the_legal_office_links_across_units_and_case_svc_counts_it(
+    system: System, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    start, end = now - timedelta(hours=2), now - timedelta(hours=1)
+    with (
+        grpc.insecure_channel(system.case.grpc_address) as case_channel,
+        grpc.insecure_channel(system.media.grpc_address) as media_channel,
+    ):
+        cases = CaseCalls(system, case_channel)
+        case = cases.open_flagged(procedure=case_pb2.PROCEDURE_GENERAL)
+        cases.advance(case.case_id, case_pb2.STAGE_INVESTIGATION)
+        activity = cases.activity(case.case_id, start, end)
+        stranger = caller(media_channel, system.key, "olga", OTHER_UNIT, ["OFFICER"])
+        legal = caller(media_channel, system.key, "lena", "legal-affairs", ["LEGAL_OFFICE"])
+        path = make_video(tmp_path / "assist.mp4", tag="assist")
+        c = classification(start=start + timedelta(minutes=5), unit=OTHER_UNIT, device="CAM-assist")
+        assisting = upload(stranger, path, c).recording_id  # another unit's officer assisted
+
+        # wait until media-svc knows the case and activity (a legal-office link then cannot lag)
+        def refusal() -> str:
+            error = refused_link(stranger, assisting, case.case_id, activity.activity_id)
+            return _error_info(error).reason
+
+        _eventually(lambda: refusal() == "R5_CROSS_UNIT_LINK", "media-svc knew the case and refused the unit")
+        link(legal, assisting, case.case_id, activity.activity_id)
+        stored = legal("GetRecording", rpb.GetRecordingRequest(recording_id=assisting)).recording
+        assert (stored.link.case_id, stored.link.activity_id) == (case.case_id, activity.activity_id)
+        assert stored.link.linked.subject == "lena"
+
+        def legal_link() -> case_pb2.RecordingLink | None:
+            return next(
+                (lk for lk in cases.get(case.case_id).recording_links if lk.recording_id == assisting), None
+            )
+
+        known = _eventually(legal_link, "case-svc learned the legal office's link")
+        assert known.linked_by_legal_office
+        assert known.unit == OTHER_UNIT
+        assert known.covers_activity
+        # the only activity is covered: the flagged case leaves INVESTIGATION
+        assert (
+            cases.advance(case.case_id, case_pb2.STAGE_REVIEW_DECISION).stage
+            == case_pb2.STAGE_REVIEW_DECISION
+        )
+
+
+def test_r17_a_recording_linked_after_upload_is_found_by_its_cases_cause_and_party(
+    system: System, tmp_path: Path
+) -> None:
+    tag = f"{time.time_ns()}"
+    cause, party = f"占用消防通道 {tag}", f"某某物业公司 {tag}"
+    with (
+        grpc.insecure_channel(system.case.grpc_address) as case_channel,
+        grpc.insecure_channel(system.media.grpc_address) as media_channel,
+    ):
+        cases = CaseCalls(system, case_channel)
+        case = cases.open_flagged(cause=cause, party=party)
+        officer = caller(media_channel, system.key, "alice", UNIT, ["OFFICER"])
+        path = make_video(tmp_path / "r17.mp4", tag=f"r17-{tag}")
+        c = classification(start=datetime.now(UTC) - timedelta(hours=1), unit=UNIT, device="CAM-r17")
+        recording_id = upload(officer, path, c).recording_id
+
+        def search(**criteria: str) -> list[str]:
+            request = rpb.SearchRecordingsRequest(unit=UNIT, page={"page_size": 500}, **criteria)
+            return [r.recording_id for r in officer("SearchRecordings", request).recordings]
+
+        assert search(case_cause=cause) == []
+        assert search(party=party) == []
+        link(officer, recording_id, case.case_id, "")
+        # the link's write carries the case's cause and parties: found at once, by either
+        assert search(case_cause=cause) == [recording_id]
+        assert search(party=party) == [recording_id]
+        got = officer("GetRecording", rpb.GetRecordingRequest(recording_id=recording_id)).recording
+        assert (got.link.case_cause, list(got.link.case_parties)) == (cause, [party])
+        assert (got.classification.case_cause, got.classification.party) == (
+            "unlicensed construction",
+            "Party Ltd",
+        )
+        # and still by what the uploader declared
+        # (one criterion per search: each leads its own index, R17)
+        assert recording_id in search(case_cause="unlicensed construction")
+        assert recording_id in search(party="Party Ltd")
+
+        # the unit head amends the case's cause and adds a party: the linked recording follows (through
+        # case-svc's CaseParticularsAmended on Kafka)
+        new_cause, new_party = f"堵塞消防通道 {tag}", f"李四 {tag}"
+        amended = cases(
+            "AmendCaseParticulars",
+            api.AmendCaseParticularsRequest(
+                case_id=case.case_id,
+                cause=new_cause,
+                parties=[
+                    case_pb2.Party(name=party, kind=case_pb2.PARTY_KIND_ORGANIZATION),
+                    case_pb2.Party(name=new_party, kind=case_pb2.PARTY_KIND_PERSON),
+                ],
+                reason="调查后变更案由并追加当事人",
+            ),
+            as_head=True,
+        ).case
+        assert amended.cause == new_cause
+        _eventually(
+            lambda: search(case_cause=new_cause) == [recording_id], "the recording followed the new cause"
+        )
+        assert search(party=new_party) == [recording_id]
+        assert search(party=party) == [recording_id]  # still a party
+        assert search(case_cause=cause) == []  # the old cause is no longer the case's
+        got = officer("GetRecording", rpb.GetRecordingRequest(recording_id=recording_id)).recording
+        assert (got.link.case_cause, list(got.link.case_parties)) == (new_cause, [party, new_party])
 
 
 def test_r05_a_flagged_case_with_no_activity_cannot_close_until_one_is_recorded(system: System) -> None:

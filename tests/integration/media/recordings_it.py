@@ -18,7 +18,12 @@ import grpc
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
 from lawtrail.access.v1 import access_grant_pb2 as gpb
+from lawtrail.case.v1 import case_pb2
+from lawtrail.case.v1 import case_service_pb2 as capi
+from lawtrail.case.v1 import case_service_pb2_grpc as capi_grpc
 from lawtrail.media.v1 import recording_pb2 as rpb
 from lawtrail.media.v1 import recording_service_pb2 as pb
 from lawtrail.media.v1 import recording_service_pb2_grpc as pb_grpc
@@ -53,7 +58,6 @@ def sha256_of(path: Path) -> str:
 
 
 def ts(value: datetime) -> object:
-    from google.protobuf.timestamp_pb2 import Timestamp
 
     t = Timestamp()
     t.FromDatetime(value)
@@ -195,3 +199,88 @@ def metric(metrics_address: str, name: str) -> float:
 def stored_objects(data_dir: Path) -> list[Path]:
     root = data_dir / "content" / "objects"
     return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+# ---------------------------------------------------------------------------------------------
+# cases, through case-svc's public API (media-svc links only to cases it learned from case-svc's events)
+# ---------------------------------------------------------------------------------------------
+
+# media-svc's refusals while its projection of case-svc's events has not seen the case or activity yet.
+NOT_YET_KNOWN = frozenset({"R5_CASE_NOT_KNOWN", "R5_UNKNOWN_ACTIVITY"})
+
+
+def open_case_with_activity(
+    channel: grpc.Channel,
+    private_pem: bytes,
+    *,
+    unit: str = "unit-a",
+    cause: str = "unlicensed construction",
+    party: str = "Party Ltd",
+    activity_start: datetime = T0,
+) -> tuple[str, str]:
+    """(case id, activity id) of a new case with one activity, opened through case-svc's API."""
+    stub = capi_grpc.CaseServiceStub(channel)
+    token = mint_token(private_pem, subject="officer-1", unit=unit, roles=["OFFICER"])
+    metadata = [("authorization", f"Bearer {token}")]
+    case = stub.OpenCase(
+        capi.OpenCaseRequest(
+            act_type=case_pb2.ACT_TYPE_INSPECTION,
+            unit=unit,
+            cause=cause,
+            responsible_officer="officer-1",
+            parties=[case_pb2.Party(name=party, kind=case_pb2.PARTY_KIND_ORGANIZATION)],
+        ),
+        metadata=metadata,
+        timeout=30,
+    ).case
+    start, end = Timestamp(), Timestamp()
+    start.FromDatetime(activity_start)
+    end.FromDatetime(activity_start + timedelta(hours=1))
+    activity = stub.RecordActivity(
+        capi.RecordActivityRequest(
+            case_id=case.case_id,
+            kind=case_pb2.ACTIVITY_KIND_EVIDENCE_COLLECTION,
+            started_at=start,
+            ended_at=end,
+            place="site",
+            officers=["officer-1", "officer-2"],
+            record_mode=case_pb2.RECORD_MODE_CONTINUOUS_AV,
+        ),
+        metadata=metadata,
+        timeout=30,
+    ).activity
+    return case.case_id, activity.activity_id
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """The `google.rpc.ErrorInfo.reason` of a refusal (AIP-193), "" when it carries none."""
+    trailer = dict(error.trailing_metadata() or ())  # type: ignore[attr-defined]
+    raw = trailer.get("grpc-status-details-bin")
+    if not raw:
+        return ""
+    for detail in status_pb2.Status.FromString(raw).details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""
+
+
+def link_when_known(
+    c: Caller, recording_id: str, case_id: str, activity_id: str = "", within_s: float = 60.0
+) -> pb.LinkRecordingResponse:
+    """LinkRecording right after the case was opened through case-svc: retried while media-svc answers
+    that the case or activity has not reached it yet (FAILED_PRECONDITION, see docs/media-svc.md)."""
+    request = pb.LinkRecordingRequest(recording_id=recording_id, case_id=case_id, activity_id=activity_id)
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            response = c("LinkRecording", request)
+            assert isinstance(response, pb.LinkRecordingResponse)
+            return response
+        except grpc.RpcError as error:
+            lagging = (
+                error.code() == grpc.StatusCode.FAILED_PRECONDITION and error_reason(error) in NOT_YET_KNOWN
+            )
+            if not lagging or time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from lawtrail_local.stack import Stack
 from media_svc.adapters.access_grants import Ed25519GrantVerifier
+from media_svc.adapters.case_projection import MongoCaseProjection
 from media_svc.adapters.content_store import LocalContentStore
 from media_svc.adapters.device_repository import MongoDeviceRepository
 from media_svc.adapters.ffprobe import FfprobeProber
@@ -72,6 +73,7 @@ def handlers(repo: MongoDeviceRepository) -> MediaHandlers:
         store=LocalContentStore(Path(tempfile.mkdtemp(prefix="media-devices-it-"))),
         prober=FfprobeProber(),
         verifier=Ed25519GrantVerifier([]),
+        cases=MongoCaseProjection(db),
     )
     settings = DeviceSettings(
         min_battery_percent=60,

@@ -37,9 +37,11 @@ from recordings_it import (
     caller,
     classification,
     events_about,
+    link_when_known,
     make_video,
     manifest,
     metric,
+    open_case_with_activity,
     sha256_of,
     stored_objects,
     upload,
@@ -58,6 +60,8 @@ pytestmark = [
 class Media:
     service: ServiceProcess
     channel: grpc.Channel
+    case_channel: grpc.Channel
+    private_pem: bytes
     officer: Caller
     reviewer: Caller
     archivist: Caller
@@ -73,6 +77,8 @@ def media(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Me
     private_pem = ensure_dev_keys(starter.data_dir)[0].read_bytes()
     files = tmp_path_factory.mktemp("recordings-files")
     issuer = GrantIssuer(files)
+    # case-svc: media-svc links recordings only to cases it learned from case-svc's events (R5)
+    case_service = starter("case-svc")
     service = starter(
         "media-svc",
         env={
@@ -82,10 +88,13 @@ def media(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Me
         },
     )
     channel = grpc.insecure_channel(service.grpc_address)
+    case_channel = grpc.insecure_channel(case_service.grpc_address)
     try:
         yield Media(
             service=service,
             channel=channel,
+            case_channel=case_channel,
+            private_pem=private_pem,
             officer=caller(channel, private_pem, "officer-1", "unit-a", ["OFFICER"]),
             reviewer=caller(channel, private_pem, "reviewer-1", "legal", ["LEGAL_OFFICE"]),
             archivist=caller(channel, private_pem, "archivist-1", "unit-a", ["ARCHIVIST"]),
@@ -96,6 +105,7 @@ def media(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Me
         )
     finally:
         channel.close()
+        case_channel.close()
         starter.stop_all()
 
 
@@ -117,8 +127,9 @@ def download(m: Media, recording_id: str, grant: str) -> tuple[pb.DownloadHeader
 async def test_r11a_upload_publishes_recording_ingested_and_link_publishes_recording_linked(
     media: Media,
 ) -> None:
+    case_id, activity_id = open_case_with_activity(media.case_channel, media.private_pem)
     path = make_video(media.files / "ingest.mp4", tag="ingest")
-    r = upload(media.officer, path, classification(case_id="case-it-1"))
+    r = upload(media.officer, path, classification(case_id=case_id))
     assert r.sha256 == sha256_of(path)
     assert r.size_bytes == path.stat().st_size
     assert r.facts.codecs == ["h264", "aac"]
@@ -135,7 +146,7 @@ async def test_r11a_upload_publishes_recording_ingested_and_link_publishes_recor
         "CAM-IT-1",
     )
     linked = next(e for e in got if e.type == "lawtrail.media.v1.RecordingLinked").parse(ev.RecordingLinked)
-    assert (linked.case_id, linked.unit, linked.media_kind) == ("case-it-1", "unit-a", 1)
+    assert (linked.case_id, linked.unit, linked.media_kind) == (case_id, "unit-a", 1)
 
     # R11a: the ingest delay is exported per unit
     assert (
@@ -143,20 +154,17 @@ async def test_r11a_upload_publishes_recording_ingested_and_link_publishes_recor
     )
 
     # linking later: an activity is added → a second RecordingLinked
-    media.officer(
-        "LinkRecording",
-        pb.LinkRecordingRequest(recording_id=r.recording_id, case_id="case-it-1", activity_id="a-1"),
-    )
+    link_when_known(media.officer, r.recording_id, case_id, activity_id)
     deadline = time.monotonic() + 60
     while True:  # the first RecordingLinked (from the upload) may arrive before the second
         got = await events_about(media.bootstrap, r.recording_id, ["RecordingLinked"])
         activities = [
             e.parse(ev.RecordingLinked).activity_id for e in got if e.type.endswith("RecordingLinked")
         ]
-        if "a-1" in activities or time.monotonic() > deadline:
+        if activity_id in activities or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    assert activities == ["", "a-1"]
+    assert activities == ["", activity_id]
 
 
 def test_r17_search_by_classification_is_paged(media: Media) -> None:

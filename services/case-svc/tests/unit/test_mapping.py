@@ -9,7 +9,7 @@ from case_svc.adapters.repository import case_from_doc, case_to_doc
 from case_svc.domain import commands as c
 from case_svc.domain import events as e
 from case_svc.domain.case import Case
-from case_svc.domain.model import ActType, CaseFlag, LegalReviewOutcome, RecordMode, Stage
+from case_svc.domain.model import ActType, CaseFlag, LegalReviewOutcome, PartyKind, RecordMode, Stage
 from case_svc.entrypoints.grpc_api import SERVICE, role_policy
 from lawtrail.case.v1 import case_events_pb2, case_pb2
 from servicekit.errors import InvalidArgument
@@ -28,6 +28,18 @@ async def _every_kind_of_record(world) -> Case:
     exempt = await world.exempt_activity(case.case_id)
     await world.link(case.case_id, exempt.activity_id)
     await world.flag(case.case_id, CaseFlag.LEGACY_ISSUE)
+    await world.handlers.amend_particulars(
+        c.AmendCaseParticulars(
+            case.case_id,
+            "未按规定修建防空地下室（变更）",
+            (
+                c.PartyInput("某某建设有限公司", PartyKind.ORGANIZATION),
+                c.PartyInput("李四", PartyKind.PERSON),
+            ),
+            "追加当事人",
+        ),
+        world.head,
+    )
     await world.handlers.record_incident(
         c.RecordIncident(
             case.case_id, c.IncidentKind.OTHER_IMPORTANT, world.clock.now, "carl", "记者到场", "舆情"
@@ -65,6 +77,7 @@ async def test_r04_every_published_event_round_trips_through_its_protobuf(world)
         "CaseOpened",
         "CaseStageAdvanced",
         "CaseFlagged",
+        "CaseParticularsAmended",
         "CaseIncidentRecorded",
         "ActivityRecorded",
     } <= kinds

@@ -58,6 +58,7 @@ from media_svc.adapters.access_grants import (
     ensure_dev_grant_keys,
     load_public_keys,
 )
+from media_svc.adapters.case_projection import MongoCaseProjection
 from media_svc.adapters.content_store import LocalContentStore
 from media_svc.adapters.device_repository import MongoDeviceRepository
 from media_svc.adapters.disposal import TOMBSTONES, LocalContentEraser, MongoDisposalStore
@@ -77,6 +78,9 @@ from media_svc.adapters.verified_reader import FramedContentReader
 from media_svc.domain.devices import PreUseCheckPolicy, ShiftSchedule
 from media_svc.domain.recordings import IngestPolicy
 from media_svc.entrypoints.access_events import ACCESS_TOPIC, GROUP_ID, access_events_router
+from media_svc.entrypoints.case_events import GROUP_ID as CASE_GROUP_ID
+from media_svc.entrypoints.case_events import INBOX as CASE_INBOX
+from media_svc.entrypoints.case_events import case_events_router
 from media_svc.entrypoints.disposal_api import (
     CASE_TOPIC,
     DISPOSAL_ROLE_POLICY,
@@ -97,6 +101,7 @@ from media_svc.service_layer.disposal import DisposalHandlers
 from media_svc.service_layer.handlers import MediaHandlers
 from media_svc.service_layer.ports import (
     AccessLog,
+    CaseProjection,
     ContentReader,
     ContentReceiver,
     ContentStore,
@@ -190,6 +195,8 @@ class MediaPorts:
     store: ContentStore
     prober: MediaProber
     verifier: GrantVerifier
+    # media-svc's view of case-svc's cases (R5 link checks, R17 cause and parties).
+    cases: CaseProjection
     # How upload bytes are written and hashed, how download chunks are read and verified: the threaded
     # and framed adapters unless a test passes its own.
     receiver: ContentReceiver | None = None
@@ -219,6 +226,7 @@ def build_handlers(
         reader=ports.reader or FramedContentReader(ports.store),
         prober=ports.prober,
         verifier=ports.verifier,
+        cases=ports.cases,
         ingest_policy=settings.ingest_policy(),
         pre_use_policy=device_settings.policy(),
         shifts=device_settings.shifts(),
@@ -263,6 +271,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         store=LocalContentStore(settings.media_content_dir),
         prober=FfprobeProber(),
         verifier=verifier,
+        cases=MongoCaseProjection(rt.db),
     )
     handlers = build_handlers(ports, settings, metrics=PrometheusRecordingMetrics(rt.metrics.registry))
     # Disposal (R12, R13, R23-5): carried out for retention-svc, refused on media-svc's own view of holds
@@ -317,6 +326,10 @@ async def bootstrap(rt: Runtime) -> Wiring:
         consumers=[
             ConsumerSpec([CASE_TOPIC, RETENTION_TOPIC], DISPOSAL_GROUP_ID, disposal_guard_router(disposals)),
             ConsumerSpec([ACCESS_TOPIC], GROUP_ID, access_events_router(verifier, revocations)),
+            # Its view of case-svc's cases (R5 link checks, R17 cause and parties), with an inbox.
+            ConsumerSpec(
+                [CASE_TOPIC], CASE_GROUP_ID, case_events_router(handlers), inbox_collection=CASE_INBOX
+            ),
         ],
         background=background,
     )

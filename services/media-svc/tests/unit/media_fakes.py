@@ -15,6 +15,7 @@ from typing import Any, BinaryIO
 
 from media_svc.bootstrap import MediaPorts
 from media_svc.domain.access import AccessGrant
+from media_svc.domain.cases import CaseParticulars, CaseView
 from media_svc.domain.continuity import Series
 from media_svc.domain.devices import Device, MaintenanceRecord, PreUseCheck
 from media_svc.domain.errors import DeviceAlreadyRegistered
@@ -23,6 +24,7 @@ from media_svc.domain.fixity import ContentDigest, ScrubRun, ScrubState
 from media_svc.domain.recordings import Recording
 from media_svc.service_layer.ports import (
     AccessLog,
+    CaseProjection,
     ContentMissing,
     ContentReceiver,
     ContentStore,
@@ -93,11 +95,14 @@ class InMemoryRecordings(RecordingRepository):
                 (query.unit, c.unit),
                 (query.device_number, c.device_number),
                 (query.officer, c.officer),
-                (query.party, c.party),
-                (query.case_cause, c.case_cause),
                 (query.case_id, r.link.case_id),
             ]
             if any(want and want != have for want, have in checks):
+                return False
+            # R17: the declared party and cause and, once linked, the case's (the adapter's arrays).
+            if query.party and query.party not in r.search_parties:
+                return False
+            if query.case_cause and query.case_cause not in r.search_causes:
                 return False
             if query.media_kind and c.media_kind is not query.media_kind:
                 return False
@@ -113,6 +118,9 @@ class InMemoryRecordings(RecordingRepository):
             key=lambda r: (r.classification.recorded_from, r.recording_id),
         )
         return [copy.deepcopy(r) for r in found[:limit]]
+
+    async def linked_to_case(self, case_id: str, after_id: str, limit: int) -> list[str]:
+        return sorted(i for i, r in self.docs.items() if r.link.case_id == case_id and i > after_id)[:limit]
 
     async def pending_continuity(self, limit: int) -> list[Recording]:
         return [copy.deepcopy(r) for r in self.docs.values() if r.continuity_pending][:limit]
@@ -444,6 +452,40 @@ class StaticGrants(GrantVerifier):
         return grant_id in self.revoked
 
 
+class InMemoryCases(CaseProjection):
+    """The case projection in memory, with the adapter's idempotence (a repeated CaseOpened keeps a
+    later change; activities are a set)."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    async def get(self, case_id: str) -> CaseView | None:
+        d = self.docs.get(case_id)
+        if d is None or not d.get("opened"):
+            return None
+        return CaseView(
+            case_id,
+            d["unit"],
+            CaseParticulars(d["cause"], tuple(d["parties"]), d["version"]),
+            frozenset(d.get("activities", ())),
+        )
+
+    async def case_opened(self, case_id: str, unit: str, cause: str, parties: Sequence[str]) -> None:
+        d = self.docs.setdefault(case_id, {})
+        if not d.get("opened"):
+            d.update(opened=True, unit=unit, cause=cause, parties=list(parties), version=1)
+
+    async def particulars_changed(self, case_id: str, cause: str, parties: Sequence[str]) -> bool:
+        d = self.docs.get(case_id)
+        if d is None or not d.get("opened") or (d["cause"], d["parties"]) == (cause, list(parties)):
+            return False
+        d.update(cause=cause, parties=list(parties), version=d["version"] + 1)
+        return True
+
+    async def activity_recorded(self, case_id: str, activity_id: str) -> None:
+        self.docs.setdefault(case_id, {}).setdefault("activities", set()).add(activity_id)
+
+
 def fake_ports(
     *,
     devices: DeviceRepository | None = None,
@@ -466,5 +508,6 @@ def fake_ports(
         store=store,
         prober=prober,
         verifier=StaticGrants(),
+        cases=InMemoryCases(),
         receiver=receiver or (InlineReceiver() if isinstance(store, InMemoryContentStore) else None),
     )

@@ -21,6 +21,7 @@ from servicekit.topics import events_topic_of
 
 from case_svc.adapters.proto_mapping import (
     activity_pb,
+    attribution_pb,
     document_pb,
     enum_from_pb,
     enum_required_from_pb,
@@ -81,6 +82,17 @@ def to_pb(event: e.CaseEvent) -> Message:
         case e.CaseReturnedForReinvestigation():
             return ev.CaseReturnedForReinvestigation(
                 case_id=event.case_id, unit=event.unit, transition=transition_pb(event.transition)
+            )
+        case e.CaseParticularsAmended():
+            return ev.CaseParticularsAmended(
+                case_id=event.case_id,
+                unit=event.unit,
+                cause=event.cause,
+                parties=[party_pb(p) for p in event.parties],
+                previous_cause=event.previous_cause,
+                previous_parties=[party_pb(p) for p in event.previous_parties],
+                reason=event.reason,
+                amended=attribution_pb(event.amended),
             )
         case e.CaseFlagged():
             return ev.CaseFlagged(case_id=event.case_id, unit=event.unit, flag=flag_pb(event.flag))
@@ -225,6 +237,24 @@ def from_pb(message: Message) -> e.CaseEvent:
             return e.CaseReturnedForReinvestigation(
                 message.case_id, message.unit, _transition(message.transition)
             )
+        case ev.CaseParticularsAmended():
+
+            def parties(values: Iterable[pb.Party]) -> tuple[Party, ...]:
+                return tuple(
+                    Party(p.name, enum_required_from_pb(PartyKind, p.kind, "kind"), p.identifier)
+                    for p in values
+                )
+
+            return e.CaseParticularsAmended(
+                message.case_id,
+                message.unit,
+                message.cause,
+                parties(message.parties),
+                message.previous_cause,
+                parties(message.previous_parties),
+                message.reason,
+                _attribution(message.amended),
+            )
         case ev.CaseFlagged():
             f = message.flag
             return e.CaseFlagged(
@@ -300,6 +330,7 @@ EVENT_TYPES: dict[str, type[Message]] = {
         ev.CaseStageAdvanced,
         ev.CaseReturnedForReinvestigation,
         ev.CaseFlagged,
+        ev.CaseParticularsAmended,
         ev.CaseIncidentRecorded,
         ev.ActivityRecorded,
         ev.DocumentFiled,

@@ -355,6 +355,24 @@ class Case:
             )
         )
 
+    # ------------------------------------------------------------------ particulars
+
+    def amend_particulars(self, cmd: c.AmendCaseParticulars, actor: Actor, now: datetime) -> bool:
+        """A new cause and parties (变更案由, 追加/变更当事人) while the case is open; returns False (and
+        changes nothing) when they are the ones it has."""
+        parties = cmd.validate()
+        authorize(actor, Action.AMEND_PARTICULARS, self.unit)
+        self._require_working_stage("amend the cause and parties of")
+        if (cmd.cause, parties) == (self.cause, self.parties):
+            return False
+        self._raise(
+            e.CaseParticularsAmended(
+                self.case_id, self.unit, cmd.cause, parties, self.cause, self.parties, cmd.reason,
+                _attribution(actor, now),
+            )
+        )  # fmt: skip
+        return True
+
     # ------------------------------------------------------------------ flags (R5) and incidents (R13)
 
     def flag(self, cmd: c.FlagCase, actor: Actor, now: datetime) -> bool:
@@ -656,6 +674,10 @@ class Case:
                 e.CaseStageAdvanced() | e.CaseReturnedForReinvestigation() | e.CaseClosed() | e.CaseArchived()
             ):
                 self._move(event.transition)
+            case e.CaseParticularsAmended():
+                # the newest values: applying the same event again leaves them as they are
+                self.cause = event.cause
+                self.parties = event.parties
             case e.CaseFlagged():
                 if event.flag.flag not in self.flag_set:
                     self.flags.append(event.flag)

@@ -68,17 +68,21 @@ class OpenCase:
         v.text("cause", self.cause, max_len=200)
         v.identifier("responsible_officer", self.responsible_officer)
         v.identifier("request_id", self.request_id, required=False)
-        if not self.parties:
-            raise InvalidArgument("parties: at least one party is required")
-        if len(self.parties) > MAX_PARTIES:
-            raise InvalidArgument(f"parties: {len(self.parties)} given; at most {MAX_PARTIES} allowed")
-        parties = []
-        for i, p in enumerate(self.parties):
-            v.text(f"parties[{i}].name", p.name, max_len=100)
-            kind = v.required(f"parties[{i}].kind", p.kind, PartyKind)
-            v.text(f"parties[{i}].identifier", p.identifier, max_len=64, required=False)
-            parties.append(Party(p.name, kind, p.identifier))
-        return act_type, tuple(parties)
+        return act_type, _parties(self.parties)
+
+
+def _parties(given: tuple[PartyInput, ...]) -> tuple[Party, ...]:
+    if not given:
+        raise InvalidArgument("parties: at least one party is required")
+    if len(given) > MAX_PARTIES:
+        raise InvalidArgument(f"parties: {len(given)} given; at most {MAX_PARTIES} allowed")
+    parties = []
+    for i, p in enumerate(given):
+        v.text(f"parties[{i}].name", p.name, max_len=100)
+        kind = v.required(f"parties[{i}].kind", p.kind, PartyKind)
+        v.text(f"parties[{i}].identifier", p.identifier, max_len=64, required=False)
+        parties.append(Party(p.name, kind, p.identifier))
+    return tuple(parties)
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,22 @@ class ArchiveCase(CaseCommand):
     def validate(self) -> None:
         self.validate_case_id()
         v.text("reason", self.reason, max_len=MAX_REASON, multiline=True)
+
+
+@dataclass(frozen=True)
+class AmendCaseParticulars(CaseCommand):
+    """The cause and parties from now on (变更案由, 追加/变更当事人), given in full."""
+
+    cause: str
+    parties: tuple[PartyInput, ...]
+    reason: str
+
+    def validate(self) -> tuple[Party, ...]:
+        self.validate_case_id()
+        v.text("cause", self.cause, max_len=200)
+        parties = _parties(self.parties)
+        v.text("reason", self.reason, max_len=MAX_REASON, multiline=True)
+        return parties
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import ClassVar
 from case_svc.domain.model import (
     Activity,
     ActType,
+    Attribution,
     Document,
     FlagRecord,
     Incident,
@@ -64,6 +65,17 @@ class CaseReturnedForReinvestigation(CaseEvent):
 class CaseFlagged(CaseEvent):
     unit: str
     flag: FlagRecord
+
+
+@dataclass(frozen=True)
+class CaseParticularsAmended(CaseEvent):
+    unit: str
+    cause: str
+    parties: tuple[Party, ...]
+    previous_cause: str
+    previous_parties: tuple[Party, ...]
+    reason: str
+    amended: Attribution
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class Action(enum.StrEnum):
     CLOSE_CASE = "close a case"
     ARCHIVE_CASE = "archive a case"
     FLAG_CASE = "flag a case"
+    AMEND_PARTICULARS = "amend the cause and parties of a case"
     RECORD_INCIDENT = "record an incident"
     RECORD_ACTIVITY = "record an activity"
     FILE_DOCUMENT = "file a document"
@@ -55,6 +56,7 @@ CASES: Resource[Action] = Resource(
         Action.CLOSE_CASE: Grant.act({Role.UNIT_HEAD}),
         Action.ARCHIVE_CASE: Grant.act({Role.UNIT_HEAD, Role.ARCHIVIST}),
         Action.FLAG_CASE: Grant.act(UNIT_MEMBERS, supervised=True),
+        Action.AMEND_PARTICULARS: Grant.act({Role.UNIT_HEAD}),
         Action.RECORD_INCIDENT: Grant.act(UNIT_MEMBERS, supervised=True),
         Action.RECORD_ACTIVITY: Grant.act(UNIT_MEMBERS),
         Action.FILE_DOCUMENT: Grant.act(

@@ -56,6 +56,7 @@ METHOD_ACTIONS: dict[str, Action] = {
     "CloseCase": Action.CLOSE_CASE,
     "ArchiveCase": Action.ARCHIVE_CASE,
     "FlagCase": Action.FLAG_CASE,
+    "AmendCaseParticulars": Action.AMEND_PARTICULARS,
     "RecordIncident": Action.RECORD_INCIDENT,
     "RecordActivity": Action.RECORD_ACTIVITY,
     "FileDocument": Action.FILE_DOCUMENT,
@@ -143,6 +144,21 @@ class CaseApi(api_grpc.CaseServiceServicer):
     async def ArchiveCase(self, request: api.ArchiveCaseRequest, context: Any) -> api.ArchiveCaseResponse:
         cmd = c.ArchiveCase(request.case_id, request.reason)
         return api.ArchiveCaseResponse(case=case_pb(await self.handlers.archive_case(cmd, caller())))
+
+    async def AmendCaseParticulars(
+        self, request: api.AmendCaseParticularsRequest, context: Any
+    ) -> api.AmendCaseParticularsResponse:
+        cmd = c.AmendCaseParticulars(
+            request.case_id,
+            request.cause,
+            tuple(
+                c.PartyInput(p.name, enum_from_pb(PartyKind, p.kind, f"parties[{i}].kind"), p.identifier)
+                for i, p in enumerate(request.parties)
+            ),
+            request.reason,
+        )
+        case = await self.handlers.amend_particulars(cmd, caller())
+        return api.AmendCaseParticularsResponse(case=case_pb(case))
 
     async def FlagCase(self, request: api.FlagCaseRequest, context: Any) -> api.FlagCaseResponse:
         cmd = c.FlagCase(request.case_id, enum_from_pb(CaseFlag, request.flag, "flag"), request.reason)

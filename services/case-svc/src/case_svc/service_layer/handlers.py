@@ -216,6 +216,11 @@ class CaseHandlers:
         case, _ = await self._change(cmd.case_id, lambda case, now: case.archive(cmd, actor, now, self.rules))
         return case
 
+    async def amend_particulars(self, cmd: c.AmendCaseParticulars, actor: Actor) -> Case:
+        cmd.validate()
+        case, _ = await self._change(cmd.case_id, lambda case, now: case.amend_particulars(cmd, actor, now))
+        return case
+
     async def flag_case(self, cmd: c.FlagCase, actor: Actor) -> Case:
         cmd.validate()
         case, _ = await self._change(cmd.case_id, lambda case, now: case.flag(cmd, actor, now))

@@ -77,6 +77,7 @@ def recording_message_of(
                 sha256=r.sha256,
                 party_informed=c.party_informed,
                 linked=attribution_pb(event.linked),
+                linked_by_legal_office=event.by_legal_office,
             )
         case IntegrityCheckFailed():
             return event.recording_id, ev.IntegrityCheckFailed(

@@ -134,7 +134,13 @@ def recording_message(r: Recording) -> rpb.Recording:
         findings=findings_messages(r.findings),
         ingested=attribution_pb(r.ingested),
         ingest_delay=duration_pb(r.ingest_delay),
-        link=rpb.RecordingLink(case_id=r.link.case_id, activity_id=r.link.activity_id),
+        link=rpb.RecordingLink(
+            case_id=r.link.case_id,
+            activity_id=r.link.activity_id,
+            linked_by_legal_office=r.link.by_legal_office,
+            case_cause=r.case_particulars.cause if r.case_particulars else "",
+            case_parties=r.case_particulars.parties if r.case_particulars else (),
+        ),
         integrity=_INTEGRITY[r.integrity],
     )
     if r.link.linked is not None:

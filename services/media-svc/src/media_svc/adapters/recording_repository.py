@@ -11,7 +11,11 @@ Search (R17) is index-backed: every criterion that can narrow a query has a comp
 `(unit, <criterion>, recorded_from, _id)` (and one without `unit` for supervisors), so a search is an
 index range scan in the order of the results; a search combining criteria reads one criterion's range
 and filters it by the others (`SEARCH_FIELDS` are the repository's `criteria`, servicekit.queryshapes).
-`SEARCH_INDEXES` lists them; a unit test checks that every criterion is covered.
+`SEARCH_INDEXES` lists them; a unit test checks that every criterion is covered. `party` and `case_cause`
+hold every value a search finds the recording under — the uploader's declared one and, once linked, its
+case's cause and parties (an array: the index is multikey); the declared values themselves are kept in
+`declared_party` / `declared_case_cause` (documents written before that hold the declared string in
+`party` / `case_cause`, which searches the same).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from servicekit.errors import AlreadyExists
 from servicekit.mongo import IndexSpec, Notify, VersionedRepository, serialized
 
 from media_svc.adapters.event_mapping import to_outbound
+from media_svc.domain.cases import CaseParticulars
 from media_svc.domain.continuity import Explanation, Segment, Series
 from media_svc.domain.events import ContentAccessed
 from media_svc.domain.fixity import ScrubRun, ScrubState
@@ -74,7 +79,10 @@ SEARCH_INDEXES = [
 ]
 
 # Fields an update may set. Content identity (sha256, size_bytes, block_hashes) is not among them.
-_MUTABLE = ("case_id", "activity_id", "linked", "integrity", "integrity_checked_at", "continuity_pending")
+_MUTABLE = (
+    "case_id", "activity_id", "linked", "linked_by_legal_office", "integrity", "integrity_checked_at",
+    "continuity_pending", "case_particulars", "party", "case_cause",
+)  # fmt: skip
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -113,8 +121,8 @@ def recording_document(r: Recording) -> Document:
         "officer": c.officer,
         "recorded_from": c.recorded_from,
         "recorded_to": c.recorded_to,
-        "party": c.party,
-        "case_cause": c.case_cause,
+        "declared_party": c.party,
+        "declared_case_cause": c.case_cause,
         "media_kind": c.media_kind.value,
         "party_informed": c.party_informed,
         "declared_case_id": c.case_id,
@@ -135,14 +143,35 @@ def recording_document(r: Recording) -> Document:
 
 
 def _mutable_fields(r: Recording) -> Document:
+    p = r.case_particulars
     return {
         "case_id": r.link.case_id,
         "activity_id": r.link.activity_id,
         "linked": _attr_doc(r.link.linked),
+        "linked_by_legal_office": r.link.by_legal_office,
         "integrity": r.integrity.value,
         "integrity_checked_at": r.integrity_checked_at,
         "continuity_pending": r.continuity_pending,
+        "case_particulars": None
+        if p is None
+        else {"cause": p.cause, "parties": list(p.parties), "version": p.version},
+        # R17 search values: declared and the linked case's (see the module docstring).
+        "party": list(r.search_parties),
+        "case_cause": list(r.search_causes),
     }
+
+
+def _declared(d: Mapping[str, Any], name: str) -> str:
+    if f"declared_{name}" in d:
+        return str(d[f"declared_{name}"])
+    value = d.get(name, "")  # written before the search values had their own field
+    return value if isinstance(value, str) else ""
+
+
+def _particulars(d: Mapping[str, Any] | None) -> CaseParticulars | None:
+    if not d:
+        return None
+    return CaseParticulars(str(d["cause"]), tuple(d["parties"]), int(d["version"]))
 
 
 def recording_from(d: Mapping[str, Any]) -> Recording:
@@ -164,8 +193,8 @@ def recording_from(d: Mapping[str, Any]) -> Recording:
             recorded_to=recorded_to,
             media_kind=MediaKind(d["media_kind"]),
             party_informed=bool(d["party_informed"]),
-            party=d["party"],
-            case_cause=d["case_cause"],
+            party=_declared(d, "party"),
+            case_cause=_declared(d, "case_cause"),
             case_id=d["declared_case_id"],
             activity_id=d["declared_activity_id"],
         ),
@@ -180,7 +209,10 @@ def recording_from(d: Mapping[str, Any]) -> Recording:
         findings=tuple(Finding(x["code"], x["requirement"], x["detail"]) for x in d["findings"]),
         ingested=ingested,
         block_hashes=bytes(d.get("block_hashes") or b""),
-        link=Link(d["case_id"], d["activity_id"], _attr(d.get("linked"))),
+        link=Link(
+            d["case_id"], d["activity_id"], _attr(d.get("linked")), bool(d.get("linked_by_legal_office"))
+        ),
+        case_particulars=_particulars(d.get("case_particulars")),
         integrity=IntegrityStatus(d["integrity"]),
         integrity_checked_at=_utc(d.get("integrity_checked_at")),
         continuity_pending=bool(d.get("continuity_pending")),
@@ -194,6 +226,8 @@ class _Recordings(VersionedRepository):
         IndexSpec([("sha256", 1)], unique=True, name="sha256"),
         *SEARCH_INDEXES,
         IndexSpec([("continuity_pending", 1), ("_id", 1)], name="continuity_pending"),
+        # A case's linked recordings, walked in _id batches when its cause or parties change (R17).
+        IndexSpec([("case_id", 1), ("_id", 1)], name="case_id_id"),
         IndexSpec([("integrity", 1), ("_id", 1)], name="integrity"),
     ]
 
@@ -265,6 +299,16 @@ class MongoRecordingRepository(RecordingRepository):
             .limit(limit)
         )
         return [recording_from(d) async for d in cursor]
+
+    async def linked_to_case(self, case_id: str, after_id: str, limit: int) -> list[str]:
+        # Served by the `case_id_time` index (case_id leads); paged by _id so a large case is walked in
+        # bounded batches.
+        cursor = (
+            self._docs.find({"case_id": case_id, "_id": {"$gt": after_id}}, {"_id": 1})
+            .sort("_id", ASCENDING)
+            .limit(limit)
+        )
+        return [d["_id"] async for d in cursor]
 
     async def pending_continuity(self, limit: int) -> list[Recording]:
         cursor = (

@@ -28,6 +28,7 @@ class RecordingLinked:
     case_id: str
     activity_id: str
     linked: Attribution
+    by_legal_office: bool = False
 
 
 @dataclass(frozen=True)

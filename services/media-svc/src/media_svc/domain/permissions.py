@@ -1,10 +1,11 @@
 """R8 for media-svc's records: who may do what with recordings and devices.
 
 The rule and its role groups are servicekit.policy's, the one permission policy of Lawtrail: a unit's
-members see and act on their own unit's records; LEGAL_OFFICE and INSPECTOR read every unit's records and
-act on none here (media-svc grants no supervision action); a record of another unit answers
-PERMISSION_DENIED. This module only declares media-svc's resources with it (data, no branches); the gRPC
-role policies (entrypoints) and the table in docs/permissions.md are derived from these declarations.
+members see and act on their own unit's records; LEGAL_OFFICE and INSPECTOR read every unit's records, and
+the legal affairs office acts here only to link recordings to cases across units (R5); a record of another
+unit answers PERMISSION_DENIED. This module only declares media-svc's resources with it (data, no
+branches); the gRPC role policies (entrypoints) and the table in docs/permissions.md are derived from these
+declarations.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ RECORDINGS: Resource[RecordingAction] = Resource(
     grants={
         RecordingAction.UPLOAD: Grant.act(UNIT_MEMBERS | {Role.ARCHIVIST, UPLOAD_SCOPE}),
         RecordingAction.READ: Grant.read(UNIT_MEMBERS | {Role.ARCHIVIST, Role.ARCHIVE_ROOM, Role.SERVICE}),
-        RecordingAction.LINK: Grant.act(UNIT_MEMBERS),
+        # The legal affairs office links across units (R5: case-svc counts only its cross-unit links).
+        RecordingAction.LINK: Grant.act(UNIT_MEMBERS, supervised=True),
         RecordingAction.EXPLAIN_INTERRUPTION: Grant.act(UNIT_MEMBERS),
         RecordingAction.DOWNLOAD: Grant.everywhere(
             _PEOPLE | {Role.SERVICE}, note="R16: anyone may ask; the access grant decides"

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from servicekit.clock import to_ms
 from servicekit.errors import FailedPrecondition, InvalidArgument
 
+from media_svc.domain.cases import CaseParticulars
 from media_svc.domain.events import IntegrityCheckFailed, RecordingEvent, RecordingIngested, RecordingLinked
 
 MIB = 1024 * 1024
@@ -230,11 +231,21 @@ def _hours(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 3600:.1f} h"
 
 
+def link_ids(case_id: str, activity_id: str) -> tuple[str, str]:
+    """The case and activity ids of a link, checked and trimmed; raises `InvalidArgument` naming the field."""
+    return (
+        _text(case_id, "case_id", MAX_ID_LEN, required=True),
+        _text(activity_id, "activity_id", MAX_ID_LEN, required=False),
+    )
+
+
 @dataclass(frozen=True)
 class Link:
     case_id: str = ""
     activity_id: str = ""
     linked: Attribution | None = None
+    # Made by the legal affairs office: the one link case-svc counts across units (R5).
+    by_legal_office: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +270,9 @@ class Recording:
     # True from the write that links the recording to an activity until its segment is in the continuity
     # series of its device and activity (R19c); a sweep finishes what a crash left pending.
     continuity_pending: bool = False
+    # The cause and parties of the linked case as media-svc last saw them (R17): searched beside the
+    # uploader's declared party and cause, which stay as declared (classification is never changed).
+    case_particulars: CaseParticulars | None = None
     version: int = 0
     events: list[RecordingEvent] = field(default_factory=list, repr=False, compare=False)
 
@@ -316,12 +330,14 @@ class Recording:
     def block_hash(self, index: int) -> bytes:
         return self.block_hashes[32 * index : 32 * (index + 1)]
 
-    def link_to(self, case_id: str, activity_id: str, by: Attribution) -> bool:
+    def link_to(
+        self, case_id: str, activity_id: str, by: Attribution, *, by_legal_office: bool = False
+    ) -> bool:
         """Links the recording to a case (and activity). Additive only: the same link again is a no-op
         (returns False); an activity may be added to a case-only link; a link to another case or activity
-        is refused, because it would rewrite what the evidence was filed under."""
-        case_id = _text(case_id, "case_id", MAX_ID_LEN, required=True)
-        activity_id = _text(activity_id, "activity_id", MAX_ID_LEN, required=False)
+        is refused, because it would rewrite what the evidence was filed under. Whether the case exists,
+        has the activity and may be linked by this caller is checked before (`domain.cases.check_link`)."""
+        case_id, activity_id = link_ids(case_id, activity_id)
         current = self.link
         if current.case_id and current.case_id != case_id:
             raise FailedPrecondition(
@@ -337,10 +353,38 @@ class Recording:
             )
         if current.case_id == case_id and current.activity_id == activity_id:
             return False
-        self.link = Link(case_id, activity_id, by)
+        self.link = Link(case_id, activity_id, by, by_legal_office)
         self.continuity_pending = bool(activity_id)
-        self.events.append(RecordingLinked(self, case_id, activity_id, by))
+        self.events.append(RecordingLinked(self, case_id, activity_id, by, by_legal_office))
         return True
+
+    def take_case_particulars(self, particulars: CaseParticulars, case_unit: str) -> bool:
+        """R17: the linked case's cause and parties become searchable on this recording. Only a newer
+        version replaces what it holds (a late or repeated delivery changes nothing), and only from a case
+        the recording may be linked to (its own unit's, or any by the legal affairs office — a link given
+        at upload to another unit's case is not one); returns whether it changed."""
+        if not self.link.case_id:
+            return False
+        if case_unit != self.unit and not self.link.by_legal_office:
+            return False
+        held = self.case_particulars
+        if held is not None and held.version >= particulars.version:
+            return False
+        self.case_particulars = particulars
+        return True
+
+    @property
+    def search_parties(self) -> tuple[str, ...]:
+        """R17: the party names a search by party finds this recording under: the uploader's declared
+        party and the linked case's parties."""
+        case = self.case_particulars.parties if self.case_particulars else ()
+        return tuple(dict.fromkeys(p for p in (self.classification.party, *case) if p))
+
+    @property
+    def search_causes(self) -> tuple[str, ...]:
+        """R17: the causes a search by case cause finds this recording under (declared, and the case's)."""
+        case = self.case_particulars.cause if self.case_particulars else ""
+        return tuple(dict.fromkeys(c for c in (self.classification.case_cause, case) if c))
 
     def integrity_failed(
         self, *, actual_sha256: str, first_bad_offset: int, detected_by: str, at: datetime, detail: str

@@ -39,11 +39,12 @@ from servicekit.errors import (
 )
 from servicekit.ids import IdFactory, new_id
 from servicekit.paging import decode_page_token, encode_page_token, foreign_page_token
-from servicekit.policy import Actor
+from servicekit.policy import Actor, Role
 from servicekit.retry import read_decide_write
 
 from media_svc.domain import commands as c
 from media_svc.domain.access import AccessGrant
+from media_svc.domain.cases import check_link
 from media_svc.domain.continuity import Explanation, Gap, Segment, Series, series_id
 from media_svc.domain.devices import (
     Device,
@@ -77,11 +78,13 @@ from media_svc.domain.recordings import (
     MediaFacts,
     Recording,
     ingest_findings,
+    link_ids,
     require_sha256,
 )
 from media_svc.service_layer.ports import (
     AccessLog,
     BadBlock,
+    CaseProjection,
     ContentMissing,
     ContentReader,
     ContentReceiver,
@@ -114,6 +117,8 @@ BUSY_ATTEMPTS = 10
 LOCK_LEASE = timedelta(minutes=5)
 PROGRESS_EVERY_S = 2.0
 SCRUB_BATCH = 200
+# Recordings of one case updated per batch when its cause or parties change (R17).
+FOLLOW_BATCH = 200
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -205,6 +210,7 @@ class MediaHandlers:
         reader: ContentReader,
         prober: MediaProber,
         verifier: GrantVerifier,
+        cases: CaseProjection,
         ingest_policy: IngestPolicy | None = None,
         pre_use_policy: PreUseCheckPolicy | None = None,
         shifts: ShiftSchedule | None = None,
@@ -225,6 +231,7 @@ class MediaHandlers:
         self.reader = reader
         self.prober = prober
         self.verifier = verifier
+        self.cases = cases
         self.ingest_policy = ingest_policy or IngestPolicy()
         self.pre_use_policy = pre_use_policy or PreUseCheckPolicy()
         self.shifts = shifts or ShiftSchedule.parse("08:00,20:00", "Asia/Shanghai")
@@ -410,6 +417,13 @@ class MediaHandlers:
             ingested=Attribution(actor.subject, actor.unit, now),
             block_hashes=block_hashes,
         )
+        if cl.case_id:
+            # R17: linked at upload, it takes its case's cause and parties when media-svc knows the case
+            # (the upload is never refused for the link: evidence is always accepted; a case that arrives
+            # later is followed by `case_opened`).
+            case = await self.cases.get(cl.case_id)
+            if case is not None:
+                recording.take_case_particulars(case.particulars, case.unit)
         events = list(recording.events)
         try:
             await self.recordings.add(recording)
@@ -467,13 +481,31 @@ class MediaHandlers:
     # ================================================================== recordings: link (R5, R17)
 
     async def link_recording(self, cmd: c.LinkRecording, actor: Actor) -> Recording:
-        """Links a recording to a case and activity → RecordingLinked (then enters its series)."""
+        """Links a recording to a case and activity → RecordingLinked (then enters its series).
+
+        R5: the case must be known to media-svc (its projection of case-svc's events), the activity one of
+        the case's, and the case of the recording's unit unless the legal affairs office links it (the
+        event then says so). R17: the recording takes the case's cause and parties for search."""
+        case_id, activity_id = link_ids(cmd.case_id, cmd.activity_id)
+        by_legal_office = actor.has(Role.LEGAL_OFFICE)
 
         async def attempt() -> tuple[Recording, list[object]]:
             recording = await self.get_recording(cmd.recording_id, actor)
             RECORDINGS.authorize(actor, RecordingAction.LINK, recording.unit)
+            case = await self.cases.get(case_id)
+            check_link(
+                case,
+                case_id=case_id,
+                activity_id=activity_id,
+                recording_id=recording.recording_id,
+                recording_unit=recording.unit,
+                by_legal_office=by_legal_office,
+            )
+            assert case is not None
             by = Attribution(actor.subject, actor.unit, self.clock())
-            if not recording.link_to(cmd.case_id, cmd.activity_id, by):
+            linked = recording.link_to(case_id, activity_id, by, by_legal_office=by_legal_office)
+            took = recording.take_case_particulars(case.particulars, case.unit)
+            if not (linked or took):
                 return recording, []
             events: list[object] = list(recording.events)
             await self.recordings.save(recording)
@@ -481,7 +513,51 @@ class MediaHandlers:
 
         recording, events = await read_decide_write(attempt, what=f"recording {cmd.recording_id}")
         await self._react(events)
-        return recording
+        # A change of the case's particulars that the consumer applied between this link's read of the
+        # case and its write walked the case's recordings without this one: read the case again.
+        return await self._take_particulars(recording.recording_id) or recording
+
+    # ================================================================== case projection (R5, R17)
+
+    async def case_opened(self, case_id: str, unit: str, cause: str, parties: Sequence[str]) -> int:
+        """CaseOpened: the case becomes linkable; recordings linked to it at upload before media-svc knew
+        it take its cause and parties. Returns how many recordings changed."""
+        await self.cases.case_opened(case_id, unit, cause, parties)
+        return await self.follow_case(case_id)
+
+    async def case_particulars_changed(self, case_id: str, cause: str, parties: Sequence[str]) -> int:
+        """A new cause or parties of a case: every recording linked to it follows (R17)."""
+        if not await self.cases.particulars_changed(case_id, cause, parties):
+            return 0
+        return await self.follow_case(case_id)
+
+    async def activity_recorded(self, case_id: str, activity_id: str) -> None:
+        await self.cases.activity_recorded(case_id, activity_id)
+
+    async def follow_case(self, case_id: str) -> int:
+        """Gives every recording linked to `case_id` the case's current cause and parties (R17), in
+        index-backed batches by recording id. Idempotent: a recording holding them already is not written."""
+        changed, after = 0, ""
+        while ids := await self.recordings.linked_to_case(case_id, after, FOLLOW_BATCH):
+            for recording_id in ids:
+                changed += await self._take_particulars(recording_id) is not None
+            after = ids[-1]
+        return changed
+
+    async def _take_particulars(self, recording_id: str) -> Recording | None:
+        """The recording with its case's current particulars written, or None when nothing changed."""
+
+        async def attempt() -> Recording | None:
+            recording = await self.recordings.get(recording_id)
+            if recording is None or not recording.link.case_id:
+                return None
+            case = await self.cases.get(recording.link.case_id)
+            if case is None or not recording.take_case_particulars(case.particulars, case.unit):
+                return None
+            await self.recordings.save(recording)
+            return recording
+
+        return await read_decide_write(attempt, what=f"recording {recording_id}", attempts=BUSY_ATTEMPTS)
 
     # ================================================================== integrity (R23-2)
 

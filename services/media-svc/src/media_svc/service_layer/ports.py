@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, Protocol
 from servicekit.errors import ConcurrencyConflict, DataLoss
 
 from media_svc.domain.access import AccessGrant
+from media_svc.domain.cases import CaseView
 from media_svc.domain.continuity import Series
 from media_svc.domain.devices import Device, MaintenanceRecord, PreUseCheck
 from media_svc.domain.events import ContentAccessed, DeviceEvent
@@ -76,6 +77,10 @@ class RecordingRepository(abc.ABC):
     async def search(self, query: SearchQuery, after: SearchCursor | None, limit: int) -> list[Recording]: ...
 
     @abc.abstractmethod
+    async def linked_to_case(self, case_id: str, after_id: str, limit: int) -> list[str]:
+        """Ids of the recordings linked to `case_id`, ordered by id, after `after_id` (index-backed)."""
+
+    @abc.abstractmethod
     async def pending_continuity(self, limit: int) -> list[Recording]:
         """Recordings linked to an activity whose segment is not yet in its continuity series."""
 
@@ -89,6 +94,28 @@ class RecordingRepository(abc.ABC):
     @abc.abstractmethod
     async def totals(self) -> tuple[int, int]:
         """(number of recordings, total bytes)."""
+
+
+class CaseProjection(abc.ABC):
+    """media-svc's view of case-svc's cases (domain/cases.py), kept from case-svc's events. Every write is
+    idempotent (a redelivered or replayed event changes nothing)."""
+
+    @abc.abstractmethod
+    async def get(self, case_id: str) -> CaseView | None:
+        """The case, or None when its CaseOpened has not been seen."""
+
+    @abc.abstractmethod
+    async def case_opened(self, case_id: str, unit: str, cause: str, parties: Sequence[str]) -> None:
+        """Records the case's unit, cause and parties (particulars version 1; a repeat changes nothing)."""
+
+    @abc.abstractmethod
+    async def particulars_changed(self, case_id: str, cause: str, parties: Sequence[str]) -> bool:
+        """Records a new cause and parties of a known case, raising the particulars version when they
+        differ from the stored ones; returns whether they changed."""
+
+    @abc.abstractmethod
+    async def activity_recorded(self, case_id: str, activity_id: str) -> None:
+        """Adds an activity id to the case (a set: a repeat changes nothing)."""
 
 
 class DeviceRepository(abc.ABC):

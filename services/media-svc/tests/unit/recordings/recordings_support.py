@@ -185,6 +185,22 @@ class App:
         return [*self.recordings.published, *self.series.published]
 
 
+async def open_case(
+    app: App,
+    case_id: str = "case-1",
+    *,
+    unit: str = "unit-a",
+    cause: str = "unlicensed construction",
+    parties: tuple[str, ...] = ("Party Ltd",),
+    activities: tuple[str, ...] = ("act-1", "act-2"),
+) -> None:
+    """What media-svc's consumer of case-svc's events does for CaseOpened and ActivityRecorded (a unit
+    test: the integration tests open cases through case-svc)."""
+    await app.handlers.case_opened(case_id, unit, cause, parties)
+    for activity_id in activities:
+        await app.handlers.activity_recorded(case_id, activity_id)
+
+
 def build_app(
     tmp_path: Path,
     media: Media | None = None,

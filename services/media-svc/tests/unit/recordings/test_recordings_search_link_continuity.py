@@ -11,7 +11,18 @@ from media_svc.domain.commands import ExplainInterruption, LinkRecording, Upload
 from media_svc.domain.events import InterruptionExplained, RecordingLinked
 from media_svc.domain.recordings import MediaKind, Recording
 from media_svc.service_layer.ports import SearchQuery
-from recordings_support import LEGAL, OFFICER, OTHER_UNIT, T0, App, Media, chunks_of, classification, data_of
+from recordings_support import (
+    LEGAL,
+    OFFICER,
+    OTHER_UNIT,
+    T0,
+    App,
+    Media,
+    chunks_of,
+    classification,
+    data_of,
+    open_case,
+)
 from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from servicekit.errors import NotFound as NotFoundError
 
@@ -94,6 +105,8 @@ def test_r17_every_search_criterion_has_an_index_in_result_order() -> None:
 
 
 async def test_r05_linking_emits_recording_linked_once_and_is_additive(app: App, media: Media) -> None:
+    await open_case(app, "case-1")
+    await open_case(app, "case-2")
     r = await store(app, media)
     linked = await app.handlers.link_recording(LinkRecording(r.recording_id, "case-1", ""), OFFICER)
     assert (linked.link.case_id, linked.link.activity_id) == ("case-1", "")
@@ -117,6 +130,7 @@ async def segments(
     app: App, media: Media, *starts_ends: tuple[int, int], device: str = "CAM-1"
 ) -> list[Recording]:
     """Recordings of one device during activity act-1 of case-1, at (start, end) seconds after T0."""
+    await open_case(app, "case-1")
     out = []
     for s, e in starts_ends:
         r = await store(app, media, start=T0 + timedelta(seconds=s), seconds=e - s, device=device)

@@ -24,39 +24,42 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from lawtrail.case.v1 import case_pb2 as lawtrail_dot_case_dot_v1_dot_case__pb2
+from lawtrail.common.v1 import common_pb2 as lawtrail_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"lawtrail/case/v1/case_events.proto\x12\x10lawtrail.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1blawtrail/case/v1/case.proto\"\xd2\x02\n\nCaseOpened\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12+\n\x08\x61\x63t_type\x18\x02 \x01(\x0e\x32\x19.lawtrail.case.v1.ActType\x12.\n\tprocedure\x18\x03 \x01(\x0e\x32\x1b.lawtrail.case.v1.Procedure\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\r\n\x05\x63\x61use\x18\x05 \x01(\t\x12\x1b\n\x13responsible_officer\x18\x06 \x01(\t\x12(\n\x07parties\x18\x07 \x03(\x0b\x32\x17.lawtrail.case.v1.Party\x12\x35\n\ntransition\x18\x08 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\x12;\n\x13inapplicable_stages\x18\t \x03(\x0b\x32\x1e.lawtrail.case.v1.SkippedStage\"i\n\x11\x43\x61seStageAdvanced\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x35\n\ntransition\x18\x03 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\"v\n\x1e\x43\x61seReturnedForReinvestigation\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x35\n\ntransition\x18\x03 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\"X\n\x0b\x43\x61seFlagged\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12*\n\x04\x66lag\x18\x03 \x01(\x0b\x32\x1c.lawtrail.case.v1.FlagRecord\"\xc0\x01\n\x14\x43\x61seIncidentRecorded\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12+\n\x08\x61\x63t_type\x18\x03 \x01(\x0e\x32\x19.lawtrail.case.v1.ActType\x12.\n\tprocedure\x18\x04 \x01(\x0e\x32\x1b.lawtrail.case.v1.Procedure\x12,\n\x08incident\x18\x05 \x01(\x0b\x32\x1a.lawtrail.case.v1.Incident\"_\n\x10\x41\x63tivityRecorded\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12,\n\x08\x61\x63tivity\x18\x03 \x01(\x0b\x32\x1a.lawtrail.case.v1.Activity\"\\\n\rDocumentFiled\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12,\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x1a.lawtrail.case.v1.Document\"\xd5\x01\n\x10\x43\x61seDocumentRead\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0e\n\x06reader\x18\x05 \x01(\t\x12\x13\n\x0breader_unit\x18\x06 \x01(\t\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08grant_id\x18\x08 \x01(\t\x12\r\n\x05\x62\x61sis\x18\t \x01(\t\x12\x0f\n\x07purpose\x18\n \x01(\t\"\x85\x01\n\nCaseViewed\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x0e\n\x06viewer\x18\x03 \x01(\t\x12\x13\n\x0bviewer_unit\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03rpc\x18\x06 \x01(\t\"|\n\rCasesSearched\x12\x0e\n\x06viewer\x18\x01 \x01(\t\x12\x13\n\x0bviewer_unit\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61se_ids\x18\x05 \x03(\t\"c\n\x13LegalReviewRecorded\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12-\n\x06review\x18\x03 \x01(\x0b\x32\x1d.lawtrail.case.v1.LegalReview\"\xbf\x01\n\nCaseClosed\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12+\n\x08\x61\x63t_type\x18\x03 \x01(\x0e\x32\x19.lawtrail.case.v1.ActType\x12.\n\tprocedure\x18\x04 \x01(\x0e\x32\x1b.lawtrail.case.v1.Procedure\x12\x35\n\ntransition\x18\x05 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\"\xf0\x01\n\x0c\x43\x61seArchived\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12+\n\x08\x61\x63t_type\x18\x03 \x01(\x0e\x32\x19.lawtrail.case.v1.ActType\x12.\n\tprocedure\x18\x04 \x01(\x0e\x32\x1b.lawtrail.case.v1.Procedure\x12\x35\n\ntransition\x18\x05 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\x12-\n\tdocuments\x18\x06 \x03(\x0b\x32\x1a.lawtrail.case.v1.Documentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"lawtrail/case/v1/case_events.proto\x12\x10lawtrail.case.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1blawtrail/case/v1/case.proto\x1a\x1flawtrail/common/v1/common.proto\"\xd2\x02\n\nCaseOpened\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12+\n\x08\x61\x63t_type\x18\x02 \x01(\x0e\x32\x19.lawtrail.case.v1.ActType\x12.\n\tprocedure\x18\x03 \x01(\x0e\x32\x1b.lawtrail.case.v1.Procedure\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\r\n\x05\x63\x61use\x18\x05 \x01(\t\x12\x1b\n\x13responsible_officer\x18\x06 \x01(\t\x12(\n\x07parties\x18\x07 \x03(\x0b\x32\x17.lawtrail.case.v1.Party\x12\x35\n\ntransition\x18\x08 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\x12;\n\x13inapplicable_stages\x18\t \x03(\x0b\x32\x1e.lawtrail.case.v1.SkippedStage\"i\n\x11\x43\x61seStageAdvanced\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x35\n\ntransition\x18\x03 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\"v\n\x1e\x43\x61seReturnedForReinvestigation\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x35\n\ntransition\x18\x03 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\"X\n\x0b\x43\x61seFlagged\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12*\n\x04\x66lag\x18\x03 \x01(\x0b\x32\x1c.lawtrail.case.v1.FlagRecord\"\xc0\x01\n\x14\x43\x61seIncidentRecorded\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12+\n\x08\x61\x63t_type\x18\x03 \x01(\x0e\x32\x19.lawtrail.case.v1.ActType\x12.\n\tprocedure\x18\x04 \x01(\x0e\x32\x1b.lawtrail.case.v1.Procedure\x12,\n\x08incident\x18\x05 \x01(\x0b\x32\x1a.lawtrail.case.v1.Incident\"_\n\x10\x41\x63tivityRecorded\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12,\n\x08\x61\x63tivity\x18\x03 \x01(\x0b\x32\x1a.lawtrail.case.v1.Activity\"\\\n\rDocumentFiled\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12,\n\x08\x64ocument\x18\x03 \x01(\x0b\x32\x1a.lawtrail.case.v1.Document\"\xd5\x01\n\x10\x43\x61seDocumentRead\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0e\n\x06reader\x18\x05 \x01(\t\x12\x13\n\x0breader_unit\x18\x06 \x01(\t\x12&\n\x02\x61t\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08grant_id\x18\x08 \x01(\t\x12\r\n\x05\x62\x61sis\x18\t \x01(\t\x12\x0f\n\x07purpose\x18\n \x01(\t\"\x85\x01\n\nCaseViewed\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x0e\n\x06viewer\x18\x03 \x01(\t\x12\x13\n\x0bviewer_unit\x18\x04 \x01(\t\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03rpc\x18\x06 \x01(\t\"|\n\rCasesSearched\x12\x0e\n\x06viewer\x18\x01 \x01(\t\x12\x13\n\x0bviewer_unit\x18\x02 \x01(\t\x12&\n\x02\x61t\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61se_ids\x18\x05 \x03(\t\"c\n\x13LegalReviewRecorded\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12-\n\x06review\x18\x03 \x01(\x0b\x32\x1d.lawtrail.case.v1.LegalReview\"\xbf\x01\n\nCaseClosed\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12+\n\x08\x61\x63t_type\x18\x03 \x01(\x0e\x32\x19.lawtrail.case.v1.ActType\x12.\n\tprocedure\x18\x04 \x01(\x0e\x32\x1b.lawtrail.case.v1.Procedure\x12\x35\n\ntransition\x18\x05 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\"\xf0\x01\n\x0c\x43\x61seArchived\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12+\n\x08\x61\x63t_type\x18\x03 \x01(\x0e\x32\x19.lawtrail.case.v1.ActType\x12.\n\tprocedure\x18\x04 \x01(\x0e\x32\x1b.lawtrail.case.v1.Procedure\x12\x35\n\ntransition\x18\x05 \x01(\x0b\x32!.lawtrail.case.v1.StageTransition\x12-\n\tdocuments\x18\x06 \x03(\x0b\x32\x1a.lawtrail.case.v1.Document\"\xfd\x01\n\x16\x43\x61seParticularsAmended\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\r\n\x05\x63\x61use\x18\x03 \x01(\t\x12(\n\x07parties\x18\x04 \x03(\x0b\x32\x17.lawtrail.case.v1.Party\x12\x16\n\x0eprevious_cause\x18\x05 \x01(\t\x12\x31\n\x10previous_parties\x18\x06 \x03(\x0b\x32\x17.lawtrail.case.v1.Party\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x30\n\x07\x61mended\x18\x08 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attributionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lawtrail.case.v1.case_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CASEOPENED']._serialized_start=119
-  _globals['_CASEOPENED']._serialized_end=457
-  _globals['_CASESTAGEADVANCED']._serialized_start=459
-  _globals['_CASESTAGEADVANCED']._serialized_end=564
-  _globals['_CASERETURNEDFORREINVESTIGATION']._serialized_start=566
-  _globals['_CASERETURNEDFORREINVESTIGATION']._serialized_end=684
-  _globals['_CASEFLAGGED']._serialized_start=686
-  _globals['_CASEFLAGGED']._serialized_end=774
-  _globals['_CASEINCIDENTRECORDED']._serialized_start=777
-  _globals['_CASEINCIDENTRECORDED']._serialized_end=969
-  _globals['_ACTIVITYRECORDED']._serialized_start=971
-  _globals['_ACTIVITYRECORDED']._serialized_end=1066
-  _globals['_DOCUMENTFILED']._serialized_start=1068
-  _globals['_DOCUMENTFILED']._serialized_end=1160
-  _globals['_CASEDOCUMENTREAD']._serialized_start=1163
-  _globals['_CASEDOCUMENTREAD']._serialized_end=1376
-  _globals['_CASEVIEWED']._serialized_start=1379
-  _globals['_CASEVIEWED']._serialized_end=1512
-  _globals['_CASESSEARCHED']._serialized_start=1514
-  _globals['_CASESSEARCHED']._serialized_end=1638
-  _globals['_LEGALREVIEWRECORDED']._serialized_start=1640
-  _globals['_LEGALREVIEWRECORDED']._serialized_end=1739
-  _globals['_CASECLOSED']._serialized_start=1742
-  _globals['_CASECLOSED']._serialized_end=1933
-  _globals['_CASEARCHIVED']._serialized_start=1936
-  _globals['_CASEARCHIVED']._serialized_end=2176
+  _globals['_CASEOPENED']._serialized_start=152
+  _globals['_CASEOPENED']._serialized_end=490
+  _globals['_CASESTAGEADVANCED']._serialized_start=492
+  _globals['_CASESTAGEADVANCED']._serialized_end=597
+  _globals['_CASERETURNEDFORREINVESTIGATION']._serialized_start=599
+  _globals['_CASERETURNEDFORREINVESTIGATION']._serialized_end=717
+  _globals['_CASEFLAGGED']._serialized_start=719
+  _globals['_CASEFLAGGED']._serialized_end=807
+  _globals['_CASEINCIDENTRECORDED']._serialized_start=810
+  _globals['_CASEINCIDENTRECORDED']._serialized_end=1002
+  _globals['_ACTIVITYRECORDED']._serialized_start=1004
+  _globals['_ACTIVITYRECORDED']._serialized_end=1099
+  _globals['_DOCUMENTFILED']._serialized_start=1101
+  _globals['_DOCUMENTFILED']._serialized_end=1193
+  _globals['_CASEDOCUMENTREAD']._serialized_start=1196
+  _globals['_CASEDOCUMENTREAD']._serialized_end=1409
+  _globals['_CASEVIEWED']._serialized_start=1412
+  _globals['_CASEVIEWED']._serialized_end=1545
+  _globals['_CASESSEARCHED']._serialized_start=1547
+  _globals['_CASESSEARCHED']._serialized_end=1671
+  _globals['_LEGALREVIEWRECORDED']._serialized_start=1673
+  _globals['_LEGALREVIEWRECORDED']._serialized_end=1772
+  _globals['_CASECLOSED']._serialized_start=1775
+  _globals['_CASECLOSED']._serialized_end=1966
+  _globals['_CASEARCHIVED']._serialized_start=1969
+  _globals['_CASEARCHIVED']._serialized_end=2209
+  _globals['_CASEPARTICULARSAMENDED']._serialized_start=2212
+  _globals['_CASEPARTICULARSAMENDED']._serialized_end=2465
 # @@protoc_insertion_point(module_scope)

@@ -14,6 +14,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from lawtrail.case.v1 import case_pb2 as _case_pb2
+from lawtrail.common.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -554,3 +555,62 @@ class CaseArchived(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CaseArchived: _TypeAlias = CaseArchived  # noqa: Y015
+
+@_typing.final
+class CaseParticularsAmended(_message.Message):
+    """A case's cause and parties were amended (变更案由, 追加/变更当事人) before closing. Carries the values
+    before and after, so the change is on record (R4); consumers keeping the cause or parties (media-svc's
+    search, R17) replace theirs with these.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    PARTIES_FIELD_NUMBER: _builtins.int
+    PREVIOUS_CAUSE_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PARTIES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AMENDED_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    """The case id."""
+    unit: _builtins.str
+    """The owning unit."""
+    cause: _builtins.str
+    """The cause from now on."""
+    previous_cause: _builtins.str
+    """The cause before."""
+    reason: _builtins.str
+    """Why."""
+    @_builtins.property
+    def parties(self) -> _containers.RepeatedCompositeFieldContainer[_case_pb2.Party]:
+        """The parties from now on."""
+
+    @_builtins.property
+    def previous_parties(self) -> _containers.RepeatedCompositeFieldContainer[_case_pb2.Party]:
+        """The parties before."""
+
+    @_builtins.property
+    def amended(self) -> _common_pb2.Attribution:
+        """Who and when (server time, UTC)."""
+
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        cause: _builtins.str = ...,
+        parties: _abc.Iterable[_case_pb2.Party] | None = ...,
+        previous_cause: _builtins.str = ...,
+        previous_parties: _abc.Iterable[_case_pb2.Party] | None = ...,
+        reason: _builtins.str = ...,
+        amended: _common_pb2.Attribution | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amended", b"amended"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amended", b"amended", "case_id", b"case_id", "cause", b"cause", "parties", b"parties", "previous_cause", b"previous_cause", "previous_parties", b"previous_parties", "reason", b"reason", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CaseParticularsAmended: _TypeAlias = CaseParticularsAmended  # noqa: Y015

@@ -29,6 +29,66 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class AmendCaseParticularsRequest(_message.Message):
+    """Amends a case's cause and parties: both are given in full, as they are to be from now on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    PARTIES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    case_id: _builtins.str
+    """The case id."""
+    cause: _builtins.str
+    """The cause from now on, 1–200 characters."""
+    reason: _builtins.str
+    """Why (1–1000 characters)."""
+    @_builtins.property
+    def parties(self) -> _containers.RepeatedCompositeFieldContainer[_case_pb2.Party]:
+        """The parties from now on, 1–20."""
+
+    def __init__(
+        self,
+        *,
+        case_id: _builtins.str = ...,
+        cause: _builtins.str = ...,
+        parties: _abc.Iterable[_case_pb2.Party] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case_id", b"case_id", "cause", b"cause", "parties", b"parties", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AmendCaseParticularsRequest: _TypeAlias = AmendCaseParticularsRequest  # noqa: Y015
+
+@_typing.final
+class AmendCaseParticularsResponse(_message.Message):
+    """The amended case."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CASE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def case(self) -> _case_pb2.Case:
+        """The case as stored."""
+
+    def __init__(
+        self,
+        *,
+        case: _case_pb2.Case | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["case", b"case"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["case", b"case"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AmendCaseParticularsResponse: _TypeAlias = AmendCaseParticularsResponse  # noqa: Y015
+
+@_typing.final
 class ReadDocumentRequest(_message.Message):
     """Asks for a document's content."""
 

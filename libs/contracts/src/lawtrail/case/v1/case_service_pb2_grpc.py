@@ -105,6 +105,11 @@ class CaseServiceStub:
                 request_serializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentRequest.SerializeToString,
                 response_deserializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentResponse.FromString,
                 _registered_method=True)
+        self.AmendCaseParticulars = channel.unary_unary(
+                '/lawtrail.case.v1.CaseService/AmendCaseParticulars',
+                request_serializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.AmendCaseParticularsRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.AmendCaseParticularsResponse.FromString,
+                _registered_method=True)
 
 
 class CaseServiceServicer:
@@ -222,6 +227,15 @@ class CaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AmendCaseParticulars(self, request, context):
+        """Amends the case's cause (变更案由) and parties (追加/变更当事人) before it is closed
+        → CaseParticularsAmended (media-svc's linked recordings follow for search, R17).
+        Callers: UNIT_HEAD of the case's unit. FAILED_PRECONDITION once CLOSED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -294,6 +308,11 @@ def add_CaseServiceServicer_to_server(servicer, server):
                     servicer.ReadDocument,
                     request_deserializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentRequest.FromString,
                     response_serializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentResponse.SerializeToString,
+            ),
+            'AmendCaseParticulars': grpc.unary_unary_rpc_method_handler(
+                    servicer.AmendCaseParticulars,
+                    request_deserializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.AmendCaseParticularsRequest.FromString,
+                    response_serializer=lawtrail_dot_case_dot_v1_dot_case__service__pb2.AmendCaseParticularsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -675,6 +694,33 @@ class CaseService:
             '/lawtrail.case.v1.CaseService/ReadDocument',
             lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentRequest.SerializeToString,
             lawtrail_dot_case_dot_v1_dot_case__service__pb2.ReadDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AmendCaseParticulars(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.case.v1.CaseService/AmendCaseParticulars',
+            lawtrail_dot_case_dot_v1_dot_case__service__pb2.AmendCaseParticularsRequest.SerializeToString,
+            lawtrail_dot_case_dot_v1_dot_case__service__pb2.AmendCaseParticularsResponse.FromString,
             options,
             channel_credentials,
             insecure,

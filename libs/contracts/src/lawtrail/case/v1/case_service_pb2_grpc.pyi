@@ -92,6 +92,11 @@ class CaseServiceStub:
     covering the case with VIEW or DOWNLOAD; without a grant only the case's responsible officer and the
     UNIT_HEAD of its unit, while the case is open (not CLOSED or ARCHIVED). docs/case-svc.md.
     """
+    AmendCaseParticulars: _grpc.UnaryUnaryMultiCallable[_case_service_pb2.AmendCaseParticularsRequest, _case_service_pb2.AmendCaseParticularsResponse]
+    """Amends the case's cause (变更案由) and parties (追加/变更当事人) before it is closed
+    → CaseParticularsAmended (media-svc's linked recordings follow for search, R17).
+    Callers: UNIT_HEAD of the case's unit. FAILED_PRECONDITION once CLOSED.
+    """
 
 @_typing.type_check_only
 class CaseServiceAsyncStub(CaseServiceStub):
@@ -149,6 +154,11 @@ class CaseServiceAsyncStub(CaseServiceStub):
     → CaseDocumentRead. Callers: anyone holding an access grant (lawtrail/access/v1/access_grant.proto)
     covering the case with VIEW or DOWNLOAD; without a grant only the case's responsible officer and the
     UNIT_HEAD of its unit, while the case is open (not CLOSED or ARCHIVED). docs/case-svc.md.
+    """
+    AmendCaseParticulars: _aio.UnaryUnaryMultiCallable[_case_service_pb2.AmendCaseParticularsRequest, _case_service_pb2.AmendCaseParticularsResponse]  # type: ignore[assignment]
+    """Amends the case's cause (变更案由) and parties (追加/变更当事人) before it is closed
+    → CaseParticularsAmended (media-svc's linked recordings follow for search, R17).
+    Callers: UNIT_HEAD of the case's unit. FAILED_PRECONDITION once CLOSED.
     """
 
 class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -288,6 +298,17 @@ class CaseServiceServicer(metaclass=_abc_1.ABCMeta):
         → CaseDocumentRead. Callers: anyone holding an access grant (lawtrail/access/v1/access_grant.proto)
         covering the case with VIEW or DOWNLOAD; without a grant only the case's responsible officer and the
         UNIT_HEAD of its unit, while the case is open (not CLOSED or ARCHIVED). docs/case-svc.md.
+        """
+
+    @_abc_1.abstractmethod
+    def AmendCaseParticulars(
+        self,
+        request: _case_service_pb2.AmendCaseParticularsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_case_service_pb2.AmendCaseParticularsResponse, _abc.Awaitable[_case_service_pb2.AmendCaseParticularsResponse]]:
+        """Amends the case's cause (变更案由) and parties (追加/变更当事人) before it is closed
+        → CaseParticularsAmended (media-svc's linked recordings follow for search, R17).
+        Callers: UNIT_HEAD of the case's unit. FAILED_PRECONDITION once CLOSED.
         """
 
 def add_CaseServiceServicer_to_server(servicer: CaseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

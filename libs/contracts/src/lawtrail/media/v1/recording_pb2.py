@@ -27,25 +27,25 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from lawtrail.common.v1 import common_pb2 as lawtrail_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!lawtrail/media/v1/recording.proto\x12\x11lawtrail.media.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flawtrail/common/v1/common.proto\"\xbd\x02\n\x0e\x43lassification\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x15\n\rdevice_number\x18\x02 \x01(\t\x12\x0f\n\x07officer\x18\x03 \x01(\t\x12\x31\n\rrecorded_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_to\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05party\x18\x06 \x01(\t\x12\x12\n\ncase_cause\x18\x07 \x01(\t\x12\x30\n\nmedia_kind\x18\x08 \x01(\x0e\x32\x1c.lawtrail.media.v1.MediaKind\x12\x16\n\x0eparty_informed\x18\t \x01(\x08\x12\x0f\n\x07\x63\x61se_id\x18\n \x01(\t\x12\x13\n\x0b\x61\x63tivity_id\x18\x0b \x01(\t\"\xb0\x01\n\nMediaFacts\x12\x13\n\x0b\x66ormat_name\x18\x01 \x01(\t\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x63odecs\x18\x03 \x03(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x31\n\rcreation_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0brequirement\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"f\n\rRecordingLink\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tivity_id\x18\x02 \x01(\t\x12/\n\x06linked\x18\x03 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\"\xe1\x03\n\tRecording\x12\x14\n\x0crecording_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x39\n\x0e\x63lassification\x18\x04 \x01(\x0b\x32!.lawtrail.media.v1.Classification\x12,\n\x05\x66\x61\x63ts\x18\x05 \x01(\x0b\x32\x1d.lawtrail.media.v1.MediaFacts\x12,\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x1a.lawtrail.media.v1.Finding\x12\x31\n\x08ingested\x18\x07 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12/\n\x0cingest_delay\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x04link\x18\t \x01(\x0b\x32 .lawtrail.media.v1.RecordingLink\x12\x35\n\tintegrity\x18\n \x01(\x0e\x32\".lawtrail.media.v1.IntegrityStatus\x12\x38\n\x14integrity_checked_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*i\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_KIND_VIDEO\x10\x01\x12\x14\n\x10MEDIA_KIND_AUDIO\x10\x02\x12\x14\n\x10MEDIA_KIND_PHOTO\x10\x03*o\n\x0fIntegrityStatus\x12 \n\x1cINTEGRITY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19INTEGRITY_STATUS_VERIFIED\x10\x01\x12\x1b\n\x17INTEGRITY_STATUS_FAILED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!lawtrail/media/v1/recording.proto\x12\x11lawtrail.media.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flawtrail/common/v1/common.proto\"\xbd\x02\n\x0e\x43lassification\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x15\n\rdevice_number\x18\x02 \x01(\t\x12\x0f\n\x07officer\x18\x03 \x01(\t\x12\x31\n\rrecorded_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_to\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05party\x18\x06 \x01(\t\x12\x12\n\ncase_cause\x18\x07 \x01(\t\x12\x30\n\nmedia_kind\x18\x08 \x01(\x0e\x32\x1c.lawtrail.media.v1.MediaKind\x12\x16\n\x0eparty_informed\x18\t \x01(\x08\x12\x0f\n\x07\x63\x61se_id\x18\n \x01(\t\x12\x13\n\x0b\x61\x63tivity_id\x18\x0b \x01(\t\"\xb0\x01\n\nMediaFacts\x12\x13\n\x0b\x66ormat_name\x18\x01 \x01(\t\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06\x63odecs\x18\x03 \x03(\t\x12\r\n\x05width\x18\x04 \x01(\x05\x12\x0e\n\x06height\x18\x05 \x01(\x05\x12\x31\n\rcreation_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x07\x46inding\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x13\n\x0brequirement\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xb0\x01\n\rRecordingLink\x12\x0f\n\x07\x63\x61se_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tivity_id\x18\x02 \x01(\t\x12/\n\x06linked\x18\x03 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x1e\n\x16linked_by_legal_office\x18\x04 \x01(\x08\x12\x12\n\ncase_cause\x18\x05 \x01(\t\x12\x14\n\x0c\x63\x61se_parties\x18\x06 \x03(\t\"\xe1\x03\n\tRecording\x12\x14\n\x0crecording_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x39\n\x0e\x63lassification\x18\x04 \x01(\x0b\x32!.lawtrail.media.v1.Classification\x12,\n\x05\x66\x61\x63ts\x18\x05 \x01(\x0b\x32\x1d.lawtrail.media.v1.MediaFacts\x12,\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x1a.lawtrail.media.v1.Finding\x12\x31\n\x08ingested\x18\x07 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12/\n\x0cingest_delay\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x04link\x18\t \x01(\x0b\x32 .lawtrail.media.v1.RecordingLink\x12\x35\n\tintegrity\x18\n \x01(\x0e\x32\".lawtrail.media.v1.IntegrityStatus\x12\x38\n\x14integrity_checked_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*i\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_KIND_VIDEO\x10\x01\x12\x14\n\x10MEDIA_KIND_AUDIO\x10\x02\x12\x14\n\x10MEDIA_KIND_PHOTO\x10\x03*o\n\x0fIntegrityStatus\x12 \n\x1cINTEGRITY_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19INTEGRITY_STATUS_VERIFIED\x10\x01\x12\x1b\n\x17INTEGRITY_STATUS_FAILED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lawtrail.media.v1.recording_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEDIAKIND']._serialized_start=1303
-  _globals['_MEDIAKIND']._serialized_end=1408
-  _globals['_INTEGRITYSTATUS']._serialized_start=1410
-  _globals['_INTEGRITYSTATUS']._serialized_end=1521
+  _globals['_MEDIAKIND']._serialized_start=1378
+  _globals['_MEDIAKIND']._serialized_end=1483
+  _globals['_INTEGRITYSTATUS']._serialized_start=1485
+  _globals['_INTEGRITYSTATUS']._serialized_end=1596
   _globals['_CLASSIFICATION']._serialized_start=155
   _globals['_CLASSIFICATION']._serialized_end=472
   _globals['_MEDIAFACTS']._serialized_start=475
   _globals['_MEDIAFACTS']._serialized_end=651
   _globals['_FINDING']._serialized_start=653
   _globals['_FINDING']._serialized_end=713
-  _globals['_RECORDINGLINK']._serialized_start=715
-  _globals['_RECORDINGLINK']._serialized_end=817
-  _globals['_RECORDING']._serialized_start=820
-  _globals['_RECORDING']._serialized_end=1301
+  _globals['_RECORDINGLINK']._serialized_start=716
+  _globals['_RECORDINGLINK']._serialized_end=892
+  _globals['_RECORDING']._serialized_start=895
+  _globals['_RECORDING']._serialized_end=1376
 # @@protoc_insertion_point(module_scope)

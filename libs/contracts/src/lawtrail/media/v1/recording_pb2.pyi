@@ -235,13 +235,26 @@ class RecordingLink(_message.Message):
     CASE_ID_FIELD_NUMBER: _builtins.int
     ACTIVITY_ID_FIELD_NUMBER: _builtins.int
     LINKED_FIELD_NUMBER: _builtins.int
+    LINKED_BY_LEGAL_OFFICE_FIELD_NUMBER: _builtins.int
+    CASE_CAUSE_FIELD_NUMBER: _builtins.int
+    CASE_PARTIES_FIELD_NUMBER: _builtins.int
     case_id: _builtins.str
     """Case id (case-svc); empty when the recording is not linked yet."""
     activity_id: _builtins.str
     """Enforcement activity id within the case; empty when linked to the case only."""
+    linked_by_legal_office: _builtins.bool
+    """The link was made by the legal affairs office (R5: the only link counted across units)."""
+    case_cause: _builtins.str
+    """The linked case's cause as media-svc last learned it from case-svc (R17: searched by case_cause beside
+    the declared one); empty when not linked or the case is not known to media-svc.
+    """
     @_builtins.property
     def linked(self) -> _common_pb2.Attribution:
         """Who linked it and when (server time, UTC); unset when not linked."""
+
+    @_builtins.property
+    def case_parties(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The linked case's party names as media-svc last learned them (R17: searched by party)."""
 
     def __init__(
         self,
@@ -249,10 +262,13 @@ class RecordingLink(_message.Message):
         case_id: _builtins.str = ...,
         activity_id: _builtins.str = ...,
         linked: _common_pb2.Attribution | None = ...,
+        linked_by_legal_office: _builtins.bool = ...,
+        case_cause: _builtins.str = ...,
+        case_parties: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["linked", b"linked"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "case_id", b"case_id", "linked", b"linked"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_id", b"activity_id", "case_cause", b"case_cause", "case_id", b"case_id", "case_parties", b"case_parties", "linked", b"linked", "linked_by_legal_office", b"linked_by_legal_office"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

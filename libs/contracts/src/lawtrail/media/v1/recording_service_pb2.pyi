@@ -300,9 +300,9 @@ class SearchRecordingsRequest(_message.Message):
     officer: _builtins.str
     """Officer subject id, exact."""
     party: _builtins.str
-    """Party, exact."""
+    """Party, exact: the declared party or, once linked, one of the linked case's parties (R17)."""
     case_cause: _builtins.str
-    """Case cause, exact."""
+    """Case cause, exact: the declared cause or, once linked, the linked case's cause (R17)."""
     case_id: _builtins.str
     """Linked case id, exact."""
     media_kind: _recording_pb2.MediaKind.ValueType

@@ -133,7 +133,12 @@ class RecordingServiceServicer:
 
     def LinkRecording(self, request, context):
         """Links a recording to a case and optionally an activity → RecordingLinked. Idempotent; a link is never
-        moved to another case or activity (FAILED_PRECONDITION). Roles: OFFICER, UNIT_HEAD of the owning unit.
+        moved to another case or activity (FAILED_PRECONDITION). Roles: OFFICER, UNIT_HEAD of the owning unit;
+        LEGAL_OFFICE of any unit. R5: the case must be known to media-svc (FAILED_PRECONDITION
+        R5_CASE_NOT_KNOWN, also for a case opened a moment ago whose event has not arrived: retry), the
+        activity one of the case's (FAILED_PRECONDITION R5_UNKNOWN_ACTIVITY), and the case of the recording's
+        unit unless the legal affairs office links (PERMISSION_DENIED R5_CROSS_UNIT_LINK). R17: the recording
+        then is found by the case's cause and parties.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -63,7 +63,12 @@ class RecordingServiceStub:
     """
     LinkRecording: _grpc.UnaryUnaryMultiCallable[_recording_service_pb2.LinkRecordingRequest, _recording_service_pb2.LinkRecordingResponse]
     """Links a recording to a case and optionally an activity → RecordingLinked. Idempotent; a link is never
-    moved to another case or activity (FAILED_PRECONDITION). Roles: OFFICER, UNIT_HEAD of the owning unit.
+    moved to another case or activity (FAILED_PRECONDITION). Roles: OFFICER, UNIT_HEAD of the owning unit;
+    LEGAL_OFFICE of any unit. R5: the case must be known to media-svc (FAILED_PRECONDITION
+    R5_CASE_NOT_KNOWN, also for a case opened a moment ago whose event has not arrived: retry), the
+    activity one of the case's (FAILED_PRECONDITION R5_UNKNOWN_ACTIVITY), and the case of the recording's
+    unit unless the legal affairs office links (PERMISSION_DENIED R5_CROSS_UNIT_LINK). R17: the recording
+    then is found by the case's cause and parties.
     """
     ExplainInterruption: _grpc.UnaryUnaryMultiCallable[_recording_service_pb2.ExplainInterruptionRequest, _recording_service_pb2.ExplainInterruptionResponse]
     """Explains the gap before a recording (R19c) → InterruptionExplained. Roles: OFFICER, UNIT_HEAD of the
@@ -118,7 +123,12 @@ class RecordingServiceAsyncStub(RecordingServiceStub):
     """
     LinkRecording: _aio.UnaryUnaryMultiCallable[_recording_service_pb2.LinkRecordingRequest, _recording_service_pb2.LinkRecordingResponse]  # type: ignore[assignment]
     """Links a recording to a case and optionally an activity → RecordingLinked. Idempotent; a link is never
-    moved to another case or activity (FAILED_PRECONDITION). Roles: OFFICER, UNIT_HEAD of the owning unit.
+    moved to another case or activity (FAILED_PRECONDITION). Roles: OFFICER, UNIT_HEAD of the owning unit;
+    LEGAL_OFFICE of any unit. R5: the case must be known to media-svc (FAILED_PRECONDITION
+    R5_CASE_NOT_KNOWN, also for a case opened a moment ago whose event has not arrived: retry), the
+    activity one of the case's (FAILED_PRECONDITION R5_UNKNOWN_ACTIVITY), and the case of the recording's
+    unit unless the legal affairs office links (PERMISSION_DENIED R5_CROSS_UNIT_LINK). R17: the recording
+    then is found by the case's cause and parties.
     """
     ExplainInterruption: _aio.UnaryUnaryMultiCallable[_recording_service_pb2.ExplainInterruptionRequest, _recording_service_pb2.ExplainInterruptionResponse]  # type: ignore[assignment]
     """Explains the gap before a recording (R19c) → InterruptionExplained. Roles: OFFICER, UNIT_HEAD of the
@@ -200,7 +210,12 @@ class RecordingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_recording_service_pb2.LinkRecordingResponse, _abc.Awaitable[_recording_service_pb2.LinkRecordingResponse]]:
         """Links a recording to a case and optionally an activity → RecordingLinked. Idempotent; a link is never
-        moved to another case or activity (FAILED_PRECONDITION). Roles: OFFICER, UNIT_HEAD of the owning unit.
+        moved to another case or activity (FAILED_PRECONDITION). Roles: OFFICER, UNIT_HEAD of the owning unit;
+        LEGAL_OFFICE of any unit. R5: the case must be known to media-svc (FAILED_PRECONDITION
+        R5_CASE_NOT_KNOWN, also for a case opened a moment ago whose event has not arrived: retry), the
+        activity one of the case's (FAILED_PRECONDITION R5_UNKNOWN_ACTIVITY), and the case of the recording's
+        unit unless the legal affairs office links (PERMISSION_DENIED R5_CROSS_UNIT_LINK). R17: the recording
+        then is found by the case's cause and parties.
         """
 
     @_abc_1.abstractmethod
