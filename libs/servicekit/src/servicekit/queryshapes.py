@@ -124,9 +124,9 @@ def serving_index(
     """
     if "_id" in shape.equality:
         return [("_id", 1)]
-    indexes = [list(keys) for keys in indexes]
-    exact = _serving(shape, indexes, partial=False, criteria=criteria)
-    return exact if exact is not None else _serving(shape, indexes, partial=True, criteria=criteria)
+    candidates = [list(keys) for keys in indexes]
+    exact = _serving(shape, candidates, partial=False, criteria=criteria)
+    return exact if exact is not None else _serving(shape, candidates, partial=True, criteria=criteria)
 
 
 def _serving(
