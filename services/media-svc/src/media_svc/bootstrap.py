@@ -112,6 +112,7 @@ from media_svc.service_layer.ports import (
     RecordingRepository,
     ScrubRunRepository,
     SeriesRepository,
+    Tombstones,
 )
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,8 @@ class MediaPorts:
     verifier: GrantVerifier
     # media-svc's view of case-svc's cases (R5 link checks, R17 cause and parties).
     cases: CaseProjection
+    # Recordings disposed of under an order: the fixity scrub does not report their content as lost.
+    tombstones: Tombstones | None = None
     # How upload bytes are written and hashed, how download chunks are read and verified: the threaded
     # and framed adapters unless a test passes its own.
     receiver: ContentReceiver | None = None
@@ -227,6 +230,7 @@ def build_handlers(
         prober=ports.prober,
         verifier=ports.verifier,
         cases=ports.cases,
+        tombstones=ports.tombstones,
         ingest_policy=settings.ingest_policy(),
         pre_use_policy=device_settings.policy(),
         shifts=device_settings.shifts(),
@@ -262,6 +266,9 @@ async def bootstrap(rt: Runtime) -> Wiring:
     key_paths = settings.media_grant_public_keys or [ensure_dev_grant_keys(settings.data_dir)[1]]
     revocations = MongoRevocations(rt.db["revoked_grants"])
     verifier = Ed25519GrantVerifier(load_public_keys(key_paths), revocations)
+    # Disposal (R12, R13, R23-5): carried out for retention-svc, refused on media-svc's own view of holds
+    # and case closure (entrypoints/disposal_api.py); its tombstones also tell the scrub what is gone.
+    disposals = MongoDisposalStore(rt.db, event_source=source, notify=notify)
     ports = MediaPorts(
         recordings=MongoRecordingRepository(rt.db, event_source=source, notify=notify),
         series=MongoSeriesRepository(rt.db, event_source=source, notify=notify),
@@ -272,11 +279,9 @@ async def bootstrap(rt: Runtime) -> Wiring:
         prober=FfprobeProber(),
         verifier=verifier,
         cases=MongoCaseProjection(rt.db),
+        tombstones=disposals,
     )
     handlers = build_handlers(ports, settings, metrics=PrometheusRecordingMetrics(rt.metrics.registry))
-    # Disposal (R12, R13, R23-5): carried out for retention-svc, refused on media-svc's own view of holds
-    # and case closure (entrypoints/disposal_api.py).
-    disposals = MongoDisposalStore(rt.db, event_source=source, notify=notify)
     assert isinstance(ports.store, LocalContentStore)
     disposal = DisposalHandlers(
         recordings=ports.recordings, store=disposals, eraser=LocalContentEraser(ports.store)

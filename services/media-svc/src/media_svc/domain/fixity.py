@@ -84,6 +84,11 @@ class ScrubRun:
         if not ok:
             self.failures += 1
 
+    def skipped_disposed(self, size_bytes: int) -> None:
+        """A recording disposed of under an order: nothing to re-hash, counted as visited (progress)."""
+        self.recordings_checked += 1
+        self.bytes_checked += size_bytes
+
     def finish(self, at: datetime) -> None:
         self.state = ScrubState.FINISHED
         self.finished_at = at

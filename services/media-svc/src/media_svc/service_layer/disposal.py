@@ -19,10 +19,10 @@ from servicekit.errors import FailedPrecondition, InvalidArgument
 
 from media_svc.domain.disposal import Tombstone, check_disposable, check_order
 from media_svc.domain.errors import RecordingNotFound
-from media_svc.service_layer.ports import RecordingRepository
+from media_svc.service_layer.ports import RecordingRepository, Tombstones
 
 
-class DisposalStore(abc.ABC):
+class DisposalStore(Tombstones):
     @abc.abstractmethod
     async def hold_placed(self, recording_id: str, incident_id: str) -> None: ...
 
@@ -44,6 +44,9 @@ class DisposalStore(abc.ABC):
     @abc.abstractmethod
     async def add_tombstone(self, tombstone: Tombstone) -> None:
         """Stores the tombstone with its RecordingDisposed event in one write."""
+
+    async def disposed(self, recording_id: str) -> bool:
+        return await self.tombstone(recording_id) is not None
 
 
 class ContentEraser(abc.ABC):

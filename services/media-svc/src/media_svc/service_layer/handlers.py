@@ -92,6 +92,7 @@ from media_svc.service_layer.ports import (
     DeviceRepository,
     GrantVerifier,
     MediaProber,
+    NoTombstones,
     NullMetrics,
     RecordingMetrics,
     RecordingRepository,
@@ -100,6 +101,7 @@ from media_svc.service_layer.ports import (
     SearchCursor,
     SearchQuery,
     SeriesRepository,
+    Tombstones,
     VerifiedChunk,
 )
 
@@ -211,6 +213,7 @@ class MediaHandlers:
         prober: MediaProber,
         verifier: GrantVerifier,
         cases: CaseProjection,
+        tombstones: Tombstones | None = None,
         ingest_policy: IngestPolicy | None = None,
         pre_use_policy: PreUseCheckPolicy | None = None,
         shifts: ShiftSchedule | None = None,
@@ -226,6 +229,7 @@ class MediaHandlers:
         self.devices = devices
         self.access_log = access_log
         self.scrub_runs = scrub_runs
+        self.tombstones = tombstones or NoTombstones()
         self.store = store
         self.receiver = receiver
         self.reader = reader
@@ -867,6 +871,10 @@ class MediaHandlers:
     ) -> None:
         actual = await hashing
         ok = actual == item.sha256
+        if not ok and await self.tombstones.disposed(item.recording_id):
+            # Disposed of under an approved order (R12): its content is gone on purpose, not lost.
+            run.skipped_disposed(item.size_bytes)
+            return
         if ok:
             await self.record_integrity_verified(c.RecordIntegrityVerified(item.recording_id))
         else:

@@ -96,6 +96,20 @@ class RecordingRepository(abc.ABC):
         """(number of recordings, total bytes)."""
 
 
+class Tombstones(abc.ABC):
+    """Which recordings were disposed of (R12, R23-5): their content is gone on purpose, under an order."""
+
+    @abc.abstractmethod
+    async def disposed(self, recording_id: str) -> bool: ...
+
+
+class NoTombstones(Tombstones):
+    """A store where nothing was ever disposed of (tests of the other use cases)."""
+
+    async def disposed(self, recording_id: str) -> bool:
+        return False
+
+
 class CaseProjection(abc.ABC):
     """media-svc's view of case-svc's cases (domain/cases.py), kept from case-svc's events. Every write is
     idempotent (a redelivered or replayed event changes nothing)."""

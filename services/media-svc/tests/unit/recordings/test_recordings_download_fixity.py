@@ -15,6 +15,7 @@ from media_svc.domain.errors import IntegrityFailure
 from media_svc.domain.events import IntegrityCheckFailed
 from media_svc.domain.fixity import ScrubState
 from media_svc.domain.recordings import IntegrityStatus, Recording
+from media_svc.service_layer.ports import Tombstones
 from recordings_support import (
     OFFICER,
     App,
@@ -230,3 +231,35 @@ def test_the_allocator_thresholds_are_left_to_the_operator_when_set(monkeypatch:
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
     assert recording_api.keep_freed_memory() is True  # glibc (the service's platform) has mallopt
     assert recording_api.keep_freed_memory() is True  # once
+
+
+async def test_r23_the_scrub_does_not_report_content_disposed_of_under_an_order_as_lost(
+    app: App, media: Media
+) -> None:
+    """R12/R23-5: a disposed recording's content is gone on purpose (its tombstone says under which
+    order); the scrub visits it without raising IntegrityCheckFailed. Content gone without a tombstone
+    is still an integrity failure."""
+    disposed = await stored(app, media)
+    other = manifest_for(media.video, classification())
+    lost = (
+        await app.handlers.upload_recording(
+            UploadRecording(other, 0), chunks_of(data_of(media.video)), OFFICER
+        )
+    ).recording
+    assert disposed.sha256 != lost.sha256
+
+    class Disposed(Tombstones):
+        async def disposed(self, recording_id: str) -> bool:
+            return recording_id == disposed.recording_id
+
+    app.handlers.tombstones = Disposed()
+    lose_content(app, disposed.sha256)
+    lose_content(app, lost.sha256)
+
+    run = await app.handlers.run_fixity_scrub(triggered_by="test")
+    assert run is not None
+    assert (run.recordings_total, run.recordings_checked, run.failures) == (2, 2, 1)
+    assert run.progress == 1.0
+    failed = [e for e in app.events() if isinstance(e, IntegrityCheckFailed)]
+    assert [e.recording_id for e in failed] == [lost.recording_id]
+    assert app.recordings.docs[disposed.recording_id].integrity is not IntegrityStatus.FAILED
