@@ -29,6 +29,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.case.v1 import case_pb2, case_service_pb2_grpc
 from lawtrail.case.v1 import case_service_pb2 as case_api
 from lawtrail.media.v1 import disposal_service_pb2, disposal_service_pb2_grpc, media_events_pb2
+from lawtrail.media.v1 import recording_pb2 as media_pb2
 from lawtrail.media.v1 import recording_service_pb2 as media_api
 from lawtrail.media.v1 import recording_service_pb2_grpc as media_service_grpc
 from lawtrail.retention.v1 import retention_pb2 as rpb
@@ -507,3 +508,33 @@ async def test_r13_disposal_needs_two_people_and_a_held_recording_is_refused_by_
             return due.recording_id not in await candidates()
 
         await kit_eventually(no_longer_candidate, "retention-svc learns the disposal from RecordingDisposed")
+
+        # media-svc's fixity scrub visits the disposed recording without calling its content lost (R23-2).
+        recordings = media_service_grpc.RecordingServiceStub(media_channel)
+        archivist = services.metadata("archivist-1", unit, "ARCHIVIST")
+        run = (
+            await recordings.StartFixityScrub(
+                media_api.StartFixityScrubRequest(), metadata=archivist, timeout=10
+            )
+        ).run
+
+        async def scrub_finished() -> bool:
+            status = await recordings.GetFixityScrubStatus(
+                media_api.GetFixityScrubStatusRequest(), metadata=archivist, timeout=10
+            )
+            last = status.last_finished
+            return last.run_id == run.run_id and last.state == media_api.FIXITY_SCRUB_STATE_FINISHED
+
+        await kit_eventually(scrub_finished, "the fixity scrub finished")
+        status = await recordings.GetFixityScrubStatus(
+            media_api.GetFixityScrubStatusRequest(), metadata=archivist, timeout=10
+        )
+        assert status.last_finished.failures == 0
+        assert status.last_finished.recordings_checked == status.last_finished.recordings_total
+        legal = services.metadata("legal-1", unit, "LEGAL_OFFICE")
+        after = (
+            await recordings.GetRecording(
+                media_api.GetRecordingRequest(recording_id=due.recording_id), metadata=legal, timeout=10
+            )
+        ).recording
+        assert after.integrity != media_pb2.INTEGRITY_STATUS_FAILED
