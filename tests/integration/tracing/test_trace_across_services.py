@@ -1,11 +1,10 @@
-"""One OpenTelemetry trace across real services (deploy/k8s issue, item 7): a collection station's
-upload to media-svc, linked to a case, → media-svc's outbox relay publishes RecordingLinked with the
-W3C trace context in the CloudEvents extension header `ce_traceparent` → case-svc's consumer applies
-it in the same trace. Both services are the real `python -m …` processes on the real Kafka + FerretDB,
-exporting over OTLP/HTTP to a receiver in this test (what an OpenTelemetry Collector would receive).
-
-No service consumes case-svc's own events yet (retention-svc will), so the cross-service hop followed
-here is media → case; OpenCase's own server span is checked too."""
+"""One OpenTelemetry trace across real services (deploy/k8s issue, item 7), both ways:
+- OpenCase (case-svc) → case-svc's outbox relay publishes CaseOpened with the W3C trace context in the
+  CloudEvents extension header `ce_traceparent` → media-svc's case projection consumer applies it;
+- a collection station's upload to media-svc, linked to that case, → media-svc's relay publishes
+  RecordingLinked → case-svc's consumer applies it.
+Both services are the real `python -m …` processes on the real Kafka + FerretDB, exporting over
+OTLP/HTTP to a receiver in this test (what an OpenTelemetry Collector would receive)."""
 
 from __future__ import annotations
 
@@ -190,9 +189,9 @@ def test_one_trace_spans_an_rpc_the_relay_and_a_consumer_in_another_service(
         def complete(spans: list[Span]) -> bool:
             return any(
                 s.service == "case-svc" and s.name == "lawtrail.media.v1.events process" for s in spans
-            )
+            ) and any(s.service == "media-svc" and s.name == "lawtrail.case.v1.events process" for s in spans)
 
-        spans = receiver.wait_for("case-svc's consumer span of RecordingLinked", complete)
+        spans = receiver.wait_for("the consumer spans of RecordingLinked and CaseOpened", complete)
     finally:
         starter.stop_all()
 
@@ -202,19 +201,29 @@ def test_one_trace_spans_an_rpc_the_relay_and_a_consumer_in_another_service(
     open_span = next(s for s in spans if s.name == "lawtrail.case.v1.CaseService/OpenCase")
     assert (open_span.service, open_span.parent) == ("case-svc", ROOT_SPAN)
 
+    def chains_of(service: str, name: str) -> list[list[tuple[str, str]]]:
+        chains = []
+        for span in (s for s in spans if s.service == service and s.name == name):
+            chain = [span]
+            while chain[-1].parent in by_id:
+                chain.append(by_id[chain[-1].parent])
+            chains.append([(s.service, s.name) for s in chain])
+        return chains
+
+    # consumer (media-svc) → publish (case-svc's relay) → the OpenCase RPC (case-svc) → the caller.
+    opened = chains_of("media-svc", "lawtrail.case.v1.events process")
+    assert [
+        ("media-svc", "lawtrail.case.v1.events process"),
+        ("case-svc", "lawtrail.case.v1.events publish"),
+        ("case-svc", "lawtrail.case.v1.CaseService/OpenCase"),
+    ] in opened, opened
     # consumer (case-svc) → publish (media-svc's relay) → the upload RPC (media-svc) → the caller.
-    consumed = [s for s in spans if s.service == "case-svc" and s.name == "lawtrail.media.v1.events process"]
-    chains = []
-    for span in consumed:
-        chain = [span]
-        while chain[-1].parent in by_id:
-            chain.append(by_id[chain[-1].parent])
-        chains.append([(s.service, s.name) for s in chain])
+    linked = chains_of("case-svc", "lawtrail.media.v1.events process")
     assert [
         ("case-svc", "lawtrail.media.v1.events process"),
         ("media-svc", "lawtrail.media.v1.events publish"),
         ("media-svc", "lawtrail.media.v1.RecordingService/UploadRecording"),
-    ] in chains, chains
+    ] in linked, linked
 
 
 def _stamp(value: datetime) -> object:
