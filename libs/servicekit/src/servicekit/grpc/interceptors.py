@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, TypeAlias
 
 import grpc
@@ -58,6 +59,22 @@ RolePolicy = Mapping[str, frozenset[str]]
 # String aliases: grpcio's classes are generic only in the type stubs, not at run time.
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 _Around: TypeAlias = "Callable[[grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]"
+
+# Awaited with the status code just before a refusal is sent. ``context.abort()`` sends the status at
+# once, before any interceptor further out sees the exception, so an outer interceptor that must act
+# before the caller hears the answer (the audit interceptor stores the call's record, R4/R23-3) sets
+# this for the duration of the call. Per call: a context variable of the handler's task.
+BEFORE_STATUS: ContextVar[Callable[[grpc.StatusCode], Awaitable[None]] | None] = ContextVar(
+    "servicekit_before_status", default=None
+)
+
+
+async def _before_status(code: grpc.StatusCode) -> None:
+    hook = BEFORE_STATUS.get()
+    if hook is not None:
+        await hook(code)
+
+
 _Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]"
 
 
@@ -175,8 +192,10 @@ async def _abort(
 ) -> None:
     """End the call with the status the one table (servicekit.errors) gives ``error``, with details."""
     status = rich_status(error, domain)
+    code = grpc.StatusCode[status_name(error)]
+    await _before_status(code)
     await context.abort(
-        grpc.StatusCode[status_name(error)],
+        code,
         error.message,
         trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
     )
@@ -449,6 +468,7 @@ def _checked_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
 async def _internal(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     request_id = bound_fields().get("request_id", "unknown")
+    await _before_status(grpc.StatusCode.INTERNAL)
     await context.abort(
         grpc.StatusCode.INTERNAL,
         f"internal error (request id {request_id}): it has been logged; retry later or report the request id",
