@@ -400,6 +400,7 @@ class OutboxRelay:
         Nothing is written to the documents themselves."""
         collection, relayed = self._collections[name], self._relayed[name]
         limit = asyncio.Semaphore(_READERS)
+        deleting = name in self._deleting
 
         async def read(document_id: Any) -> tuple[Document | None, int]:
             # The reads of a batch run concurrently (each a point read by `_id`); the watermark is
@@ -411,12 +412,13 @@ class OutboxRelay:
                 )
                 if document is None or not document.get(PENDING_FIELD):
                     return None, -1
+                if deleting:  # deleted once published: no watermark to read
+                    return document, -1
                 if key not in self._marks:
                     mark = await relayed.find_one({"_id": key})
                     return document, (mark[SEQ_FIELD] if mark else -1)
                 return document, self._marks[key]
 
-        deleting = name in self._deleting
         plans: list[tuple[Any, str, int]] = []
         todo: list[Document] = []
         published = 0
