@@ -75,7 +75,14 @@ class AuditOutbox:
     lets the relay delete it once published. Records arriving while an insert is in flight wait for
     the next insert, which takes all of them (group commit)."""
 
-    def __init__(self, collection: AsyncCollection[dict[str, Any]], *, notify: Notify | None = None) -> None:
+    def __init__(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        *,
+        notify: Notify | None = None,
+        topic: str = AUDIT_TOPIC,
+    ) -> None:
+        self._topic = topic
         self._raw = collection
         self._collection = serialized(collection)
         self._notify = notify
@@ -88,7 +95,7 @@ class AuditOutbox:
 
     async def store(self, envelope: Envelope) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((_entry(envelope), done))
+        self._queue.append((_entry(envelope, self._topic), done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_all(), name="audit-outbox")
         await done
@@ -116,12 +123,12 @@ class AuditOutbox:
                     done.set_result(None)
 
 
-def _entry(envelope: Envelope) -> dict[str, Any]:
+def _entry(envelope: Envelope, topic: str) -> dict[str, Any]:
     """The outbox entry of one record (``seq`` is set when it is grouped into a document)."""
     return {
         "event_id": envelope.id,
         "source": envelope.source,
-        "topic": AUDIT_TOPIC,
+        "topic": topic,
         "type": envelope.type,
         "subject": envelope.subject,
         "time": envelope.time,

@@ -8,7 +8,8 @@ exception raised halfway through a stream, and set context variables the service
 Order, outermost first: request context → metrics → audit (servicekit.grpc.audit) → auth → errors →
 wire checks. Metrics and audit sit outside auth so that rejected calls are counted and audited (an
 alert on ``grpc_code="UNAUTHENTICATED"`` needs them); refusals are sent with ``context.abort()``, which
-sends the status at once, so ``BEFORE_STATUS`` lets the audit store its record first. The wire checks (servicekit.grpc.wirecheck) sit innermost, next to the servicer, so that the
+sends the status at once, so ``BEFORE_STATUS`` lets the audit store its record first. The wire
+checks (servicekit.grpc.wirecheck) sit innermost, next to the servicer, so that the
 error interceptor turns their refusals into INVALID_ARGUMENT like any other.
 
 Every refusal carries the machine-readable ``google.rpc.Status`` of AIP-193 in the
