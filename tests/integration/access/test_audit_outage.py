@@ -223,6 +223,4 @@ def test_r23_audit_records_made_while_the_broker_is_down_reach_the_topic_and_the
             )
             wanted = {r for r, (_, m, _) in calls.items() if method.endswith(f"/{m}")}
             assert {r: appended[r] for r in wanted} == dict.fromkeys(wanted, 1)
-    print(
-        f"\nR23-3: {len(calls)} calls made with the broker down; each once on the topic and in the ledger"
-    )
+    print(f"\nR23-3: {len(calls)} calls made with the broker down; each once on the topic and in the ledger")
