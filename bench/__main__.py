@@ -4,7 +4,7 @@ Benchmarks report ratios against a bare baseline measured in the same run (these
 shared and noisy; a lone absolute time means little). Each module has a `main()` that starts its
 own stack on free ports, so a benchmark never touches a stack left running by `make run`.
 Run one with `python -m bench case`, `python -m bench media`, `python -m bench retention` or
-`python -m bench compliance` or `python -m bench access`.
+`python -m bench compliance`, `python -m bench access` or `python -m bench audit`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ MODULES = {
     "retention": "bench.retention_bench",
     "compliance": "bench.compliance_bench",
     "access": "bench.access_bench",
+    "audit": "bench.audit_bench",
 }
 
 

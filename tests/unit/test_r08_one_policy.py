@@ -1,11 +1,20 @@
-"""R8, one policy for every service: case-svc and media-svc are asked the same permission questions and
-must give the same answers — the answers servicekit.policy's role groups give (docs/permissions.md).
+"""R8, one policy for every service: case-svc, media-svc and access-svc are asked the same permission
+questions and must give the same answers — the answers servicekit.policy's role groups give
+(docs/permissions.md).
 
 Each service is driven through its real handlers (its composition root, on the in-memory fakes its own
 unit tests use): read a record of unit-a, and act on it (case-svc records an activity; media-svc explains
 an interruption before a recording and records maintenance of a device — each a unit member's action with
 no supervision grant; linking a recording has one since issue 8: the legal affairs office links across
 units, R5).
+
+access-svc's record of unit-a is an access request for a recording of unit-a, made by someone else
+(rick, an officer of unit-a — the requester may always read their own request, R16). Its grants are
+narrower than a unit member's plain read and act, and declared so with the same role groups: reading
+is ``Grant.read({UNIT_HEAD})`` (the unit's head and every unit's readers, not its officers: a request
+may concern an officer's own conduct), deciding is ``Grant.act({UNIT_HEAD}, supervised=True)`` (the
+unit's head, and the legal affairs office across units). Its expected answers are what those declared
+grants give (``Resource.may``), and its refusals must name R8 like everyone's.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from types import ModuleType
 
 import pytest
 from servicekit.errors import PermissionDenied
-from servicekit.policy import EVERY_UNIT_READERS, UNIT_MEMBERS, Actor, Role
+from servicekit.policy import EVERY_UNIT_READERS, UNIT_MEMBERS, Actor, Grant, Resource, Role
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +51,10 @@ from media_svc.bootstrap import build_handlers as build_media_handlers  # noqa: 
 from media_svc.domain import commands as mc  # noqa: E402
 from media_svc.domain.devices import Device  # noqa: E402
 from media_svc.domain.recordings import Attribution, Classification, MediaFacts, MediaKind, Recording  # noqa: E402
+
+access_world = _load("r08_access_world", ROOT / "services/access-svc/tests/unit/access_support.py")
+from access_svc.domain import model as am  # noqa: E402
+from access_svc.domain.permissions import ACCESS_REQUESTS, Action  # noqa: E402
 
 T0 = datetime(2026, 5, 4, 1, 0, tzinfo=UTC)
 ALLOWED, DENIED = "allowed", "PERMISSION_DENIED"
@@ -164,22 +177,68 @@ async def media_svc_devices() -> tuple[Ask, Ask]:
     return read, act
 
 
+async def access_svc_requests() -> tuple[Ask, Ask]:
+    world = access_world.make_world()
+    world.owners.units[(am.ResourceKind.RECORDING, "rec-1")] = "unit-a"
+    requester = Actor("rick", "unit-a", frozenset({Role.OFFICER}))
+    request = await world.access.request_access(
+        requester,
+        resources=(am.Resource(am.ResourceKind.RECORDING, "rec-1"),),
+        actions=(am.GrantedAction.DOWNLOAD,),
+        purpose="review of the stop on 4 May",
+        duration=timedelta(hours=1),
+    )
+
+    async def read(actor: Actor) -> object:
+        return await world.access.get(actor, request.request_id)
+
+    async def act(actor: Actor) -> object:
+        return await world.access.decide(
+            actor, request.request_id, approve=True, reason="needed for the review"
+        )
+
+    return read, act
+
+
 SERVICES = {
     "case-svc cases": case_svc,
     "media-svc recordings": media_svc_recordings,
     "media-svc devices": media_svc_devices,
+    "access-svc access requests": access_svc_requests,
 }
+
+# Services whose read and act are not a unit member's plain ones: the declared grants they answer by.
+DECLARED: dict[str, tuple[Resource[Action], Action, Action]] = {
+    "access-svc access requests": (ACCESS_REQUESTS, Action.READ_REQUESTS, Action.DECIDE),
+}
+
+
+def _declared(actor: Actor, resource: Resource[Action], action: Action) -> str:
+    return ALLOWED if resource.may(actor, action, "unit-a") else DENIED
 
 
 @pytest.mark.parametrize(("who", "actor", "read", "act"), QUESTIONS, ids=[q[0] for q in QUESTIONS])
 async def test_r08_every_service_answers_the_same_question_the_same_way(
     who: str, actor: Actor, read: str, act: str
 ) -> None:
-    answers = {}
+    answers, expected = {}, {}
     for name, service in SERVICES.items():
         ask_read, ask_act = await service()
         answers[name] = (await _answer(ask_read, actor), await _answer(ask_act, actor))
-    assert answers == dict.fromkeys(SERVICES, (read, act)), who
+        if name in DECLARED:
+            resource, reading, acting = DECLARED[name]
+            expected[name] = (_declared(actor, resource, reading), _declared(actor, resource, acting))
+        else:
+            expected[name] = (read, act)
+    assert answers == expected, who
+
+
+def test_r08_access_svc_declares_its_grants_with_the_role_groups_of_the_one_policy() -> None:
+    """What access-svc's answers are measured against (and what docs/permissions.md shows): a read by the
+    unit's head plus every unit's readers, a supervised act of the unit's head."""
+    read, decide = ACCESS_REQUESTS.grants[Action.READ_REQUESTS], ACCESS_REQUESTS.grants[Action.DECIDE]
+    assert (read.own_unit, read.any_unit) == ({Role.UNIT_HEAD}, EVERY_UNIT_READERS)
+    assert (decide.own_unit, decide.any_unit) == ({Role.UNIT_HEAD}, Grant.act((), supervised=True).any_unit)
 
 
 def test_r08_the_questions_cover_the_role_groups_of_the_one_policy() -> None:

@@ -25,6 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 from servicekit.config import ServiceSettings
 from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
+from servicekit.grpc.audit import AuditOutbox
 from servicekit.messaging.consumer import EventConsumer, MongoInbox, TypeRouter, dlq_topic
 from servicekit.messaging.envelope import Envelope, KafkaRecord, decode, encode
 from servicekit.messaging.outbox import RELAYED_COLLECTION, OutboundEvent, OutboxRelay, unrelayed_entries
@@ -670,3 +671,62 @@ async def test_consumer_refuses_to_start_without_its_dlq_topic(
     )
     with pytest.raises(RuntimeError, match=r"\.dlq'\] do not exist .*topics\.toml"):
         await consumer.start()
+
+
+# --- the durable audit: AuditOutbox + a relay that deletes what it published ------------------------
+
+
+async def test_audit_records_cross_a_frozen_broker_once_each_and_leave_no_document(
+    stack: Stack, settings: ServiceSettings, db: AsyncDatabase[Document], metrics: Metrics
+) -> None:
+    """R4, R23-3: records stored while the broker is frozen are published once it answers — one copy
+    each, although the relay gave up waiting (ack_timeout_s) several times meanwhile: its retries wait
+    for the sends already handed to the producer instead of sending the records again — and every stored
+    document is deleted once published."""
+    topic = _name("sk-it-audit")
+    await make_topics(stack, topic)
+    # The producer's own request timeout (40 s) outlasts the freeze: its sends stay pending, not failed.
+    producer = create_producer(settings)
+    await producer.start()
+    relay = OutboxRelay(producer, metrics=metrics, min_backoff_s=0.2, max_backoff_s=0.5, ack_timeout_s=1.0)
+    collection = db["audit_outbox"]
+    relay.watch(collection, delete_relayed=True)
+    outbox = AuditOutbox(collection, notify=relay.notify, topic=topic)
+
+    def record(text: str) -> Envelope:
+        return Envelope.of(StringValue(value=text), source=SOURCE, subject="/test.v1.Echo/Unary")
+
+    try:
+        await relay.start()
+        warm = record("warm-up")
+        await outbox.store(warm)
+        await eventually(lambda: _empty(collection), what="the warm-up record is relayed and deleted")
+        failures = metrics.registry.get_sample_value("lawtrail_outbox_publish_failures_total") or 0.0
+        with broker_paused(stack):
+            stored = [record(f"during the freeze {i}") for i in range(5)]
+            await asyncio.gather(*(outbox.store(e) for e in stored))
+            assert await collection.count_documents({}) >= 1  # stored, not published
+            await eventually(
+                lambda: _failed_more_than(metrics, failures + 2),
+                timeout_s=30,
+                what="the relay gave up waiting for the frozen broker at least three times",
+            )
+        await eventually(
+            lambda: _empty(collection), timeout_s=60, what="every stored record is relayed and deleted"
+        )
+    finally:
+        await relay.stop()
+        await producer.stop()
+    published = [decode(r) for r in await read_topic(stack.kafka_bootstrap, topic, at_least=6)]
+    assert [e.id for e in published] == [warm.id, *(e.id for e in stored)], (
+        "each record exactly once, in order"
+    )
+    assert [e.parse(StringValue).value for e in published[1:]] == [f"during the freeze {i}" for i in range(5)]
+
+
+async def _empty(collection: Any) -> bool:
+    return await collection.count_documents({}) == 0
+
+
+async def _failed_more_than(metrics: Metrics, count: float) -> bool:
+    return (metrics.registry.get_sample_value("lawtrail_outbox_publish_failures_total") or 0.0) > count

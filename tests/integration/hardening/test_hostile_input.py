@@ -44,6 +44,7 @@ from lawtrail_local.services import SERVICES, ServiceProcess, health_status
 from lawtrail_local.stack import Stack
 from pymongo import MongoClient
 from servicekit.auth.devtoken import ensure_dev_keys, mint_token
+from servicekit.grpc.audit import AUDIT_OUTBOX
 
 pytestmark = pytest.mark.integration
 
@@ -229,10 +230,11 @@ Fingerprint = dict[str, str]  # "<database>.<collection>" or "files" -> digest
 
 
 def _recorded_for_every_call(database: str, collection: str) -> bool:
-    """Writes that are not the request's effect: access-svc's audit ledger appends one RpcCalled per
-    call of every RPC, refusals included (R4, R23-3: a refusal must leave a trace, issue 11), and each
-    service renews its single-writer lease on a timer (servicekit.writerlease, issue 9)."""
-    return collection == "writer_lease" or (
+    """Writes that are not the request's effect: every service stores one RpcCalled per call of every
+    RPC, refusals included, in its `audit_outbox` until the broker has it, and access-svc's audit ledger
+    appends it (R4, R23-3: a refusal must leave a trace, issue 11); each service renews its
+    single-writer lease on a timer (servicekit.writerlease, issue 9)."""
+    return collection in ("writer_lease", AUDIT_OUTBOX) or (
         database.startswith("access_svc") and collection.startswith("ledger_")
     )
 

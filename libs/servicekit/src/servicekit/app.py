@@ -5,7 +5,8 @@ service's one composition root: it receives the shared infrastructure (``Runtime
 what to serve and consume (``Wiring``). Nothing is built at import time.
 
 Start: logging → /metrics → token keys → MongoDB (pinged) → the single-writer lease (FerretDB only,
-``servicekit.writerlease``) → bootstrap → indexes → producer → relay →
+``servicekit.writerlease``) → bootstrap → indexes → producer → relay (the service's outbox collections
+and ``audit_outbox``, where the audit interceptor stores every call's record) →
 consumers → background tasks → gRPC (health SERVING). Stop (SIGTERM/SIGINT, or a component dying):
 gRPC drains (health NOT_SERVING) → background tasks → consumers → relay → producer → lease released
 → MongoDB → /metrics. A component that dies on its own stops the whole process with an error, so that
@@ -33,14 +34,14 @@ from pymongo.errors import PyMongoError
 from servicekit.auth import TokenVerifier
 from servicekit.config import ServiceSettings
 from servicekit.grpc import GrpcServer, RolePolicy, ServiceBinding
-from servicekit.grpc.audit import AuditInterceptor
+from servicekit.grpc.audit import AUDIT_OUTBOX, AuditInterceptor, AuditOutbox
 from servicekit.grpc.server import PUBLIC_SERVICES
 from servicekit.logging import configure_logging
 from servicekit.messaging.consumer import EventConsumer, Handler, MongoInbox
 from servicekit.messaging.outbox import OutboxRelay
 from servicekit.messaging.producer import create_producer, send_and_wait
 from servicekit.metrics import Metrics, start_metrics_server
-from servicekit.mongo import Document, IndexSpec, create_client, ensure_indexes
+from servicekit.mongo import OUTBOX_INDEX, Document, IndexSpec, create_client, ensure_indexes
 from servicekit.tracing import configure_tracing
 from servicekit.writerlease import WriterLease, WriterLeaseHeld
 
@@ -132,11 +133,15 @@ async def run_service(
 
         wiring = await bootstrap(runtime)
         # Built before anything starts: an incomplete role policy must fail the start, not a caller.
+        # Every call's audit record is stored in this service's database before the caller gets the
+        # answer, and relayed from there (R4, R23-3: a broker outage must not lose it).
+        audit_outbox = AuditOutbox(db[AUDIT_OUTBOX], notify=relay.notify)
         audit = AuditInterceptor(
             lambda topic, record: send_and_wait(producer, topic, record),
             server=settings.service_name,
             source=settings.event_source,
             skip_services=frozenset(PUBLIC_SERVICES),
+            store=audit_outbox.store,
         )
         server = GrpcServer(
             settings,
@@ -147,13 +152,21 @@ async def run_service(
             audit=audit,
         )
         inboxes = {spec.inbox_collection for spec in wiring.consumers if spec.inbox_collection}
-        await ensure_indexes(db, {**wiring.indexes, **dict.fromkeys(inboxes, MongoInbox.INDEXES)})
+        await ensure_indexes(
+            db,
+            {
+                **wiring.indexes,
+                **dict.fromkeys(inboxes, MongoInbox.INDEXES),
+                AUDIT_OUTBOX: [OUTBOX_INDEX],
+            },
+        )
 
         await _start_producer(producer, settings)
         stack.push_async_callback(producer.stop)
         stack.push_async_callback(audit.drain)
         for name in wiring.outbox_collections:
             relay.watch(db[name])
+        relay.watch(db[AUDIT_OUTBOX], delete_relayed=True)
         await relay.start()
         stack.push_async_callback(relay.stop)
 

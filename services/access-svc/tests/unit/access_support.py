@@ -14,12 +14,13 @@ import lawtrail_merkle as merkle
 from access_svc.adapters.signing import Ed25519Signer
 from access_svc.bootstrap import build_handlers
 from access_svc.domain.ledger import Checkpoint
-from access_svc.domain.model import AccessRequest, Actor, RequestState, Resource, ResourceKind
+from access_svc.domain.model import AccessRequest, RequestState, Resource, ResourceKind
 from access_svc.service_layer.handlers import AccessHandlers
 from access_svc.service_layer.ledger import LedgerHandlers
 from access_svc.service_layer.ports import LedgerHead, LedgerStore, Owners, RequestFilter, RequestRepository
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from servicekit.errors import ConcurrencyConflict, DataLoss, NotFound
+from servicekit.policy import Actor
 
 
 class FakeRequests(RequestRepository):

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 import pytest
 from access_support import DEPUTY, HEAD_A, HEAD_B, LEGAL, OFFICER, World
-from access_svc.domain.model import Actor, GrantedAction, RequestState, Resource, ResourceKind
+from access_svc.domain.model import GrantedAction, RequestState, Resource, ResourceKind
 from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from servicekit.policy import Actor
 
 REC = Resource(ResourceKind.RECORDING, "rec-1")
 LEGAL_2 = Actor("legal-2", "legal", frozenset({"LEGAL_OFFICE"}))

@@ -5,9 +5,11 @@ whichever of the four RPC kinds the handler is. Wrapping the *behaviour* (not on
 call in ``intercept_service``) is what lets an interceptor see the end of a streaming call, an
 exception raised halfway through a stream, and set context variables the servicer then reads.
 
-Order, outermost first: request context → metrics → auth → errors → wire checks. Metrics sits
-outside auth so that rejected calls are counted (an alert on ``grpc_code="UNAUTHENTICATED"`` needs
-them). The wire checks (servicekit.grpc.wirecheck) sit innermost, next to the servicer, so that the
+Order, outermost first: request context → metrics → audit (servicekit.grpc.audit) → auth → errors →
+wire checks. Metrics and audit sit outside auth so that rejected calls are counted and audited (an
+alert on ``grpc_code="UNAUTHENTICATED"`` needs them); refusals are sent with ``context.abort()``, which
+sends the status at once, so ``BEFORE_STATUS`` lets the audit store its record first. The wire
+checks (servicekit.grpc.wirecheck) sit innermost, next to the servicer, so that the
 error interceptor turns their refusals into INVALID_ARGUMENT like any other.
 
 Every refusal carries the machine-readable ``google.rpc.Status`` of AIP-193 in the
@@ -26,6 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, TypeAlias
 
 import grpc
@@ -58,6 +61,22 @@ RolePolicy = Mapping[str, frozenset[str]]
 # String aliases: grpcio's classes are generic only in the type stubs, not at run time.
 _Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 _Around: TypeAlias = "Callable[[grpc.aio.ServicerContext[Any, Any]], AbstractAsyncContextManager[None]]"
+
+# Awaited with the status code just before a refusal is sent. ``context.abort()`` sends the status at
+# once, before any interceptor further out sees the exception, so an outer interceptor that must act
+# before the caller hears the answer (the audit interceptor stores the call's record, R4/R23-3) sets
+# this for the duration of the call. Per call: a context variable of the handler's task.
+BEFORE_STATUS: ContextVar[Callable[[grpc.StatusCode], Awaitable[None]] | None] = ContextVar(
+    "servicekit_before_status", default=None
+)
+
+
+async def _before_status(code: grpc.StatusCode) -> None:
+    hook = BEFORE_STATUS.get()
+    if hook is not None:
+        await hook(code)
+
+
 _Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]"
 
 
@@ -175,8 +194,10 @@ async def _abort(
 ) -> None:
     """End the call with the status the one table (servicekit.errors) gives ``error``, with details."""
     status = rich_status(error, domain)
+    code = grpc.StatusCode[status_name(error)]
+    await _before_status(code)
     await context.abort(
-        grpc.StatusCode[status_name(error)],
+        code,
         error.message,
         trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),),
     )
@@ -449,6 +470,7 @@ def _checked_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
 
 async def _internal(context: grpc.aio.ServicerContext[Any, Any]) -> None:
     request_id = bound_fields().get("request_id", "unknown")
+    await _before_status(grpc.StatusCode.INTERNAL)
     await context.abort(
         grpc.StatusCode.INTERNAL,
         f"internal error (request id {request_id}): it has been logged; retry later or report the request id",

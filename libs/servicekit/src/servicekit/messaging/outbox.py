@@ -82,6 +82,8 @@ Document = dict[str, Any]
 # Pending documents looked up per query; a sweep repeats the query until none is left.
 _BATCH = 100
 _DONE = object()
+# Unacknowledged sends remembered beyond which the settled ones are forgotten.
+_SENT_KEPT = 10_000
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,15 @@ class OutboxRelay:
         # value is never above the truth in a way that could skip an entry; a stale lower one (another
         # replica raised it) only causes a redelivery. Bounded by the documents relayed between sweeps.
         self._marks: dict[str, int] = {}
+        # Collections whose documents are written once and deleted once published (``watch(...,
+        # delete_relayed=True)``), by full name.
+        self._deleting: set[str] = set()
+        # Sends not yet known to be delivered, by event id. A pass that gave up waiting for an ack
+        # (broker away) leaves its sends to the producer, which keeps retrying them; the next pass
+        # waits for those same sends instead of sending the entries again, so a broker outage does not
+        # put a second copy of every waiting event on the topic. Dropped once acknowledged; a failed
+        # send is sent again.
+        self._sent: dict[str, asyncio.Future[Any]] = {}
         for collection in collections:
             self._add(collection)
         self._sweep_interval_s = sweep_interval_s
@@ -228,15 +239,23 @@ class OutboxRelay:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
-    def _add(self, collection: AsyncCollection[Document]) -> None:
+    def _add(self, collection: AsyncCollection[Document], delete_relayed: bool = False) -> None:
         self._collections[collection.full_name] = serialized(collection)
         self._relayed[collection.full_name] = serialized(collection.database[RELAYED_COLLECTION])
+        if delete_relayed:
+            self._deleting.add(collection.full_name)
 
-    def watch(self, collection: AsyncCollection[Document]) -> None:
-        """Relay the outbox of ``collection`` too (call before ``start``)."""
+    def watch(self, collection: AsyncCollection[Document], *, delete_relayed: bool = False) -> None:
+        """Relay the outbox of ``collection`` too (call before ``start``).
+
+        ``delete_relayed``: the collection is an outbox and nothing else — each document is inserted
+        once with its entries and never updated (servicekit's ``audit_outbox``) — so a document is
+        deleted as soon as the broker acknowledged all its entries, instead of raising a watermark and
+        compacting it later: one write per document, and the collection holds only what is unpublished.
+        A crash between the ack and the delete republishes the document (same ``ce_id``s)."""
         if self._task is not None:
             raise RuntimeError("watch() collections before starting the relay")
-        self._add(collection)
+        self._add(collection, delete_relayed)
 
     def notify(self, collection: AsyncCollection[Document] | None = None, ids: Iterable[Any] = ()) -> None:
         """Publish soon: entries were just written to documents ``ids`` of ``collection``.
@@ -381,6 +400,7 @@ class OutboxRelay:
         Nothing is written to the documents themselves."""
         collection, relayed = self._collections[name], self._relayed[name]
         limit = asyncio.Semaphore(_READERS)
+        deleting = name in self._deleting
 
         async def read(document_id: Any) -> tuple[Document | None, int]:
             # The reads of a batch run concurrently (each a point read by `_id`); the watermark is
@@ -392,12 +412,14 @@ class OutboxRelay:
                 )
                 if document is None or not document.get(PENDING_FIELD):
                     return None, -1
+                if deleting:  # deleted once published: no watermark to read
+                    return document, -1
                 if key not in self._marks:
                     mark = await relayed.find_one({"_id": key})
                     return document, (mark[SEQ_FIELD] if mark else -1)
                 return document, self._marks[key]
 
-        plans: list[tuple[str, int]] = []
+        plans: list[tuple[Any, str, int]] = []
         todo: list[Document] = []
         published = 0
         for document_id, (document, done) in zip(ids, await asyncio.gather(*map(read, ids)), strict=True):
@@ -410,16 +432,21 @@ class OutboxRelay:
             above = [e for e in entries if e[SEQ_FIELD] > done]
             if above:
                 todo += above
-                plans.append((_relayed_key(collection, document_id), max(e[SEQ_FIELD] for e in above)))
+                key = _relayed_key(collection, document_id)
+                plans.append((document_id, key, max(e[SEQ_FIELD] for e in above)))
         if todo:
             await self._publish(todo, f"{len(plans)} documents", collection.name)
 
-            async def raise_one(key: str, top: int) -> None:
+            async def raise_one(document_id: Any, key: str, top: int) -> None:
                 async with limit:
+                    if deleting:
+                        await collection.delete_one({"_id": document_id})
+                        self._marks.pop(key, None)
+                        return
                     await self._raise_watermark(relayed, key, top)
                 self._marks[key] = max(top, self._marks.get(key, -1))
 
-            await asyncio.gather(*(raise_one(key, top) for key, top in plans))
+            await asyncio.gather(*(raise_one(*plan) for plan in plans))
         return published + len(todo)
 
     async def _relay_document(self, name: str, document_id: Any, *, compact: bool) -> int:
@@ -438,6 +465,14 @@ class OutboxRelay:
             mark = await relayed.find_one({"_id": key})
             done = max(mark[SEQ_FIELD] if mark else -1, self._marks.get(key, -1))
             todo = [e for e in entries if SEQ_FIELD not in e or e[SEQ_FIELD] > done]
+            if name in self._deleting:  # written once, never updated: published means done with it
+                if todo:
+                    await self._publish(todo, document_id, collection.name)
+                    published += len(todo)
+                await collection.delete_one({"_id": document_id})
+                await relayed.delete_one({"_id": key})
+                self._marks.pop(key, None)
+                return published
             if todo:
                 await self._publish(todo, document_id, collection.name)
                 published += len(todo)
@@ -482,16 +517,24 @@ class OutboxRelay:
         # and the watermark moves only when the broker acknowledged all of them.
         acks = []
         for entry in entries:
+            earlier = self._sent.get(entry["event_id"])
+            if earlier is not None and not (earlier.done() and (earlier.cancelled() or earlier.exception())):
+                acks.append(earlier)  # sent by a pass that stopped waiting: wait for that send
+                continue
             with _publish_span(entry):
                 record = to_record(_envelope(entry, current_traceparent()))
                 with log_context(event_id=entry["event_id"]):
                     log.debug("publishing %s to %s", entry["type"], entry["topic"])
-                acks.append(
-                    await self._producer.send(
-                        entry["topic"], value=record.value, key=record.key, headers=record.headers
-                    )
+                ack = await self._producer.send(
+                    entry["topic"], value=record.value, key=record.key, headers=record.headers
                 )
+                acks.append(ack)
+                self._sent[entry["event_id"]] = ack
         await self._acknowledged(acks)
+        for entry in entries:
+            self._sent.pop(entry["event_id"], None)
+        if len(self._sent) > _SENT_KEPT:  # entries some other process relayed meanwhile: forget them
+            self._sent = {k: v for k, v in self._sent.items() if not v.done()}
         acknowledged = datetime.now(UTC)
         for entry in entries:
             self._metrics.outbox_published.labels(topic=entry["topic"]).inc()

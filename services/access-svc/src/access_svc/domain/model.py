@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from servicekit.errors import FailedPrecondition, InvalidArgument
+from servicekit.policy import Actor  # R8: the one vocabulary of who
 
 MAX_RESOURCES = 100
 MAX_ID = 64
@@ -22,28 +23,6 @@ MAX_TEXT = 500
 MIN_DURATION = timedelta(minutes=1)
 MAX_DURATION = timedelta(hours=24)
 ISSUER = "access-svc"
-
-
-class Role(enum.StrEnum):
-    OFFICER = "OFFICER"
-    UNIT_HEAD = "UNIT_HEAD"
-    ARCHIVIST = "ARCHIVIST"
-    LEGAL_OFFICE = "LEGAL_OFFICE"
-    ARCHIVE_ROOM = "ARCHIVE_ROOM"
-    INSPECTOR = "INSPECTOR"
-    SERVICE = "SERVICE"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The verified caller: subject, unit and roles from the bearer token."""
-
-    subject: str
-    unit: str
-    roles: frozenset[str]
-
-    def has(self, role: Role) -> bool:
-        return role.value in self.roles
 
 
 class ResourceKind(enum.Enum):

@@ -15,8 +15,9 @@ from lawtrail.access.v1 import access_service_pb2_grpc as api_grpc
 from lawtrail.access.v1 import ledger_service_pb2 as lpb
 from lawtrail.access.v1 import ledger_service_pb2_grpc as lpb_grpc
 from lawtrail.common.v1 import common_pb2
-from servicekit.auth import current_principal
+from servicekit.auth import current_actor
 from servicekit.errors import InvalidArgument
+from servicekit.grpc import ANY_AUTHENTICATED
 from servicekit.policy import rpc_actions, rpc_role_policy
 
 from access_svc.adapters.proto_mapping import (
@@ -28,7 +29,7 @@ from access_svc.adapters.proto_mapping import (
     ts,
 )
 from access_svc.domain import permissions
-from access_svc.domain.model import Actor, RequestState, text
+from access_svc.domain.model import RequestState, text
 from access_svc.service_layer.handlers import AccessHandlers
 from access_svc.service_layer.ledger import LedgerHandlers
 
@@ -66,13 +67,18 @@ RPC_ACTIONS = {
 
 
 def role_policy() -> dict[str, frozenset[str]]:
-    """Roles the server admits per method; the domain's permission policy then decides (R16)."""
-    return rpc_role_policy(RPC_ACTIONS)
+    """Roles the server admits per method; the domain's permission policy then decides (R8, R16).
+
+    Derived from the declaration (`permissions.RESOURCES`), except that reading requests is open to
+    any authenticated caller: the requester may hold any role (`permissions.READ_ANYONE`)."""
+    policy = rpc_role_policy(RPC_ACTIONS)
+    for method, (_, action) in RPC_ACTIONS.items():
+        if action in permissions.READ_ANYONE:
+            policy[method] = ANY_AUTHENTICATED
+    return policy
 
 
-def caller() -> Actor:
-    p = current_principal()
-    return Actor(p.subject, p.unit, frozenset(p.roles))
+caller = current_actor  # the verified caller as the domain's Actor, token scopes included (never by hand)
 
 
 class AccessApi(api_grpc.AccessServiceServicer):

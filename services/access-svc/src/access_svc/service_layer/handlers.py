@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 
 from servicekit.errors import InvalidArgument, NotFound, PermissionDenied
 from servicekit.paging import decode_page_token, encode_page_token, filters_fingerprint
+from servicekit.policy import Actor
 
 from access_svc.domain import permissions
 from access_svc.domain.model import (
     AccessRequest,
-    Actor,
     GrantedAction,
     RequestState,
     Resource,
