@@ -15,7 +15,9 @@ from lawtrail.access.v1 import ledger_service_pb2 as lpb
 from lawtrail.access.v1 import ledger_service_pb2_grpc as lpb_grpc
 from lawtrail.audit.v1 import audit_events_pb2
 from lawtrail.case.v1 import case_service_pb2
-from lawtrail.media.v1 import device_service_pb2, recording_service_pb2
+from lawtrail.compliance.v1 import compliance_service_pb2
+from lawtrail.media.v1 import device_service_pb2, disposal_service_pb2, recording_service_pb2
+from lawtrail.retention.v1 import retention_service_pb2
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
@@ -29,7 +31,10 @@ SERVICES = {
     "media-svc": [
         recording_service_pb2.DESCRIPTOR.services_by_name["RecordingService"],
         device_service_pb2.DESCRIPTOR.services_by_name["DeviceService"],
+        disposal_service_pb2.DESCRIPTOR.services_by_name["DisposalService"],
     ],
+    "retention-svc": [retention_service_pb2.DESCRIPTOR.services_by_name["RetentionService"]],
+    "compliance-svc": [compliance_service_pb2.DESCRIPTOR.services_by_name["ComplianceService"]],
     "access-svc": [
         access_service_pb2.DESCRIPTOR.services_by_name["AccessService"],
         access_grant_pb2.DESCRIPTOR.services_by_name["AccessGrantStatusService"],
@@ -44,12 +49,20 @@ def running(
 ) -> Iterator[tuple[dict[str, ServiceProcess], bytes]]:
     starter = ServiceStarter(stack, tmp_path_factory.mktemp("audit"))
     pem = ensure_dev_keys(starter.data_dir)[0].read_bytes()
-    started = {
-        "access-svc": starter("access-svc", env={"LAWTRAIL_ACCESS_CHECKPOINT_INTERVAL_S": "3600"}),
-        "case-svc": starter("case-svc"),
-        "media-svc": starter("media-svc", env={"LAWTRAIL_MEDIA_SCRUB_INTERVAL_S": "0"}),
-    }
     try:
+        started = {
+            "access-svc": starter("access-svc", env={"LAWTRAIL_ACCESS_CHECKPOINT_INTERVAL_S": "3600"}),
+            "case-svc": starter("case-svc"),
+            "media-svc": starter("media-svc", env={"LAWTRAIL_MEDIA_SCRUB_INTERVAL_S": "0"}),
+        }
+        started["retention-svc"] = starter(
+            "retention-svc",
+            env={
+                "LAWTRAIL_RETENTION_MEDIA_ADDRESS": started["media-svc"].grpc_address,
+                "LAWTRAIL_RETENTION_AUTO_COPY_INTERVAL_S": "0",
+            },
+        )
+        started["compliance-svc"] = starter("compliance-svc")
         yield started, pem
     finally:
         starter.stop_all()
