@@ -258,7 +258,10 @@ def _restart_kafka(stack: Stack) -> None:
 def _restart_ferretdb(stack: Stack) -> None:
     stack.ferretdb.process.kill()
     time.sleep(2)
-    stack.ferretdb.start(ensure_ferretdb_binary(stack.progress))
+    # FerretDB's backend (PostgreSQL by default, ADR 0007) keeps running: only FerretDB is killed.
+    stack.ferretdb.start(
+        ensure_ferretdb_binary(stack.progress), stack.postgres.url if stack.postgres else None
+    )
     stack.ferretdb.wait_ready(120)
 
 
