@@ -84,7 +84,7 @@ test: setup lint unit integration k8s-validate ## everything CI runs
 
 # Its own --basetemp: pytest prunes all but the newest three /tmp/pytest-of-<user> runs, so a long run's
 # broker data could be deleted under it by any other pytest started meanwhile.
-chaos: setup ## S1 crash + S2 interrupted-upload suites on their own stack (long: ~30 min on a busy 2-core machine; prints the figures)
+chaos: setup ## S1 crash + S2 interrupted-upload suites on their own stack (7 min on a quiet 2-core machine, far longer on a busy one; prints the figures)
 	@mkdir -p .lawtrail  # pytest creates --basetemp but not its parent (a fresh clone has none)
 	$(RUN) pytest -q -s -p no:cacheprovider --basetemp=.lawtrail/chaos-tmp -m chaos tests/integration/chaos
 
