@@ -12,6 +12,8 @@ directory (never a stack left running by `make run`), then measures:
    setup load, not part of the timing: uploading 1,000 real recordings through media-svc would measure
    media-svc. Baseline in the same run: a bare aiokafka produce → consume round trip (acks=all,
    idempotent) p99 on the same broker. Targets: N = 10 p99 ≤ 3 × the round trip p99 and ≤ 100 ms.
+   Each size also prints where the time goes, from the records' broker stamps: RPC → the incident on
+   Kafka (case-svc and its relay), → the first hold on Kafka (retention-svc), first → last hold, → read.
 2. **ISO build throughput.** `offline_copy.write_iso` (what retention-svc runs for a copy) over staged
    recordings of random bytes, in MB/s, ÷ `hashlib.file_digest` over the same files in the same run.
    Target ≥ 0.5. The read-back verification is reported too (it is part of every copy).
@@ -35,7 +37,7 @@ from pathlib import Path
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from google.protobuf.timestamp_pb2 import Timestamp
-from lawtrail.case.v1 import case_pb2, case_service_pb2_grpc
+from lawtrail.case.v1 import case_events_pb2, case_pb2, case_service_pb2_grpc
 from lawtrail.case.v1 import case_service_pb2 as case_api
 from lawtrail.common.v1 import common_pb2
 from lawtrail.media.v1 import media_events_pb2, recording_pb2
@@ -50,7 +52,8 @@ from servicekit.messaging.envelope import decode, encode
 UNIT = "unit-bench"
 MEDIA_TOPIC = "lawtrail.media.v1.events"
 RETENTION_TOPIC = "lawtrail.retention.v1.events"
-BENCH_TOPIC = "lawtrail.case.v1.events"  # the round-trip baseline uses its own key on an existing topic
+CASE_TOPIC = "lawtrail.case.v1.events"
+BENCH_TOPIC = CASE_TOPIC  # the round-trip baseline uses its own key on an existing topic
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -80,10 +83,16 @@ class HoldReader:
 
     def __init__(self, bootstrap: str) -> None:
         self.consumer = AIOKafkaConsumer(
-            RETENTION_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="latest", enable_auto_commit=False
-        )
+            RETENTION_TOPIC, CASE_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+            enable_auto_commit=False,
+        )  # fmt: skip
         self.held: dict[str, set[str]] = {}
         self.assigned: dict[str, set[str]] = {}  # case id → recordings with a RetentionAssigned
+        # Broker-side stamps (the producers' CreateTime, ms) of each case's incident and of its first and
+        # last hold: where the time between the RPC and the last hold goes.
+        self.incident_at: dict[str, int] = {}
+        self.first_hold_at: dict[str, int] = {}
+        self.last_hold_at: dict[str, int] = {}
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -105,9 +114,14 @@ class HoldReader:
             for records in batches.values():
                 for record in records:
                     envelope = decode(record)
-                    if envelope.type.endswith("LongTermHoldPlaced"):
+                    if envelope.type.endswith("CaseIncidentRecorded"):
+                        incident = envelope.parse(case_events_pb2.CaseIncidentRecorded)
+                        self.incident_at.setdefault(incident.case_id, record.timestamp)
+                    elif envelope.type.endswith("LongTermHoldPlaced"):
                         event = envelope.parse(retention_events_pb2.LongTermHoldPlaced)
                         self.held.setdefault(event.hold.case_id, set()).add(event.recording_id)
+                        self.first_hold_at.setdefault(event.hold.case_id, record.timestamp)
+                        self.last_hold_at[event.hold.case_id] = record.timestamp
                     elif envelope.type.endswith("RetentionAssigned"):
                         retention = envelope.parse(retention_events_pb2.RetentionAssigned).retention
                         if retention.case_id and retention.record_id != retention.case_id:
@@ -176,6 +190,7 @@ async def incident_to_holds(
     reader = HoldReader(bootstrap)
     await reader.start()
     results: dict[int, list[float]] = {}
+    stages: dict[int, dict[str, list[float]]] = {}
     try:
         async with grpc.aio.insecure_channel(case_address) as channel:
             stub = case_service_pb2_grpc.CaseServiceStub(channel)
@@ -195,6 +210,7 @@ async def incident_to_holds(
                     # Setup, not timed: retention-svc has applied every link (its RetentionAssigned came).
                     await reader.wait_for(case_id, size, timeout_s=1800, holds=False)
                     began = time.perf_counter()
+                    began_ms = time.time() * 1000
                     await stub.RecordIncident(
                         case_api.RecordIncidentRequest(
                             case_id=case_id, kind=case_pb2.INCIDENT_KIND_ASSAULT,
@@ -205,12 +221,28 @@ async def incident_to_holds(
                     )  # fmt: skip
                     await reader.wait_for(case_id, size, timeout_s=900)
                     latencies.append((time.perf_counter() - began) * 1000)
+                    ended_ms = time.time() * 1000
+                    # The stages of this incident, from the broker's stamps (clock of this one machine).
+                    incident_ms = reader.incident_at.get(case_id, began_ms)
+                    first, last = reader.first_hold_at[case_id], reader.last_hold_at[case_id]
+                    for stage, value in (
+                        ("RPC → incident on Kafka (case-svc + relay)", incident_ms - began_ms),
+                        ("incident → first hold on Kafka (retention-svc)", first - incident_ms),
+                        ("first → last hold on Kafka", last - first),
+                        ("last hold → read here", ended_ms - last),
+                    ):
+                        stages.setdefault(size, {}).setdefault(stage, []).append(value)
                 results[size] = latencies
                 print(
                     f"  incident → {size} holds: p50 {percentile(latencies, 0.5):8.1f} ms  "
                     f"p99 {percentile(latencies, 0.99):8.1f} ms  ({repeats} cases)",
                     flush=True,
                 )
+                for stage, values in stages[size].items():
+                    print(
+                        f"      {stage:<48} p50 {percentile(values, 0.5):7.1f} ms  "
+                        f"p99 {percentile(values, 0.99):7.1f} ms"
+                    )
     finally:
         await reader.stop()
         await producer.stop()

@@ -41,6 +41,34 @@ async def test_r13_assault_places_long_term_hold_on_every_recording(world: Any, 
     assert sorted(e.record_id for e in placed) == ["rec-0", "rec-1", "rec-2"]
 
 
+async def test_r13_holds_are_written_with_the_linked_hashes_before_any_recording_is_read(
+    world: Any, kit: Any
+) -> None:
+    """The case knows each recording's SHA-256 from its link, so the incident's holds (one case write)
+    need no read of the recordings first — what keeps the fan-out's latency flat in the case's size."""
+    h = world.handlers
+    await h.case_opened(kit.case_facts("case-f", world.unit))
+    for n in range(3):
+        await h.recording_linked(kit.recording_facts(f"f-{n}", world.unit), "case-f")
+    calls: list[str] = []
+    read, save = world.recordings.get, world.cases.save
+
+    async def counted_read(recording_id: str) -> Any:
+        calls.append("read recording")
+        return await read(recording_id)
+
+    async def counted_save(case: Any) -> None:
+        calls.append("save case")
+        await save(case)
+
+    world.recordings.get, world.cases.save = counted_read, counted_save
+    await h.incident_recorded(kit.case_facts("case-f", world.unit), kit.incident("inc-f", "ASSAULT"))
+
+    assert calls[0] == "save case"
+    placed = {e.record_id: e.sha256 for e in world.events("LongTermHoldPlaced")}
+    assert placed == {f"f-{n}": kit.recording_facts(f"f-{n}", world.unit).sha256 for n in range(3)}
+
+
 async def test_r13_recording_linked_after_the_incident_is_held_too(world: Any, kit: Any) -> None:
     h = world.handlers
     await h.case_opened(kit.case_facts("case-2", world.unit))

@@ -97,6 +97,11 @@ def case_to_doc(case: CaseRecord) -> Doc:
             for i in sorted(case.incidents.values(), key=lambda i: i.incident_id)
         ],
         "recording_ids": sorted(case.recording_ids),
+        # {id, sha256} in id order: recording ids are not safe as field names (and FerretDB v1 stores
+        # no nested arrays).
+        "recording_sha256": [
+            {"recording_id": r, "sha256": case.recording_sha256[r]} for r in sorted(case.recording_sha256)
+        ],
         "extended_until": case.extended_until,
         "extension_reason": case.extension_reason,
         "decision": _decision_doc(case.decision),
@@ -119,6 +124,7 @@ def case_from_doc(doc: Doc) -> CaseRecord:
             for i in doc.get("incidents", [])
         },
         recording_ids=set(doc.get("recording_ids", [])),
+        recording_sha256={x["recording_id"]: x["sha256"] for x in doc.get("recording_sha256", [])},
         extended_until=doc.get("extended_until"),
         extension_reason=doc.get("extension_reason", ""),
         decision=_decision(doc.get("decision")),

@@ -97,9 +97,8 @@ class RetentionHandlers:
         # The case first: a case change reconciles its recordings, so a hold placed meanwhile reaches it.
         async with self.cases.exclusive(case_id):
             case = await self.cases.get(case_id) or CaseRecord(case_id)
-            if facts.recording_id not in case.recording_ids or case.version == 0:
+            if case.link(facts.recording_id, facts.sha256) or case.version == 0:
                 case.learn_class(unit=facts.unit, act_type="", procedure="")
-                case.link(facts.recording_id)
                 case.reconcile(self.rules)
                 case.announce_holds(self.rules, {facts.recording_id: facts.sha256})
                 await self.cases.save(case)
@@ -119,10 +118,9 @@ class RetentionHandlers:
                 await self.recordings.save(rec)
 
     async def _announce(self, case: CaseRecord) -> None:
-        """Writes LongTermHoldPlaced for every recording whose hold is new, with the case (one write)."""
-        todo = case.unannounced(self.rules)
-        if not todo:
-            return
+        """Writes LongTermHoldPlaced for every recording whose hold is new, with the case (one write).
+        The hashes come from the case's links; only a recording linked without one is read."""
+        missing = [r for r in case.unannounced(self.rules) if r not in case.recording_sha256]
         semaphore = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 
         async def sha(recording_id: str) -> tuple[str, str]:
@@ -130,7 +128,8 @@ class RetentionHandlers:
                 rec = await self.recordings.get(recording_id)
             return recording_id, rec.sha256 if rec else ""
 
-        case.announce_holds(self.rules, dict(await asyncio.gather(*(sha(r) for r in todo))))
+        read = dict(await asyncio.gather(*(sha(r) for r in missing)))
+        case.announce_holds(self.rules, {**case.recording_sha256, **read})
 
     async def _reconcile_recordings(self, case: CaseRecord, recording_ids: Iterable[str]) -> None:
         semaphore = asyncio.Semaphore(RECONCILE_CONCURRENCY)
