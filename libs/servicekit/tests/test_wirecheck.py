@@ -91,6 +91,10 @@ def test_nul_in_any_string_field_is_invalid_argument_naming_it() -> None:
     with pytest.raises(InvalidArgument) as in_map:
         check_request(nested)
     assert [v.field for v in in_map.value.violations] == ["struct_value.fields['a\\x00b']"]
+    in_value = struct_pb2.Struct(fields={"k": struct_pb2.Value(string_value="v\x00")})
+    with pytest.raises(InvalidArgument) as in_map_value:
+        check_request(in_value)
+    assert [v.field for v in in_map_value.value.violations] == ["fields['k'].string_value"]
     check_request(devices.RecordPreUseCheckRequest(device_number="D-1 案\n"))  # other text passes
 
 

@@ -158,30 +158,26 @@ def find_nul_strings(message: Message, prefix: str = "") -> Iterator[FieldViolat
         path = f"{prefix}.{field.name}" if prefix else field.name
         if field.type == FieldDescriptor.TYPE_STRING:
             for index, item in enumerate(value) if field.is_repeated else [(None, value)]:
-                problem = _nul_problem(path if index is None else f"{path}[{index}]", item)
-                if problem is not None:
-                    yield problem
+                yield from _nul_in(path if index is None else f"{path}[{index}]", field, item)
+        elif _is_message(field) and field.message_type.GetOptions().map_entry:
+            key_field = field.message_type.fields_by_name["key"]
+            value_field = field.message_type.fields_by_name["value"]
+            for key, item in value.items():
+                yield from _nul_in(f"{path}[{key!r}]", key_field, key)
+                yield from _nul_in(f"{path}[{key!r}]", value_field, item)
         elif _is_message(field):
-            if field.message_type.GetOptions().map_entry:
-                key_field = field.message_type.fields_by_name["key"]
-                value_field = field.message_type.fields_by_name["value"]
-                for key, item in value.items():
-                    item_path = f"{path}[{key!r}]"
-                    if key_field.type == FieldDescriptor.TYPE_STRING:
-                        problem = _nul_problem(item_path, key)
-                        if problem is not None:
-                            yield problem
-                    if value_field.type == FieldDescriptor.TYPE_STRING:
-                        problem = _nul_problem(item_path, item)
-                        if problem is not None:
-                            yield problem
-                    elif _is_message(value_field):
-                        yield from find_nul_strings(item, item_path)
-            elif field.is_repeated:
-                for index, item in enumerate(value):
-                    yield from find_nul_strings(item, f"{path}[{index}]")
-            else:
-                yield from find_nul_strings(value, path)
+            for index, item in enumerate(value) if field.is_repeated else [(None, value)]:
+                yield from find_nul_strings(item, path if index is None else f"{path}[{index}]")
+
+
+def _nul_in(path: str, field: Any, value: Any) -> Iterator[FieldViolation]:
+    """One scalar or message value of ``field`` (a map's key or value, or a singular string)."""
+    if field.type == FieldDescriptor.TYPE_STRING:
+        problem = _nul_problem(path, value)
+        if problem is not None:
+            yield problem
+    elif _is_message(field):
+        yield from find_nul_strings(value, path)
 
 
 def check_request(message: Any) -> None:
