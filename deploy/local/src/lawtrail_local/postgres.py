@@ -224,9 +224,12 @@ class PostgreSQL:
         def accepting() -> bool:
             if not is_listening(self.port):
                 return False
+            # As the cluster's own role, to its always-present database: asked as the caller (root)
+            # the server logs "FATAL: role "root" does not exist" at every start.
             done = subprocess.run(
-                [tool, "-q", "-h", HOST, "-p", str(self.port)], capture_output=True, timeout=10, check=False
-            )
+                [tool, "-q", "-h", HOST, "-p", str(self.port), "-U", self.user.pw_name, "-d", "postgres"],
+                capture_output=True, timeout=10, check=False,
+            )  # fmt: skip
             return done.returncode == 0
 
         return self.process.wait_until(accepting, what="ready (accepting connections)", timeout=timeout)
