@@ -89,7 +89,9 @@ def proofs(n: int, samples: int, report: Callable[[str], None]) -> tuple[float, 
 async def append_vs_read(events: int, report: Callable[[str], None]) -> tuple[float, float]:
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-access-bench-"))
     kafka_port, controller_port, mongo_port = free_ports(3)
-    stack = Stack(workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True)
+    stack = Stack(
+        workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True, die_with_parent=True
+    )
     await asyncio.to_thread(stack.start)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
     try:

@@ -102,7 +102,9 @@ async def _concurrent(stub: Any, md: Any, calls: int) -> float:
 async def measure(calls: int, rounds: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-audit-bench-"))
     kafka_port, controller_port, mongo_port = free_ports(3)
-    stack = Stack(workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True)
+    stack = Stack(
+        workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True, die_with_parent=True
+    )
     await asyncio.to_thread(stack.start)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
     settings = ServiceSettings(service_name="bench-svc", kafka_bootstrap_servers=stack.kafka_bootstrap)

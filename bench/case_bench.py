@@ -257,7 +257,9 @@ async def run(
     """Runs the whole benchmark; prints what it measures through `report`; returns the figures."""
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-case-bench-"))
     kafka_port, controller_port, mongo_port, grpc_port, metrics_port = free_ports(5)
-    stack = Stack(workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True)
+    stack = Stack(
+        workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True, die_with_parent=True
+    )
     figures: dict[str, float] = {}
     await asyncio.to_thread(stack.start)
     service = stack.service(
