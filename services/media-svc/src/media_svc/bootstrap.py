@@ -78,11 +78,10 @@ from media_svc.adapters.verified_reader import FramedContentReader
 from media_svc.domain.devices import PreUseCheckPolicy, ShiftSchedule
 from media_svc.domain.recordings import IngestPolicy
 from media_svc.entrypoints.access_events import ACCESS_TOPIC, GROUP_ID, access_events_router
+from media_svc.entrypoints.case_events import CASE_TOPIC, case_events_router
 from media_svc.entrypoints.case_events import GROUP_ID as CASE_GROUP_ID
 from media_svc.entrypoints.case_events import INBOX as CASE_INBOX
-from media_svc.entrypoints.case_events import case_events_router
 from media_svc.entrypoints.disposal_api import (
-    CASE_TOPIC,
     DISPOSAL_ROLE_POLICY,
     RETENTION_TOPIC,
     DisposalApi,
@@ -267,8 +266,11 @@ async def bootstrap(rt: Runtime) -> Wiring:
     revocations = MongoRevocations(rt.db["revoked_grants"])
     verifier = Ed25519GrantVerifier(load_public_keys(key_paths), revocations)
     # Disposal (R12, R13, R23-5): carried out for retention-svc, refused on media-svc's own view of holds
-    # and case closure (entrypoints/disposal_api.py); its tombstones also tell the scrub what is gone.
+    # (entrypoints/disposal_api.py) and of case closure (the case projection); its tombstones also tell the
+    # scrub what is gone.
     disposals = MongoDisposalStore(rt.db, event_source=source, notify=notify)
+    # The one view of case-svc's cases: link checks (R5, R17) and the disposal refusal (R12) read it.
+    cases = MongoCaseProjection(rt.db)
     ports = MediaPorts(
         recordings=MongoRecordingRepository(rt.db, event_source=source, notify=notify),
         series=MongoSeriesRepository(rt.db, event_source=source, notify=notify),
@@ -278,13 +280,13 @@ async def bootstrap(rt: Runtime) -> Wiring:
         store=LocalContentStore(settings.media_content_dir),
         prober=FfprobeProber(),
         verifier=verifier,
-        cases=MongoCaseProjection(rt.db),
+        cases=cases,
         tombstones=disposals,
     )
     handlers = build_handlers(ports, settings, metrics=PrometheusRecordingMetrics(rt.metrics.registry))
     assert isinstance(ports.store, LocalContentStore)
     disposal = DisposalHandlers(
-        recordings=ports.recordings, store=disposals, eraser=LocalContentEraser(ports.store)
+        recordings=ports.recordings, store=disposals, cases=cases, eraser=LocalContentEraser(ports.store)
     )
 
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
@@ -326,12 +328,14 @@ async def bootstrap(rt: Runtime) -> Wiring:
             TOMBSTONES: [OUTBOX_INDEX],
         },
         outbox_collections=[RECORDINGS, SERIES, ACCESS, TOMBSTONES],
-        # Disposal guard (R13): media-svc's own view of holds and case closure; no inbox, every effect is
-        # idempotent by construction.
+        # One consumer group per topic: each topic's lag, dead letters and replays stay its own.
         consumers=[
-            ConsumerSpec([CASE_TOPIC, RETENTION_TOPIC], DISPOSAL_GROUP_ID, disposal_guard_router(disposals)),
+            # Disposal guard (R13): media-svc's own view of retention-svc's holds; no inbox, every effect is
+            # idempotent by construction.
+            ConsumerSpec([RETENTION_TOPIC], DISPOSAL_GROUP_ID, disposal_guard_router(disposals)),
             ConsumerSpec([ACCESS_TOPIC], GROUP_ID, access_events_router(verifier, revocations)),
-            # Its view of case-svc's cases (R5 link checks, R17 cause and parties), with an inbox.
+            # Its one view of case-svc's cases (R5 link checks, R17 cause and parties, R12 closure for the
+            # disposal refusal), with an inbox.
             ConsumerSpec(
                 [CASE_TOPIC], CASE_GROUP_ID, case_events_router(handlers), inbox_collection=CASE_INBOX
             ),

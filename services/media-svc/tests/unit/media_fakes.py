@@ -468,6 +468,7 @@ class InMemoryCases(CaseProjection):
             d["unit"],
             CaseParticulars(d["cause"], tuple(d["parties"]), d["version"]),
             frozenset(d.get("activities", ())),
+            bool(d.get("closed")),
         )
 
     async def case_opened(self, case_id: str, unit: str, cause: str, parties: Sequence[str]) -> None:
@@ -484,6 +485,12 @@ class InMemoryCases(CaseProjection):
 
     async def activity_recorded(self, case_id: str, activity_id: str) -> None:
         self.docs.setdefault(case_id, {}).setdefault("activities", set()).add(activity_id)
+
+    async def case_closed(self, case_id: str) -> None:
+        self.docs.setdefault(case_id, {})["closed"] = True
+
+    async def is_closed(self, case_id: str) -> bool:
+        return bool(self.docs.get(case_id, {}).get("closed"))
 
 
 def fake_ports(

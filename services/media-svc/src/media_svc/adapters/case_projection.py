@@ -1,5 +1,6 @@
 """MongoDB side of media-svc's view of case-svc's cases (`case_projection`, one document per case, read by
-`_id` only): unit, cause, party names, particulars version and activity ids (domain/cases.py).
+`_id` only): unit, cause, party names, particulars version, activity ids and `closed` (domain/cases.py). The
+one view of the cases media-svc keeps: the link checks (R5, R17) and the disposal refusal (R12) read it.
 
 Written only by the consumer of `lawtrail.case.v1.events` (one per partition, events of a case in order,
 servicekit's inbox before it); every write is idempotent on its own as well — a set, an add to a set, or a
@@ -33,6 +34,7 @@ class MongoCaseProjection(CaseProjection):
             unit=d["unit"],
             particulars=CaseParticulars(d["cause"], tuple(d["parties"]), int(d["particulars_version"])),
             activity_ids=frozenset(d.get("activity_ids", ())),
+            closed=bool(d.get("closed")),
         )
 
     async def case_opened(self, case_id: str, unit: str, cause: str, parties: Sequence[str]) -> None:
@@ -67,3 +69,11 @@ class MongoCaseProjection(CaseProjection):
         await self.docs.update_one(
             {"_id": case_id}, {"$addToSet": {"activity_ids": activity_id}}, upsert=True
         )
+
+    async def case_closed(self, case_id: str) -> None:
+        # Upsert: the flag stands on its own, whatever else of the case the projection holds.
+        await self.docs.update_one({"_id": case_id}, {"$set": {"closed": True}}, upsert=True)
+
+    async def is_closed(self, case_id: str) -> bool:
+        d = await self.docs.find_one({"_id": case_id}, {"closed": 1})
+        return bool(d and d.get("closed"))

@@ -1,6 +1,9 @@
-"""MongoDB side of disposal: media-svc's own projections of holds (retention-svc's LongTermHoldPlaced) and
-of case closure (case-svc's CaseOpened/CaseClosed/CaseArchived) — `disposal_holds`, `disposal_cases` — and
-the tombstones (`tombstones`, written with RecordingDisposed). Content removal goes through the store."""
+"""MongoDB side of disposal: media-svc's own projection of holds (retention-svc's LongTermHoldPlaced,
+`disposal_holds`) and the tombstones (`tombstones`, written with RecordingDisposed). Case closure is in the
+one case projection (adapters/case_projection.py). Content removal goes through the store.
+
+`disposal_cases`, the closure projection of the disposal guard before it was merged into `case_projection`,
+is no longer read or written (docs/media-svc.md, "one projection", says what operators do with it)."""
 
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ from media_svc.domain.disposal import Tombstone
 from media_svc.service_layer.disposal import ContentEraser, DisposalStore
 
 HOLDS = "disposal_holds"
-CASES = "disposal_cases"
 TOMBSTONES = "tombstones"
 TOPIC = events_topic_of(pb)
 
@@ -43,27 +45,15 @@ class _Tombstones(VersionedRepository):
 class MongoDisposalStore(DisposalStore):
     def __init__(self, db: AsyncDatabase[dict[str, Any]], *, event_source: str, notify: Any) -> None:
         self.holds = serialized(db[HOLDS])
-        self.cases = serialized(db[CASES])
         self.tombstones = _Tombstones(db[TOMBSTONES], event_source=event_source, notify=notify)
 
-    # projections (idempotent: sets and monotonic flags)
+    # the holds projection (idempotent: a set)
     async def hold_placed(self, recording_id: str, incident_id: str) -> None:
         await self.holds.update_one({"_id": recording_id}, {"$addToSet": {"holds": incident_id}}, upsert=True)
-
-    async def case_open(self, case_id: str) -> None:
-        # Opening never reopens: a closure seen first (replay from another partition order) stays.
-        await self.cases.update_one({"_id": case_id}, {"$setOnInsert": {"closed": False}}, upsert=True)
-
-    async def case_closed(self, case_id: str) -> None:
-        await self.cases.update_one({"_id": case_id}, {"$set": {"closed": True}}, upsert=True)
 
     async def holds_of(self, recording_id: str) -> list[str]:
         doc = await self.holds.find_one({"_id": recording_id})
         return list(doc.get("holds", [])) if doc else []
-
-    async def is_closed(self, case_id: str) -> bool:
-        doc = await self.cases.find_one({"_id": case_id})
-        return bool(doc and doc.get("closed"))
 
     async def tombstone(self, recording_id: str) -> Tombstone | None:
         doc = await self.tombstones.get(recording_id)

@@ -3,8 +3,10 @@ recording takes from its case for search (R17). Pure Python.
 
 The view is a projection of case-svc's events (`lawtrail.case.v1.events`, consumer group
 `media-svc.case-projection`): the owning unit, cause and party names from `CaseOpened`, the activity ids from
-`ActivityRecorded`. It lags case-svc by the consumer's delay, so "not known" means "no such case, or its
-`CaseOpened` has not reached media-svc yet" — a refusal the caller may retry.
+`ActivityRecorded`, and whether the case is closed (`CaseClosed`/`CaseArchived`), which disposal checks
+(R12: media-svc refuses to dispose of evidence of a case not known to be closed). It lags case-svc by the
+consumer's delay, so "not known" means "no such case, or its `CaseOpened` has not reached media-svc yet" — a
+refusal the caller may retry.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class CaseView:
     unit: str
     particulars: CaseParticulars
     activity_ids: frozenset[str]
+    # A closure (CaseClosed or CaseArchived) was seen; case-svc has no reopening, so it is never undone.
+    closed: bool = False
 
 
 class CaseNotKnown(FailedPrecondition):

@@ -5,9 +5,12 @@ Group `media-svc.case-projection` on `lawtrail.case.v1.events`, with an inbox (`
 skips redelivered events; dead letters in `media-svc.case-projection.dlq`. `CaseOpened` → the case
 (unit, cause, party names), and recordings linked to it at upload take its cause and parties;
 `ActivityRecorded` → one more activity id; `CaseParticularsAmended` → the new cause and parties, which every
-recording linked to the case then takes (R17). The events carry no case version: a case's events arrive in
-order (key = case id, one partition), and every write of the projection is idempotent on its own, so a
-redelivery or a replay changes nothing. Other event types are ignored.
+recording linked to the case then takes (R17); `CaseClosed` / `CaseArchived` → the case is closed, which the
+disposal refusal reads (R12; service_layer/disposal.py). The events carry no case version: a case's events
+arrive in order (key = case id, one partition), and every write of the projection is idempotent on its own,
+so a redelivery or a replay changes nothing. Other event types are ignored — and, being ignored, are not in
+the inbox, so a replay from offset 0 applies a type this consumer learned to handle since (docs/media-svc.md,
+"one projection").
 """
 
 from __future__ import annotations
@@ -42,7 +45,14 @@ def case_events_router(handlers: MediaHandlers) -> TypeRouter:
             raise InvalidEnvelope(f"CaseParticularsAmended {envelope.id} has no case_id")
         await handlers.case_particulars_changed(event.case_id, event.cause, [p.name for p in event.parties])
 
+    async def on_closed(event: case_ev.CaseClosed | case_ev.CaseArchived, envelope: Envelope) -> None:
+        if not event.case_id:
+            raise InvalidEnvelope(f"{envelope.type} {envelope.id} has no case_id")
+        await handlers.case_closed(event.case_id)
+
     router.on(case_ev.CaseOpened, on_opened)
     router.on(case_ev.CaseParticularsAmended, on_amended)
     router.on(case_ev.ActivityRecorded, on_activity)
+    router.on(case_ev.CaseClosed, on_closed)
+    router.on(case_ev.CaseArchived, on_closed)
     return router

@@ -1,12 +1,17 @@
 """`lawtrail.media.v1.DisposalService` (R12, R13, R23-5): carries out approved disposal orders from
-retention-svc, and media-svc's consumer of the events its own refusal rests on (holds, case closure)."""
+retention-svc, and media-svc's consumer of the holds its own refusal rests on.
+
+Case closure, the refusal's other ground, comes from the one case projection (entrypoints/case_events.py,
+group `media-svc.case-projection`). The holds keep a group of their own, `media-svc.disposal-guard`, because
+they come from another topic (retention-svc's): one group per topic keeps each topic's lag, dead letters and
+replays apart — a replay of case-svc's events does not re-read every hold, and a stuck hold does not hold
+back the link checks."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from lawtrail.case.v1 import case_events_pb2 as case_ev
 from lawtrail.media.v1 import disposal_service_pb2 as pb
 from lawtrail.media.v1 import disposal_service_pb2_grpc as pb_grpc
 from lawtrail.retention.v1 import retention_events_pb2 as ret_ev
@@ -24,7 +29,6 @@ SERVICE = pb.DESCRIPTOR.services_by_name["DisposalService"]
 DISPOSAL_ROLE_POLICY: Mapping[str, frozenset[str]] = {
     f"/{SERVICE.full_name}/DisposeRecording": frozenset({Role.SERVICE}),
 }
-CASE_TOPIC = events_topic_of(case_ev)
 RETENTION_TOPIC = events_topic_of(ret_ev)
 GROUP_ID = "media-svc.disposal-guard"
 
@@ -56,20 +60,11 @@ class DisposalApi(pb_grpc.DisposalServiceServicer):
 
 
 def disposal_guard_router(store: DisposalStore) -> TypeRouter:
-    """Holds from retention-svc and case closure from case-svc: what media-svc's refusal rests on."""
+    """Holds from retention-svc (`LongTermHoldPlaced`): one ground of media-svc's refusal (R13)."""
     router = TypeRouter()
 
     async def on_hold(event: ret_ev.LongTermHoldPlaced, envelope: Envelope) -> None:
         await store.hold_placed(event.recording_id, event.hold.incident_id or envelope.id)
 
-    async def on_opened(event: case_ev.CaseOpened, envelope: Envelope) -> None:
-        await store.case_open(event.case_id)
-
-    async def on_closed(event: case_ev.CaseClosed | case_ev.CaseArchived, envelope: Envelope) -> None:
-        await store.case_closed(event.case_id)
-
     router.on(ret_ev.LongTermHoldPlaced, on_hold)
-    router.on(case_ev.CaseOpened, on_opened)
-    router.on(case_ev.CaseClosed, on_closed)
-    router.on(case_ev.CaseArchived, on_closed)
     return router

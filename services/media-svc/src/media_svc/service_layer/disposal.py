@@ -1,7 +1,9 @@
 """Carrying out an approved disposal order (R12, R13, R23-5), with media-svc's own refusal.
 
-`DisposalHandlers.dispose` re-checks, from media-svc's own projections, that the recording is not held and
-not linked to a case that is open or not known to be closed; then records the tombstone (hash and metadata,
+`DisposalHandlers.dispose` re-checks, from media-svc's own projections, that the recording is not held (the
+holds of `DisposalStore`, from retention-svc's events) and not linked to a case that is open or not known to
+be closed (the one case projection, `CaseProjection`, from case-svc's events — the view the link checks read
+too); then records the tombstone (hash and metadata,
 with RecordingDisposed) and only then removes the content. A repeat answers the same tombstone.
 `ensure_not_disposed` lets the download refuse a disposed recording with FAILED_PRECONDITION instead of
 reporting its missing content as an integrity failure.
@@ -19,7 +21,7 @@ from servicekit.errors import FailedPrecondition, InvalidArgument
 
 from media_svc.domain.disposal import Tombstone, check_disposable, check_order
 from media_svc.domain.errors import RecordingNotFound
-from media_svc.service_layer.ports import RecordingRepository, Tombstones
+from media_svc.service_layer.ports import CaseProjection, RecordingRepository, Tombstones
 
 
 class DisposalStore(Tombstones):
@@ -27,16 +29,7 @@ class DisposalStore(Tombstones):
     async def hold_placed(self, recording_id: str, incident_id: str) -> None: ...
 
     @abc.abstractmethod
-    async def case_open(self, case_id: str) -> None: ...
-
-    @abc.abstractmethod
-    async def case_closed(self, case_id: str) -> None: ...
-
-    @abc.abstractmethod
     async def holds_of(self, recording_id: str) -> list[str]: ...
-
-    @abc.abstractmethod
-    async def is_closed(self, case_id: str) -> bool: ...
 
     @abc.abstractmethod
     async def tombstone(self, recording_id: str) -> Tombstone | None: ...
@@ -61,11 +54,13 @@ class DisposalHandlers:
         *,
         recordings: RecordingRepository,
         store: DisposalStore,
+        cases: CaseProjection,
         eraser: ContentEraser,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._recordings = recordings
         self._store = store
+        self._cases = cases
         self._eraser = eraser
         self._clock = clock
         self._lock = asyncio.Lock()
@@ -88,7 +83,7 @@ class DisposalHandlers:
                 recording_id,
                 holds=await self._store.holds_of(recording_id),
                 case_id=case_id,
-                case_closed=bool(case_id) and await self._store.is_closed(case_id),
+                case_closed=bool(case_id) and await self._cases.is_closed(case_id),
             )
             other = await self._recordings.get_by_sha256(recording.sha256)
             if other is not None and other.recording_id != recording_id:

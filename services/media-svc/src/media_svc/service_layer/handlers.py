@@ -538,6 +538,11 @@ class MediaHandlers:
     async def activity_recorded(self, case_id: str, activity_id: str) -> None:
         await self.cases.activity_recorded(case_id, activity_id)
 
+    async def case_closed(self, case_id: str) -> None:
+        """CaseClosed or CaseArchived: the disposal refusal (R12) no longer holds the case's recordings back
+        for it (service_layer/disposal.py); they are disposed of only once due and not held."""
+        await self.cases.case_closed(case_id)
+
     async def follow_case(self, case_id: str) -> int:
         """Gives every recording linked to `case_id` the case's current cause and parties (R17), in
         index-backed batches by recording id. Idempotent: a recording holding them already is not written."""

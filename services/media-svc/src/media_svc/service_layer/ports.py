@@ -131,6 +131,15 @@ class CaseProjection(abc.ABC):
     async def activity_recorded(self, case_id: str, activity_id: str) -> None:
         """Adds an activity id to the case (a set: a repeat changes nothing)."""
 
+    @abc.abstractmethod
+    async def case_closed(self, case_id: str) -> None:
+        """Marks the case closed (CaseClosed or CaseArchived). A flag that is only ever set: case-svc has no
+        reopening, and a repeat or a replay changes nothing."""
+
+    @abc.abstractmethod
+    async def is_closed(self, case_id: str) -> bool:
+        """Whether a closure of the case was seen; False for a case not known (not known to be closed)."""
+
 
 class DeviceRepository(abc.ABC):
     @abc.abstractmethod
