@@ -9,14 +9,35 @@ disturb a stack started with `make up`. Example::
         ...  # talk to case.grpc_address; events are on stack.kafka_bootstrap
         case.kill()     # SIGKILL, as in a crash
         case.restart()  # same ports, environment and database; waits for SERVING
+
+Services started by a `ServiceStarter` join their consumer groups under the same names as every other
+process of that service in the session (`media-svc.case-projection`, `case-svc.media-events`, ...). Two
+processes of one service from different starters running at once split the group's partitions: each
+applies only some events, into its own database, and the tests of both see events go missing (a
+session-scoped case-svc once kept partitions of `case-svc.media-events` from every later module's
+case-svc). So the plugin enforces, and names the fixture when it does not hold:
+
+- no service process started by a starter outlives the module it ran in: at the end of every module, a
+  process still running fails the session (an error at the module's last teardown naming the service
+  and the fixture or test that started it), and is stopped so the modules after it run clean;
+- a starter does not start a service another live starter is running (the start fails the same way).
+
+Why not a consumer-group suffix per starter, as the database name has: a new group starts at offset 0,
+so every service started later in a session would first replay every event of the session before its
+projections were current; each suffixed group would need a dead-letter topic of its own (topics are never
+auto-created); and every test that waits for a group by name would need to learn the suffix. It would
+also hide the overlap rather than end it: the two processes would still both run, each applying every
+event. The checks keep the production group names and stop the overlap at its cause.
 """
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,11 +94,78 @@ def query_shapes_file(stack: Stack) -> Path:
     return stack.data_dir / "query-shapes.jsonl"
 
 
+# What is being set up or run now (innermost last): who a ServiceStarter made now belongs to.
+_owners: list[str] = []
+# Every ServiceStarter made in this session whose services may still run (see the module docstring).
+_starters: list[ServiceStarter] = []
+
+
+def _fixture_name(fixturedef: pytest.FixtureDef[Any]) -> str:
+    try:
+        where = Path(inspect.getsourcefile(fixturedef.func) or "?")
+        where = where.relative_to(Path.cwd()) if where.is_relative_to(Path.cwd()) else where
+    except TypeError:
+        where = Path("?")
+    return f"fixture {fixturedef.argname!r} ({fixturedef.scope} scope, {where})"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, Any, Any]:
+    _owners.append(_fixture_name(fixturedef))
+    try:
+        return (yield)
+    finally:
+        _owners.pop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    _owners.append(f"test {item.nodeid}")
+    try:
+        return (yield)
+    finally:
+        _owners.pop()
+
+
+def _running(starter: ServiceStarter) -> list[ServiceProcess]:
+    return [service for service in starter.started if service.process.running]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _services_end_with_their_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the session when a service process started by a ServiceStarter is still running at the end
+    of the module (after the module's own fixtures were torn down), and stops it. Autouse and module
+    scope: set up before the module's other module-scoped fixtures, so torn down after them."""
+    yield
+    leftovers = [(starter, service) for starter in _starters for service in _running(starter)]
+    # Every starter made so far belonged to this module or outlived it (its services are stopped below).
+    _starters.clear()
+    if not leftovers:
+        return
+    for _, service in leftovers:
+        service.stop()
+    named = "; ".join(
+        f"{service.name} (pid file {service.process.pid_file}) started by {starter.owner}"
+        for starter, service in leftovers
+    )
+    pytest.fail(
+        f"service processes outlived module {request.node.nodeid}: {named}. A service left running stays "
+        "in its consumer groups and takes partitions from the same service started by later tests; start "
+        "services in a module- or function-scoped fixture that stops them (ServiceStarter.stop_all) — they "
+        "were stopped now",
+        pytrace=False,
+    )
+
+
 class ServiceStarter:
     """Starts Lawtrail services on free ports against a stack, and stops them all at the end.
 
     The `start_service` fixture is one per test; a test module that wants a service for all its tests
     builds its own: `ServiceStarter(stack, tmp_path_factory.mktemp("svc"))` in a module-scoped fixture.
+    Its services must not outlive the module, nor run beside the same service of another starter (module
+    docstring: they would share consumer groups).
     """
 
     def __init__(self, stack: Stack, run_dir: Path) -> None:
@@ -88,6 +176,9 @@ class ServiceStarter:
         self.started: list[ServiceProcess] = []
         self._instances: Counter[str] = Counter()
         self._database_suffix = secrets.token_hex(4)
+        # Named in the failures of the checks: the fixture (or test) that made this starter.
+        self.owner = _owners[-1] if _owners else "code outside any fixture or test"
+        _starters.append(self)
 
     def __call__(
         self, name: str | ServiceSpec, *, env: Mapping[str, str] | None = None, ready_timeout: float = 60.0
@@ -102,6 +193,7 @@ class ServiceStarter:
         reason = spec.unavailable_reason()
         if reason:
             pytest.skip(f"{spec.name} cannot run yet: {reason}")
+        self._refuse_beside_another_starter(spec.name)
         self._instances[spec.name] += 1
         count = self._instances[spec.name]
         grpc_port, metrics_port = free_ports(2)
@@ -123,6 +215,19 @@ class ServiceStarter:
         service.start()
         service.wait_ready(ready_timeout)
         return service
+
+    def _refuse_beside_another_starter(self, name: str) -> None:
+        for other in _starters:
+            if other is self:
+                continue
+            for service in _running(other):
+                if service.spec.name == name:
+                    pytest.fail(
+                        f"{self.owner} starts {name} while {service.name}, started by {other.owner}, is "
+                        "still running: both would join the same consumer groups and split their "
+                        f"partitions. Stop that one first, or start this {name} from the same starter",
+                        pytrace=False,
+                    )
 
     def stop_all(self) -> None:
         """Stop every service this starter started (SIGTERM, then SIGKILL after 30 s)."""
