@@ -21,13 +21,13 @@ from typing import Any
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from lawtrail.access.v1 import ledger_service_pb2 as lpb
 from lawtrail.access.v1 import ledger_service_pb2_grpc as lpb_grpc
 from lawtrail.audit.v1 import audit_events_pb2
 from lawtrail.case.v1 import case_service_pb2 as cpb
 from lawtrail.case.v1 import case_service_pb2_grpc as cpb_grpc
 from lawtrail_local.kafka import ensure_kafka_libs
+from lawtrail_local.kafka_probe import read_from_start
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
@@ -70,41 +70,33 @@ def _stored(stack: Stack, service: ServiceProcess, request_ids: set[str]) -> Cou
 async def _read_topic(bootstrap: str, request_ids: set[str], within_s: float) -> list[Envelope]:
     """Every record of these calls on the audit topic, read from the beginning by an outside consumer:
     waits until each call was seen, then reads on to the end offsets of that moment."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
+    ours: list[Envelope] = []
+    seen: set[str] = set()
+    read = 0
+
+    def all_seen(records: list[Any]) -> bool:
+        nonlocal read
+        for record in records[read:]:
+            envelope = decode(record)
+            if envelope.type == RPC_CALLED:
+                request_id = envelope.parse(audit_events_pb2.RpcCalled).request_id
+                if request_id in request_ids:
+                    ours.append(envelope)
+                    seen.add(request_id)
+        read = len(records)
+        return seen >= request_ids
+
     try:
-        deadline = time.monotonic() + within_s
-        while not consumer.partitions_for_topic(AUDIT_TOPIC):  # the restarted broker's metadata
-            assert time.monotonic() < deadline, f"{AUDIT_TOPIC} has no partitions"
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.5)
-        partitions = [
-            TopicPartition(AUDIT_TOPIC, p) for p in consumer.partitions_for_topic(AUDIT_TOPIC) or ()
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ours: list[Envelope] = []
-        ends: dict[TopicPartition, int] | None = None
-        while True:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    envelope = decode(record)
-                    if envelope.type != RPC_CALLED:
-                        continue
-                    if envelope.parse(audit_events_pb2.RpcCalled).request_id in request_ids:
-                        ours.append(envelope)
-            seen = {e.parse(audit_events_pb2.RpcCalled).request_id for e in ours}
-            if ends is None and seen >= request_ids:
-                ends = await consumer.end_offsets(partitions)
-            if ends is not None and all([await consumer.position(tp) >= ends[tp] for tp in partitions]):
-                return ours
-            if time.monotonic() > deadline:
-                missing = sorted(request_ids - seen)
-                raise AssertionError(f"{len(missing)} calls never reached {AUDIT_TOPIC}: {missing[:5]}")
-    finally:
-        await consumer.stop()
+        records = await read_from_start(
+            bootstrap, [AUDIT_TOPIC], until=all_seen, stall_s=within_s, within_s=within_s
+        )
+    except AssertionError as error:
+        missing = sorted(request_ids - seen)
+        raise AssertionError(
+            f"{len(missing)} calls never reached {AUDIT_TOPIC}: {missing[:5]} ({error})"
+        ) from None
+    all_seen(records)  # the records read after `until` was first true, to the end offsets
+    return ours
 
 
 def _kill_kafka(stack: Stack) -> None:

@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from lawtrail.case.v1 import case_pb2
 from lawtrail.case.v1 import case_service_pb2 as api
 from lawtrail.media.v1 import recording_pb2
@@ -46,6 +45,7 @@ from lawtrail_client.errors import LawtrailError
 from lawtrail_client.upload import upload_file
 from lawtrail_local.ferretdb import ensure_ferretdb_binary
 from lawtrail_local.kafka import ensure_kafka_libs
+from lawtrail_local.kafka_probe import read_from_start
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
@@ -229,23 +229,11 @@ def _pending_outbox(stack: Stack, databases: list[str]) -> int:
 
 async def _read_topic(bootstrap: str, topic: str) -> list[tuple[str, str, str]]:
     """(type, subject, ce_id) of every record on `topic`, from the beginning to its current end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: list[tuple[str, str, str]] = []
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    envelope = decode(record)
-                    found.append((envelope.type.rsplit(".", 1)[-1], envelope.subject, envelope.id))
-        return found
-    finally:
-        await consumer.stop()
+    found = []
+    for record in await read_from_start(bootstrap, [topic]):
+        envelope = decode(record)
+        found.append((envelope.type.rsplit(".", 1)[-1], envelope.subject, envelope.id))
+    return found
 
 
 def _restart_kafka(stack: Stack) -> None:

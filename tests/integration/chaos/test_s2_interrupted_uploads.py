@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from lawtrail.media.v1 import recording_pb2
 from lawtrail_client import MediaClient
 from lawtrail_client.errors import LawtrailError
 from lawtrail_client.upload import upload_file
+from lawtrail_local.kafka_probe import read_from_start
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
@@ -121,27 +121,14 @@ def _visible(stack: Stack, media: ServiceProcess, sha: str) -> list[str]:
 
 async def _ingested(bootstrap: str) -> tuple[Counter[str], dict[str, set[str]]]:
     """Per recording id: RecordingIngested records on the topic, and their distinct ce_ids."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        topic = "lawtrail.media.v1.events"
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        subjects: Counter[str] = Counter()
-        ids: dict[str, set[str]] = {}
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    envelope = decode(record)
-                    if envelope.type.endswith("RecordingIngested"):
-                        subjects[envelope.subject] += 1
-                        ids.setdefault(envelope.subject, set()).add(envelope.id)
-        return subjects, ids
-    finally:
-        await consumer.stop()
+    subjects: Counter[str] = Counter()
+    ids: dict[str, set[str]] = {}
+    for record in await read_from_start(bootstrap, ["lawtrail.media.v1.events"]):
+        envelope = decode(record)
+        if envelope.type.endswith("RecordingIngested"):
+            subjects[envelope.subject] += 1
+            ids.setdefault(envelope.subject, set()).add(envelope.id)
+    return subjects, ids
 
 
 @pytest.fixture

@@ -27,10 +27,11 @@ import grpc
 import pytest
 from aiosmtpd.controller import Controller
 from google.protobuf.timestamp_pb2 import Timestamp
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 from lawtrail.media.v1 import recording_pb2 as rpb
 from lawtrail.media.v1 import recording_service_pb2 as mpb
 from lawtrail.media.v1 import recording_service_pb2_grpc as mpb_grpc
+from lawtrail_local.kafka_probe import lag_now
 from lawtrail_local.ports import free_ports
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.stack import Stack
@@ -138,23 +139,7 @@ def eventually(check: Callable[[], bool], what: Callable[[], str], within_s: flo
 def caught_up(bootstrap: str, group_id: str, topics: list[str]) -> Callable[[], bool]:
     """True once `group_id` has committed every partition of `topics` up to its end offset: the SDK
     commits only after the handler returned, so every record there was then has been mailed."""
-
-    def check() -> bool:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        probe = KafkaConsumer(bootstrap_servers=bootstrap)
-        try:
-            committed = admin.list_consumer_group_offsets(group_id)
-            partitions = [TopicPartition(t, p) for t in topics for p in probe.partitions_for_topic(t) or ()]
-            ends = probe.end_offsets(partitions)
-            # A partition the group never committed counts as position 0 (fine while it is empty).
-            return all(
-                max(committed[tp].offset if tp in committed else 0, 0) >= end for tp, end in ends.items()
-            )
-        finally:
-            probe.close()
-            admin.close()
-
-    return check
+    return lambda: lag_now(bootstrap, group_id, topics) == 0
 
 
 class Running:

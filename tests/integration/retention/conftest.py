@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from lawtrail_local.kafka_probe import wait_caught_up
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
@@ -87,48 +87,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, within_s: 
     raise AssertionError(f"gave up after {within_s:.0f} s waiting until {what}")
 
 
-async def caught_up(bootstrap: str, group: str, topics: list[str], stall_s: float = 60.0) -> int:
-    """Wait until consumer group ``group`` has committed every record ``topics`` hold now; returns how
-    many records it applied meanwhile. The topics hold every event the session's earlier tests caused,
-    so how long that takes depends on them: the wait fails only when the group stops making progress
-    for ``stall_s`` (a stuck or crashed consumer), not after a fixed time."""
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await probe.start()
-    try:
-        await probe.topics()  # fetches the metadata partitions_for_topic reads
-        partitions = [
-            TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())
-        ]
-        ends = await probe.end_offsets(partitions)
-    finally:
-        await probe.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        last, progressed = -1, time.monotonic()
-        first: int | None = None
-        while True:
-            committed = await admin.list_consumer_group_offsets(group)
-            done = sum(min(committed[tp].offset, ends[tp]) if tp in committed else 0 for tp in partitions)
-            first = done if first is None else first
-            if all(tp in committed and committed[tp].offset >= ends[tp] for tp in partitions):
-                return done - first
-            if done != last:
-                last, progressed = done, time.monotonic()
-            elif time.monotonic() - progressed > stall_s:
-                raise AssertionError(
-                    f"consumer group {group} stopped at {done} of {sum(ends.values())} records of {topics} "
-                    f"for {stall_s:.0f} s"
-                )
-            await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
-
-
 class Kit:
     eventually = staticmethod(eventually)
     create_topic = staticmethod(create_topic)
-    caught_up = staticmethod(caught_up)
+    # Has a consumer group committed every record the topics hold now (fails on a stall)?
+    caught_up = staticmethod(wait_caught_up)
 
 
 @pytest.fixture
