@@ -146,6 +146,15 @@ class CaseCalls:
     def get(self, case_id: str) -> case_pb2.Case:
         return self("GetCase", api.GetCaseRequest(case_id=case_id)).case
 
+    def investigating(
+        self, *windows: tuple[datetime, datetime]
+    ) -> tuple[case_pb2.Case, list[case_pb2.Activity]]:
+        """The R5 coverage tests' starting point: a flagged general-procedure case in INVESTIGATION with one
+        enforcement activity (continuous AV) per (start, end) window, in that order."""
+        case = self.open_flagged(procedure=case_pb2.PROCEDURE_GENERAL)
+        self.advance(case.case_id, case_pb2.STAGE_INVESTIGATION)
+        return case, [self.activity(case.case_id, start, end) for start, end in windows]
+
 
 def _eventually(check: Any, what: str, within_s: float = 60.0) -> Any:
     deadline = time.monotonic() + within_s
@@ -231,10 +240,7 @@ def test_r05_coverage_is_counted_only_for_real_links_of_the_unit_overlapping_the
         grpc.insecure_channel(system.media.grpc_address) as media_channel,
     ):
         cases = CaseCalls(system, case_channel)
-        case = cases.open_flagged(procedure=case_pb2.PROCEDURE_GENERAL)
-        cases.advance(case.case_id, case_pb2.STAGE_INVESTIGATION)
-        first = cases.activity(case.case_id, a_start, a_end)
-        second = cases.activity(case.case_id, b_start, b_end)
+        case, (first, second) = cases.investigating((a_start, a_end), (b_start, b_end))
 
         officer = caller(media_channel, system.key, "alice", UNIT, ["OFFICER"])
         stranger = caller(media_channel, system.key, "olga", OTHER_UNIT, ["OFFICER"])
@@ -326,9 +332,7 @@ def test_r05_the_legal_office_links_across_units_and_case_svc_counts_it(
         grpc.insecure_channel(system.media.grpc_address) as media_channel,
     ):
         cases = CaseCalls(system, case_channel)
-        case = cases.open_flagged(procedure=case_pb2.PROCEDURE_GENERAL)
-        cases.advance(case.case_id, case_pb2.STAGE_INVESTIGATION)
-        activity = cases.activity(case.case_id, start, end)
+        case, (activity,) = cases.investigating((start, end))
         stranger = caller(media_channel, system.key, "olga", OTHER_UNIT, ["OFFICER"])
         legal = caller(media_channel, system.key, "lena", "legal-affairs", ["LEGAL_OFFICE"])
         path = make_video(tmp_path / "assist.mp4", tag="assist")
