@@ -3,9 +3,9 @@ retention-svc, and media-svc's consumer of the holds its own refusal rests on.
 
 Case closure, the refusal's other ground, comes from the one case projection (entrypoints/case_events.py,
 group `media-svc.case-projection`). The holds keep a group of their own, `media-svc.disposal-guard`, because
-they come from another topic (retention-svc's): one group per topic keeps each topic's lag, dead letters and
-replays apart — a replay of case-svc's events does not re-read every hold, and a stuck hold does not hold
-back the link checks."""
+they come from another topic (retention-svc's): one group per topic keeps each topic's lag, retries and
+replays apart — a replay of case-svc's events does not re-read every hold, and a hold event being retried
+(a consumer applies its records one at a time) does not delay the link checks."""
 
 from __future__ import annotations
 
