@@ -189,6 +189,37 @@ async def test_repository_versions_conflicts_and_outbox_on_ferretdb(db: AsyncDat
     assert notified == [("cases", ["c-1"]), ("cases", ["c-1"])]
 
 
+async def test_insert_absent_stores_each_id_once_in_one_round_on_ferretdb(
+    db: AsyncDatabase[Document],
+) -> None:
+    notified: list[list[Any]] = []
+    cases = Cases(db["absent"], event_source=SOURCE, notify=lambda _coll, ids: notified.append(list(ids)))
+    await cases.insert({"_id": "c-2", "unit": "old"})
+    stored = await cases.insert_absent(
+        [
+            ({"_id": "c-1", "unit": "a"}, [event("t", "one", "c-1")]),
+            ({"_id": "c-2", "unit": "new"}, [event("t", "two", "c-2")]),  # stored already: left alone
+            ({"_id": "c-3", "unit": "b"}, []),
+            ({"_id": "c-1", "unit": "later"}, [event("t", "again", "c-1")]),  # repeated: the first counts
+        ]
+    )
+    assert stored == ["c-1", "c-3"]
+    assert notified == [["c-1"]]  # only what has events to relay
+    assert await cases.get("c-1") == {"_id": "c-1", "unit": "a", "version": 1}
+    assert await cases.get("c-2") == {"_id": "c-2", "unit": "old", "version": 1}
+    raw = await db["absent"].find_one({"_id": "c-1"})
+    assert raw is not None
+    assert raw["outbox_pending"] is True
+    assert [StringValue.FromString(e["data"]).value for e in raw["outbox"]] == ["one"]
+    # A redelivered batch stores nothing and tells the relay nothing.
+    assert (
+        await cases.insert_absent([({"_id": "c-1", "unit": "a"}, []), ({"_id": "c-3", "unit": "b"}, [])])
+        == []
+    )
+    assert notified == [["c-1"]]
+    assert await cases.insert_absent([]) == []
+
+
 async def test_apply_once_applies_each_event_once_and_bounds_its_memory(db: AsyncDatabase[Document]) -> None:
     projection = db["links"]
     key = (SOURCE, "evt-1")

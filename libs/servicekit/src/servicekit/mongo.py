@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from servicekit.config import ServiceSettings
 from servicekit.doclock import DocumentLock, document_lock, serialized
@@ -53,6 +53,7 @@ Document = dict[str, Any]
 Notify = Callable[[AsyncCollection[Document], Sequence[Any]], None]
 VERSION_FIELD = "version"
 APPLIED_FIELD = "applied_events"
+DUPLICATE_KEY = 11000
 _RESERVED = frozenset({"_id", VERSION_FIELD, OUTBOX_FIELD, PENDING_FIELD, LEASE_FIELD})
 
 
@@ -178,6 +179,46 @@ class VersionedRepository:
             raise AlreadyExists(f"{self.what} {document['_id']!r} already exists") from None
         if entries and self._notify:
             self._notify(self.collection, [document["_id"]])
+
+    async def insert_absent(self, new: Sequence[tuple[Document, Iterable[OutboundEvent]]]) -> list[Any]:
+        """Store the aggregates whose ``_id`` is not stored yet, each at version 1 with its events, in
+        one unordered ``insert_many``; returns the ids stored now (an existing ``_id`` is skipped).
+
+        For a consumer that derives ids from what it consumed: a batch of redelivered or replayed
+        events costs one round trip and stores nothing twice. An id repeated inside ``new`` keeps its
+        first document. Any error other than a duplicate key raises (nothing is reported stored then,
+        and retrying the whole batch is safe: what got in is a duplicate the second time).
+        """
+        first: dict[Any, Document] = {}
+        for document, events in new:
+            if "_id" not in document:
+                raise ValueError("a new document needs its aggregate id as _id")
+            if document["_id"] in first:
+                continue
+            self._refuse_reserved(document, allow_id=True)
+            entries = outbox_entries(events, source=self._event_source, version=1)
+            first[document["_id"]] = {
+                **document,
+                VERSION_FIELD: 1,
+                OUTBOX_FIELD: entries,
+                PENDING_FIELD: bool(entries),
+            }
+        if not first:
+            return []
+        stored = list(first.values())
+        refused: set[int] = set()
+        try:
+            await self.collection.insert_many(stored, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            refused = {e["index"] for e in errors}
+        ids = [doc["_id"] for i, doc in enumerate(stored) if i not in refused]
+        with_events = [doc["_id"] for i, doc in enumerate(stored) if i not in refused and doc[PENDING_FIELD]]
+        if with_events and self._notify:
+            self._notify(self.collection, with_events)
+        return ids
 
     async def update(
         self,

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from lawtrail.compliance.v1 import compliance_events_pb2
-from servicekit.errors import AlreadyExists
 from servicekit.messaging.outbox import OutboundEvent
 from servicekit.mongo import IndexSpec, VersionedRepository
 from servicekit.topics import events_topic_of
@@ -100,15 +99,14 @@ class MongoFindingRepository(VersionedRepository):
         IndexSpec([("state", 1), ("severity", 1)]),
     )
 
-    async def add_if_absent(self, finding: Finding) -> bool:
-        try:
-            await self.insert(
-                to_document(finding),
-                events=[OutboundEvent(TOPIC, raised_event(finding), subject=finding.finding_id)],
-            )
-        except AlreadyExists:
-            return False
-        return True
+    async def add_absent(self, findings: Sequence[Finding]) -> list[str]:
+        stored = await self.insert_absent(
+            [
+                (to_document(f), [OutboundEvent(TOPIC, raised_event(f), subject=f.finding_id)])
+                for f in findings
+            ]
+        )
+        return [str(i) for i in stored]
 
     async def get(self, finding_id: str) -> Finding | None:  # type: ignore[override]
         doc = await super().get(finding_id)

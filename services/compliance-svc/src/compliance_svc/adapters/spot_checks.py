@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
+from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from servicekit.mongo import IndexSpec, VersionedRepository, serialized
 
@@ -59,17 +60,28 @@ class MongoSpotCheckStore(VersionedRepository):
         super().__init__(checks, event_source=event_source)
         self.material = serialized(materials)
 
-    async def note_material(self, material: sc.Material) -> None:
-        await self.material.replace_one(
-            {"_id": f"{material.kind.value}:{material.id}"},
-            {
-                "kind": material.kind.value,
-                "material_id": material.id,
-                "unit": material.unit,
-                "officer": material.officer,
-                "at": material.at,
-            },
-            upsert=True,
+    async def note_materials(self, materials: Sequence[sc.Material]) -> None:
+        # One unordered bulk of upserts; of one id noted twice, the later one is kept (as one
+        # replace_one after the other would), since an unordered bulk applies in no given order.
+        latest = {f"{m.kind.value}:{m.id}": m for m in materials}
+        if not latest:
+            return
+        await self.material.bulk_write(
+            [
+                ReplaceOne(
+                    {"_id": key},
+                    {
+                        "kind": m.kind.value,
+                        "material_id": m.id,
+                        "unit": m.unit,
+                        "officer": m.officer,
+                        "at": m.at,
+                    },
+                    upsert=True,
+                )
+                for key, m in latest.items()
+            ],
+            ordered=False,
         )
 
     async def materials(self, unit: str, start: datetime, end: datetime) -> list[sc.Material]:

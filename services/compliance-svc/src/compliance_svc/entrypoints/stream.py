@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -84,19 +84,37 @@ class StreamConfig:
     data_dir: Path
     timer_interval_s: float
     deadlines: Deadlines
+    # At most this many events share one round of database writes (and one round of acks).
+    batch_max: int = 500
 
 
-async def record_with_retry(handlers: ComplianceHandlers, raised: list[Raised], what: str) -> None:
-    """Store findings; a database outage holds the agent (nothing is skipped) and is logged."""
+async def with_retry(write: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run an idempotent write until it succeeds: a database outage holds the agent (nothing is
+    skipped, nothing acknowledged) and is logged."""
     delay = 0.2
     while True:
         try:
-            await handlers.record(raised)
+            await write()
             return
         except Exception:
-            log.exception("storing findings of %s failed; retrying in %.1f s", what, delay)
+            log.exception("storing %s failed; retrying in %.1f s", what, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+@dataclass
+class Batch:
+    """Events read but not yet acknowledged, and what they ask to store. The table was already written
+    event by event (in each event's own context, as faust needs); the database writes wait for the
+    batch's one round (`flush`)."""
+
+    events: list[Any] = field(default_factory=list)
+    raised: list[Raised] = field(default_factory=list)
+    material: list[Material] = field(default_factory=list)
+    outcomes: list[tuple[str, str]] = field(default_factory=list)  # (topic, applied|ignored|poison)
+
+    def __len__(self) -> int:
+        return len(self.events)
 
 
 def build_app(
@@ -104,7 +122,7 @@ def build_app(
     handlers: ComplianceHandlers,
     clock: Callable[[], datetime],
     metrics: StreamMetrics,
-    material: Callable[[Material], Awaitable[None]] | None = None,
+    material: Callable[[Sequence[Material]], Awaitable[None]] | None = None,
 ) -> tuple[faust.App, Monitor]:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -129,37 +147,71 @@ def build_app(
     monitor = Monitor(table, config.deadlines)
     fired: set[str] = set()
 
-    @app.agent(source)
-    async def apply(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
+    async def flush(batch: Batch, stream: Any) -> None:
+        """One concurrent round of idempotent writes for the whole batch (findings by derived id,
+        material upserted by id), and only then the acks that let faust commit the batch's offsets."""
+        writes = []
+        if batch.raised:
+            writes.append(with_retry(lambda: handlers.record(batch.raised), f"{len(batch.raised)} findings"))
+        note = material
+        if batch.material and note is not None:
+            writes.append(
+                with_retry(lambda: note(batch.material), f"{len(batch.material)} spot-check material items")
+            )
+        await asyncio.gather(*writes)
+        for event in batch.events:
+            await stream.ack(event)
+        for topic, outcome in batch.outcomes:
+            metrics.events.labels(topic, outcome).inc()
+        for tp in {e.message.tp for e in batch.events}:
+            offset = max(e.message.offset for e in batch.events if e.message.tp == tp)
             try:
-                fact = to_fact(decode(message))
-            except InvalidEnvelope as error:
-                # A poison message cannot block every later event: it is skipped and reported.
-                log.error(
-                    "skipping an unreadable event at %s[%d]@%d: %s",
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    error,
-                )
-                metrics.events.labels(message.topic, "poison").inc()
-                continue
-            if fact is None:
-                metrics.events.labels(message.topic, "ignored").inc()
-            else:
-                if material is not None:
-                    await _note_material(material, fact)
-                raised = monitor.observe(fact)
-                if raised:
-                    await record_with_retry(handlers, raised, f"event {fact.event_id}")
-                metrics.events.labels(message.topic, "applied").inc()
-            try:
-                highwater = app.consumer.highwater(message.tp)
+                highwater = app.consumer.highwater(tp)
             except Exception:
                 highwater = None
-            metrics.processed(message.topic, message.partition, message.offset, highwater)
+            metrics.processed(tp.topic, tp.partition, offset, highwater)
+
+    @app.agent(source)
+    async def apply(stream: Any) -> None:
+        # Manual acks (`noack`): an event is acknowledged only after what it raised is stored, so faust
+        # never commits an offset ahead of the store — not even when the agent is stopped in the
+        # middle of a batch (take()/take_events() ack their buffer in a `finally`, i.e. then too).
+        manual = stream.noack()
+        queue = manual.channel.queue
+        batch = Batch()
+        async for event in manual.events():
+            read(event, batch)
+            # A batch ends when it is full or when no further event is waiting: under a backlog the
+            # writes are amortised over up to `batch_max` events; when idle, an event is stored at once.
+            if len(batch) >= config.batch_max or queue.empty():
+                await flush(batch, manual)
+                batch = Batch()
+
+    def read(event: Any, batch: Batch) -> None:
+        """Decode one event and let the Monitor decide, in the event's own context (table writes)."""
+        message = event.message
+        batch.events.append(event)
+        try:
+            fact = to_fact(decode(message))
+        except InvalidEnvelope as error:
+            # A poison message cannot block every later event: it is skipped and reported.
+            log.error(
+                "skipping an unreadable event at %s[%d]@%d: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                error,
+            )
+            batch.outcomes.append((message.topic, "poison"))
+            return
+        if fact is None:
+            batch.outcomes.append((message.topic, "ignored"))
+            return
+        item = _material_of(fact)
+        if item is not None:
+            batch.material.append(item)
+        batch.raised.extend(monitor.observe(fact))
+        batch.outcomes.append((message.topic, "applied"))
 
     async def caught_up() -> bool:
         """Whether the agent has read every source partition up to its end. Deadlines are only judged
@@ -194,29 +246,19 @@ def build_app(
             return
         due = [r for r in monitor.due(clock()) if r.finding_id not in fired]
         if due:
-            await record_with_retry(handlers, due, "deadlines")
+            await with_retry(lambda: handlers.record(due), f"{len(due)} findings of deadlines")
             fired.update(r.finding_id for r in due)
 
     return app, monitor
 
 
-async def _note_material(material: Callable[[Material], Awaitable[None]], fact: Fact) -> None:
-    """Recordings and case files become R22 spot-check material (retried like findings)."""
+def _material_of(fact: Fact) -> Material | None:
+    """Recordings and case files become R22 spot-check material."""
     if isinstance(fact, facts.RecordingIngested):
-        item = Material(Kind.RECORDING, fact.recording_id, fact.unit, fact.officer, fact.recorded_from)
-    elif isinstance(fact, facts.CaseOpened):
-        item = Material(Kind.CASE, fact.case_id, fact.unit, fact.officer, fact.time)
-    else:
-        return
-    delay = 0.2
-    while True:
-        try:
-            await material(item)
-            return
-        except Exception:
-            log.exception("storing spot-check material %s failed; retrying in %.1f s", item.id, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        return Material(Kind.RECORDING, fact.recording_id, fact.unit, fact.officer, fact.recorded_from)
+    if isinstance(fact, facts.CaseOpened):
+        return Material(Kind.CASE, fact.case_id, fact.unit, fact.officer, fact.time)
+    return None
 
 
 async def run_stream(app: faust.App) -> None:

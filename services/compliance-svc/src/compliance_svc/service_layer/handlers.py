@@ -32,13 +32,17 @@ class ComplianceHandlers:
         self.on_raised = on_raised
 
     async def record(self, raised: Iterable[Raised]) -> list[Finding]:
-        """Store each finding once (a replayed or redelivered event finds it stored); returns the new ones."""
-        new: list[Finding] = []
+        """Store each finding once (a replayed or redelivered event finds it stored), all in one round
+        trip; returns the new ones. Of one finding raised twice here, the first counts."""
+        findings: dict[str, Finding] = {}
         for item in raised:
-            finding = Finding.raise_(item, self.policy)
-            if await self.findings.add_if_absent(finding):
-                new.append(finding)
-                self.on_raised(finding)
+            findings.setdefault(item.finding_id, Finding.raise_(item, self.policy))
+        if not findings:
+            return []
+        stored = set(await self.findings.add_absent(list(findings.values())))
+        new = [finding for finding in findings.values() if finding.finding_id in stored]
+        for finding in new:
+            self.on_raised(finding)
         return new
 
     async def get(self, finding_id: str, *, subject: str, unit: str, roles: frozenset[str]) -> Finding:

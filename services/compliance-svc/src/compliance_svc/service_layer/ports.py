@@ -21,8 +21,9 @@ class FindingFilter:
 
 
 class FindingRepository(Protocol):
-    async def add_if_absent(self, finding: Finding) -> bool:
-        """Store a new finding with its FindingRaised event; False if its id is already stored."""
+    async def add_absent(self, findings: Sequence[Finding]) -> list[str]:
+        """Store the findings whose id is not stored yet, each with its FindingRaised event, in one
+        round trip; returns the ids stored now (a finding already stored is left as it is)."""
         ...
 
     async def get(self, finding_id: str) -> Finding | None: ...
@@ -37,8 +38,9 @@ class FindingRepository(Protocol):
 
 
 class SpotCheckStore(Protocol):
-    async def note_material(self, material: Material) -> None:
-        """Remember a recording or case file as material for spot checks (idempotent)."""
+    async def note_materials(self, materials: Sequence[Material]) -> None:
+        """Remember recordings and case files as material for spot checks, in one round trip
+        (idempotent: keyed by kind and id; of one id noted twice, the later one stays)."""
         ...
 
     async def materials(self, unit: str, start: datetime, end: datetime) -> list[Material]: ...

@@ -24,8 +24,9 @@ class SpotCheckHandlers:
         self.store = store
         self.findings = findings
 
-    async def note(self, material: sc.Material) -> None:
-        await self.store.note_material(material)
+    async def note(self, materials: Sequence[sc.Material]) -> None:
+        if materials:
+            await self.store.note_materials(materials)
 
     async def draw(
         self,
