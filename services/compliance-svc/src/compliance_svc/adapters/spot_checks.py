@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from pymongo import ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
-from servicekit.mongo import IndexSpec, VersionedRepository, serialized
+from pymongo.errors import BulkWriteError
+from servicekit.mongo import DUPLICATE_KEY, IndexSpec, VersionedRepository, serialized
 
 from compliance_svc.domain import spotcheck as sc
 from compliance_svc.domain.model import Attribution
@@ -61,28 +62,38 @@ class MongoSpotCheckStore(VersionedRepository):
         self.material = serialized(materials)
 
     async def note_materials(self, materials: Sequence[sc.Material]) -> None:
-        # One unordered bulk of upserts; of one id noted twice, the later one is kept (as one
-        # replace_one after the other would), since an unordered bulk applies in no given order.
+        # Of one id noted twice here, the later one is kept, as one replace after the other would.
         latest = {f"{m.kind.value}:{m.id}": m for m in materials}
         if not latest:
             return
-        await self.material.bulk_write(
-            [
-                ReplaceOne(
-                    {"_id": key},
-                    {
-                        "kind": m.kind.value,
-                        "material_id": m.id,
-                        "unit": m.unit,
-                        "officer": m.officer,
-                        "at": m.at,
-                    },
-                    upsert=True,
-                )
-                for key, m in latest.items()
-            ],
-            ordered=False,
-        )
+        docs = [
+            {
+                "_id": key,
+                "kind": m.kind.value,
+                "material_id": m.id,
+                "unit": m.unit,
+                "officer": m.officer,
+                "at": m.at,
+            }
+            for key, m in latest.items()
+        ]
+        # One unordered insert, then a replace for the ids already stored (a redelivered or replayed
+        # event): the same outcome as an upsert of each, at a fraction of the cost on FerretDB, where
+        # an upsert costs ~6 ms and an insert a small part of that (ADR 0008).
+        try:
+            await self.material.insert_many(docs, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            stored = [docs[e["index"]] for e in errors]
+            await self.material.bulk_write(
+                [
+                    ReplaceOne({"_id": d["_id"]}, {k: v for k, v in d.items() if k != "_id"}, upsert=True)
+                    for d in stored
+                ],
+                ordered=False,
+            )
 
     async def materials(self, unit: str, start: datetime, end: datetime) -> list[sc.Material]:
         docs = await self.material.find({"unit": unit, "at": {"$gte": start, "$lt": end}}).to_list(None)

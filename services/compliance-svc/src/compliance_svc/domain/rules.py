@@ -105,7 +105,9 @@ class Monitor:
         self.state[AV + "rec:" + fact.recording_id] = True
         if not fact.activity_id:
             return
-        self.state[AV + fact.activity_id] = True
+        if not self.state.get(AV + fact.activity_id):
+            # Written once per activity: every table write is a changelog record.
+            self.state[AV + fact.activity_id] = True
         activity = self.state.get(ACTIVITY + fact.activity_id)
         if activity is not None and not activity.get("covered"):
             self.state[ACTIVITY + fact.activity_id] = {**activity, "covered": True}

@@ -149,7 +149,7 @@ def build_app(
 
     async def flush(batch: Batch, stream: Any) -> None:
         """One concurrent round of idempotent writes for the whole batch (findings by derived id,
-        material upserted by id), and only then the acks that let faust commit the batch's offsets."""
+        material stored by id), and only then the acks that let faust commit the batch's offsets."""
         writes = []
         if batch.raised:
             writes.append(with_retry(lambda: handlers.record(batch.raised), f"{len(batch.raised)} findings"))
@@ -179,13 +179,24 @@ def build_app(
         manual = stream.noack()
         queue = manual.channel.queue
         batch = Batch()
-        async for event in manual.events():
-            read(event, batch)
-            # A batch ends when it is full or when no further event is waiting: under a backlog the
-            # writes are amortised over up to `batch_max` events; when idle, an event is stored at once.
-            if len(batch) >= config.batch_max or queue.empty():
-                await flush(batch, manual)
-                batch = Batch()
+        storing: asyncio.Future[None] | None = None
+        try:
+            async for event in manual.events():
+                read(event, batch)
+                # A batch ends when it is full or when no further event is waiting: under a backlog
+                # the writes are amortised over up to `batch_max` events; when idle, an event is
+                # stored at once. While one batch is stored the next one is read (one in flight: the
+                # batches are stored and acknowledged in order).
+                if len(batch) >= config.batch_max or queue.empty():
+                    if storing is not None:
+                        await storing
+                    storing = asyncio.ensure_future(flush(batch, manual))
+                    batch = Batch()
+        finally:
+            # Stopped (or crashed): a batch still being stored is not acknowledged; its events are
+            # read again after the restart (stored idempotently).
+            if storing is not None and not storing.done():
+                storing.cancel()
 
     def read(event: Any, batch: Batch) -> None:
         """Decode one event and let the Monitor decide, in the event's own context (table writes)."""
