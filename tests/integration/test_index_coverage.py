@@ -22,13 +22,12 @@ pytestmark = pytest.mark.integration
 # media-svc's `RecordingRepository.totals()` sums `size_bytes` over every recording for the scrub
 # summary, a `$group` with no `$match`, which reads every recording whatever the indexes. At a million
 # recordings this should become a maintained counter document (media-svc, left to its owner).
-# compliance-svc's `FindingGauges.refresh()` reads every finding (unit, article, severity, state,
-# raised_at only) every `COMPLIANCE_METRICS_INTERVAL_S` to recompute the `lawtrail_compliance_findings`
-# gauge and the oldest open serious finding: a count over every finding reads every finding whatever the
-# indexes. With many findings this should become counters maintained with each write (compliance-svc).
+# compliance-svc's `FindingGauges.refresh()` reads every document of `finding_counts` — one per (unit,
+# article, severity, state) ever seen, kept with each write of a finding — to set the
+# `lawtrail_compliance_findings` gauge: the whole gauge, a few documents, never the findings.
 DELIBERATE_SCANS: set[tuple[str, str, frozenset[str], tuple[tuple[str, int], ...]]] = {
     ("recordings", "aggregate", frozenset(), ()),
-    ("findings", "find", frozenset(), ()),
+    ("finding_counts", "find", frozenset(), ()),
 }
 
 

@@ -12,7 +12,9 @@ import csv
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from lawtrail.media.v1 import recording_service_pb2 as mpb
 from lawtrail.media.v1 import recording_service_pb2_grpc as mpb_grpc
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.stack import Stack
+from prometheus_client.parser import text_string_to_metric_families
 from servicekit.auth.devtoken import ensure_dev_keys, mint_token
 
 pytestmark = pytest.mark.integration
@@ -331,6 +334,43 @@ def test_lifecycle_open_acknowledged_resolved_by_the_legal_office(
             )
         assert other_unit.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert sys.version_info >= (3, 11)
+
+
+def test_findings_gauge_counts_what_the_api_lists_per_unit_article_severity_state(
+    world: World, scenario: dict[str, str]
+) -> None:
+    """The gauge comes from counts kept with each write (raised by the agent and the timer, moved by
+    AcknowledgeFinding/ResolveFinding above), not from reading the findings: it must agree with them."""
+    service = world.starter.started[2]
+
+    def gauge() -> Counter[tuple[str, str, str, str]]:
+        with urllib.request.urlopen(f"http://{service.metrics_address}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        out: Counter[tuple[str, str, str, str]] = Counter()
+        for family in text_string_to_metric_families(text):
+            if family.name != "lawtrail_compliance_findings":
+                continue
+            for sample in family.samples:
+                labels = sample.labels
+                if labels["unit"] == world.unit and sample.value:
+                    key = (labels["unit"], labels["article"], labels["severity"], labels["state"])
+                    out[key] = int(sample.value)
+        return out
+
+    def listed() -> Counter[tuple[str, str, str, str]]:
+        return Counter(
+            (
+                f.unit,
+                f.article,
+                fpb.Severity.Name(f.severity).removeprefix("SEVERITY_"),
+                fpb.FindingState.Name(f.state).removeprefix("FINDING_STATE_"),
+            )
+            for f in list_findings(service.grpc_address, world)
+        )
+
+    want = listed()
+    assert any(state == "RESOLVED" for _, _, _, state in want), "the lifecycle test resolved one"
+    eventually(lambda: gauge() == want, f"gauge {want}")
 
 
 def test_r22_spot_check_drawn_twice_with_one_seed_is_identical_and_reviews_raise_findings(

@@ -27,6 +27,7 @@ from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 from servicekit.topics import events_topic_of
 
+from compliance_svc.adapters.counts import COUNTS, FindingCounts
 from compliance_svc.adapters.repository import FINDINGS, MongoFindingRepository
 from compliance_svc.adapters.spot_checks import MATERIALS, SPOT_CHECKS, MongoSpotCheckStore
 from compliance_svc.domain.model import Finding, Severity, SeverityPolicy, State
@@ -64,12 +65,21 @@ class ComplianceSettings(ServiceSettings):
     compliance_gap_threshold_s: float = 60.0  # R19c, as media-svc's MEDIA_GAP_THRESHOLD_S
     compliance_severity_file: Path | None = None
     compliance_metrics_interval_s: float = 15.0
+    # At most this many events share one round of database writes (docs/compliance-svc.md).
+    compliance_batch_max: int = 500
 
     @field_validator("compliance_topics", mode="before")
     @classmethod
     def _split_topics(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("compliance_batch_max")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
         return value
 
     @field_validator(
@@ -125,9 +135,10 @@ def build_handlers(
 
 
 class FindingGauges:
-    """`lawtrail_compliance_findings{unit,article,severity,state}` and the age of the oldest open serious
-    finding, recomputed from the store every `compliance_metrics_interval_s` (findings change through
-    the API too, so the store is the truth)."""
+    """`lawtrail_compliance_findings{unit,article,severity,state}` from the counts kept with each write
+    of a finding (`finding_counts`: one small document per label set, adapters/counts.py), and the age
+    of the oldest open serious finding (index-served reads), every `compliance_metrics_interval_s`.
+    Findings change through the API too, so the store is the truth; no finding is read for a count."""
 
     def __init__(
         self, registry: CollectorRegistry, repository: MongoFindingRepository, clock: Callable[[], datetime]
@@ -147,15 +158,8 @@ class FindingGauges:
         )
 
     async def refresh(self) -> None:
-        counts: dict[tuple[str, str, str, str], int] = {}
-        oldest: datetime | None = None
-        async for doc in self.repository.collection.find(
-            {}, projection={"unit": 1, "article": 1, "severity": 1, "state": 1, "raised_at": 1}
-        ):
-            key = (doc["unit"], doc["article"], doc["severity"], doc["state"])
-            counts[key] = counts.get(key, 0) + 1
-            if doc["severity"] == Severity.SERIOUS and doc["state"] != State.RESOLVED:
-                oldest = doc["raised_at"] if oldest is None else min(oldest, doc["raised_at"])
+        counts = await self.repository.counts.read()
+        oldest = await self.repository.oldest(Severity.SERIOUS, [State.OPEN, State.ACKNOWLEDGED])
         self.count.clear()
         for labels, n in counts.items():
             self.count.labels(*labels).set(n)
@@ -174,7 +178,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
     policy = load_policy(settings.compliance_severity_file)
     clock = compliance_clock(settings.compliance_clock_offset_s)
     repository = MongoFindingRepository(
-        rt.db[FINDINGS], event_source=settings.event_source, notify=rt.relay.notify
+        rt.db[FINDINGS], rt.db[COUNTS], event_source=settings.event_source, notify=rt.relay.notify
     )
     handlers = build_handlers(repository, policy=policy, clock=clock)
     spot_checks = SpotCheckHandlers(
@@ -189,6 +193,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         data_dir=settings.data_dir / "faust" / settings.compliance_app_id,
         timer_interval_s=settings.compliance_timer_interval_s,
         deadlines=settings.deadlines(),
+        batch_max=settings.compliance_batch_max,
     )
     app, _monitor = build_app(
         config, handlers, clock, StreamMetrics.register(rt.metrics.registry), material=spot_checks.note
@@ -212,6 +217,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         role_policy=role_policy(),
         indexes={
             FINDINGS: MongoFindingRepository.all_indexes(),
+            COUNTS: FindingCounts.indexes,
             SPOT_CHECKS: MongoSpotCheckStore.all_indexes(),
             MATERIALS: MongoSpotCheckStore.MATERIAL_INDEXES,
         },

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from compliance_svc.bootstrap import build_handlers
-from compliance_svc.domain.model import Finding, Raised
+from compliance_svc.domain.model import Finding, Raised, State
 from compliance_svc.service_layer.ports import FindingFilter
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -29,7 +29,7 @@ class Findings:
     async def get(self, finding_id: str) -> Finding | None:
         return self.stored.get(finding_id)
 
-    async def save(self, finding: Finding) -> Finding:
+    async def save(self, finding: Finding, *, was: State) -> Finding:
         self.stored[finding.finding_id] = finding
         return finding
 

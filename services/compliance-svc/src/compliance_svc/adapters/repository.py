@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from lawtrail.compliance.v1 import compliance_events_pb2
+from pymongo.asynchronous.collection import AsyncCollection
 from servicekit.messaging.outbox import OutboundEvent
 from servicekit.mongo import IndexSpec, VersionedRepository
 from servicekit.topics import events_topic_of
 
+from compliance_svc.adapters.counts import FindingCounts, labels_of
 from compliance_svc.adapters.proto_mapping import changed_event, raised_event
 from compliance_svc.domain.model import Attribution, Finding, Severity, State
 from compliance_svc.service_layer.ports import FindingFilter
@@ -96,31 +98,46 @@ class MongoFindingRepository(VersionedRepository):
         *[_newest(("unit", 1), (field, 1)) for field in CRITERIA],
         _newest(),  # a caller allowed every unit lists across units
         *[_newest((field, 1)) for field in CRITERIA],
-        IndexSpec([("state", 1), ("severity", 1)]),
+        # The oldest open serious finding (the alert's gauge): state and severity fixed, oldest first.
+        _newest(("state", 1), ("severity", 1)),
     )
 
+    def __init__(
+        self, collection: AsyncCollection[Any], counts: AsyncCollection[Any], **options: Any
+    ) -> None:
+        super().__init__(collection, **options)
+        self.counts = FindingCounts(counts, collection)
+
     async def add_absent(self, findings: Sequence[Finding]) -> list[str]:
-        stored = await self.insert_absent(
-            [
-                (to_document(f), [OutboundEvent(TOPIC, raised_event(f), subject=f.finding_id)])
-                for f in findings
-            ]
-        )
-        return [str(i) for i in stored]
+        async with self.counts.counting(labels_of(f) for f in findings) as deltas:
+            stored = set(
+                await self.insert_absent(
+                    [
+                        (to_document(f), [OutboundEvent(TOPIC, raised_event(f), subject=f.finding_id)])
+                        for f in findings
+                    ]
+                )
+            )
+            deltas.update(labels_of(f) for f in findings if f.finding_id in stored)
+        return [f.finding_id for f in findings if f.finding_id in stored]
 
     async def get(self, finding_id: str) -> Finding | None:  # type: ignore[override]
         doc = await super().get(finding_id)
         return None if doc is None else from_document(doc)
 
-    async def save(self, finding: Finding) -> Finding:
+    async def save(self, finding: Finding, *, was: State) -> Finding:
         fields = to_document(finding)
         del fields["_id"]
-        version = await self.update(
-            finding.finding_id,
-            expected_version=finding.version,
-            set_fields=fields,
-            events=[OutboundEvent(TOPIC, changed_event(finding), subject=finding.finding_id)],
-        )
+        before = (finding.unit, finding.article, finding.severity.value, was.value)
+        async with self.counts.counting([before, labels_of(finding)]) as deltas:
+            version = await self.update(
+                finding.finding_id,
+                expected_version=finding.version,
+                set_fields=fields,
+                events=[OutboundEvent(TOPIC, changed_event(finding), subject=finding.finding_id)],
+            )
+            deltas[before] -= 1
+            deltas[labels_of(finding)] += 1
         return from_document({**to_document(finding), "version": version})
 
     async def list(self, where: FindingFilter, *, limit: int, after: tuple[str, str] | None) -> list[Finding]:
@@ -143,3 +160,17 @@ class MongoFindingRepository(VersionedRepository):
         )
         docs = await cursor.sort([("raised_at", -1), ("_id", -1)]).limit(limit).to_list(None)
         return [from_document(d) for d in docs]
+
+    async def oldest(self, severity: Severity, states: Sequence[State]) -> datetime | None:
+        """When the oldest finding of `severity` in one of `states` was raised (one index-served
+        read per state: (state, severity, raised_at, _id), read from its old end)."""
+        found: list[datetime] = []
+        for state in states:
+            doc = await self.collection.find_one(
+                {"state": state.value, "severity": severity.value},
+                projection={"raised_at": 1},
+                sort=[("raised_at", 1), ("_id", 1)],
+            )
+            if doc is not None:
+                found.append(doc["raised_at"])
+        return min(found, default=None)

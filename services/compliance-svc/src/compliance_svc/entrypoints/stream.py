@@ -4,6 +4,14 @@
   record, headers included), turns each event into a fact (adapters/event_mapping.py), lets the
   `Monitor` decide, and stores the findings it raises before faust commits the offset (at-least-once;
   findings are stored idempotently by their derived id, so a redelivery raises nothing twice).
+  It works in **batches**: each event is decided in its own context (the table writes need faust's
+  current event), what the batch asks to store is written in one concurrent round (findings by one
+  unordered insert, spot-check material likewise; ADR 0008), and only then are the batch's events
+  acknowledged (`stream.noack()` + `stream.ack`), so no offset is committed before its findings are
+  stored. faust's `take()`/`take_events()` were not used: they acknowledge their buffer in a `finally`
+  that also runs when the agent is stopped in the middle of the batch's writes, and their timeout
+  makes an idle event wait; `noack_take()` would hand the batch to another task than the one that
+  set each event's context. One batch is stored while the next is read (at most one in flight).
 - The **table** `<app id>-state` holds what the time-based rules wait for (unlinked recordings,
   activities without records, recording series and their gaps). It lives in memory and is recovered
   from its changelog topic, which faust creates (its only topics: the source topics must exist with

@@ -60,11 +60,11 @@ class ComplianceHandlers:
 
     async def acknowledge(self, finding_id: str, *, by: Attribution) -> Finding:
         finding = await self._load(finding_id)
-        return await self.findings.save(finding.acknowledge(by))
+        return await self.findings.save(finding.acknowledge(by), was=finding.state)
 
     async def resolve(self, finding_id: str, disposition: str, *, by: Attribution) -> Finding:
         finding = await self._load(finding_id)
-        return await self.findings.save(finding.resolve(disposition, by))
+        return await self.findings.save(finding.resolve(disposition, by), was=finding.state)
 
     async def list(
         self,

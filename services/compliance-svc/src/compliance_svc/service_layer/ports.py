@@ -28,8 +28,9 @@ class FindingRepository(Protocol):
 
     async def get(self, finding_id: str) -> Finding | None: ...
 
-    async def save(self, finding: Finding) -> Finding:
-        """Store a changed finding (optimistic: `finding.version` must be current) with its event."""
+    async def save(self, finding: Finding, *, was: State) -> Finding:
+        """Store a changed finding (optimistic: `finding.version` must be current) with its event;
+        `was` is its state as read (the per-state counts move from it)."""
         ...
 
     async def list(self, where: FindingFilter, *, limit: int, after: tuple[str, str] | None) -> list[Finding]:
