@@ -11,7 +11,9 @@
   stored. faust's `take()`/`take_events()` were not used: they acknowledge their buffer in a `finally`
   that also runs when the agent is stopped in the middle of the batch's writes, and their timeout
   makes an idle event wait; `noack_take()` would hand the batch to another task than the one that
-  set each event's context. One batch is stored while the next is read (at most one in flight).
+  set each event's context. A storing task takes whatever was read since its last round as the next
+  batch (one event when idle, up to `batch_max` under a backlog): one batch is stored while the next
+  is read, one round in flight, batches stored and acknowledged in order.
 - The **table** `<app id>-state` holds what the time-based rules wait for (unlinked recordings,
   activities without records, recording series and their gaps). It lives in memory and is recovered
   from its changelog topic, which faust creates (its only topics: the source topics must exist with
@@ -125,6 +127,15 @@ class Batch:
         return len(self.events)
 
 
+@dataclass
+class Pending:
+    """What the agent has read and the storing task has not taken yet."""
+
+    batch: Batch = field(default_factory=Batch)
+    waiting: asyncio.Event = field(default_factory=asyncio.Event)  # set when `batch` has events
+    taken: asyncio.Event = field(default_factory=asyncio.Event)  # set when a batch was taken
+
+
 def build_app(
     config: StreamConfig,
     handlers: ComplianceHandlers,
@@ -185,26 +196,38 @@ def build_app(
         # never commits an offset ahead of the store — not even when the agent is stopped in the
         # middle of a batch (take()/take_events() ack their buffer in a `finally`, i.e. then too).
         manual = stream.noack()
-        queue = manual.channel.queue
-        batch = Batch()
-        storing: asyncio.Future[None] | None = None
+        pending = Pending()
+        storer = asyncio.ensure_future(store_batches(pending, manual))
         try:
             async for event in manual.events():
-                read(event, batch)
-                # A batch ends when it is full or when no further event is waiting: under a backlog
-                # the writes are amortised over up to `batch_max` events; when idle, an event is
-                # stored at once. While one batch is stored the next one is read (one in flight: the
-                # batches are stored and acknowledged in order).
-                if len(batch) >= config.batch_max or queue.empty():
-                    if storing is not None:
-                        await storing
-                    storing = asyncio.ensure_future(flush(batch, manual))
-                    batch = Batch()
+                if storer.done():
+                    storer.result()  # the storing task failed: fail the agent (faust stops the app)
+                read(event, pending.batch)
+                pending.waiting.set()
+                # Back-pressure: a full batch waits until the storing task has taken it.
+                while len(pending.batch) >= config.batch_max:
+                    pending.taken.clear()
+                    taken = asyncio.ensure_future(pending.taken.wait())
+                    done, _ = await asyncio.wait([storer, taken], return_when=asyncio.FIRST_COMPLETED)
+                    taken.cancel()
+                    if storer in done:
+                        storer.result()
         finally:
             # Stopped (or crashed): a batch still being stored is not acknowledged; its events are
             # read again after the restart (stored idempotently).
-            if storing is not None and not storing.done():
-                storing.cancel()
+            storer.cancel()
+
+    async def store_batches(pending: Pending, stream: Any) -> None:
+        """The storing side: takes whatever has been read since the last round as the next batch, so a
+        batch is one event when idle and grows to `batch_max` while the writes are slower than the
+        reading — one round in flight, batches stored and acknowledged in order."""
+        while True:
+            await pending.waiting.wait()
+            pending.waiting.clear()
+            batch, pending.batch = pending.batch, Batch()
+            pending.taken.set()
+            if len(batch):
+                await flush(batch, stream)
 
     def read(event: Any, batch: Batch) -> None:
         """Decode one event and let the Monitor decide, in the event's own context (table writes)."""
