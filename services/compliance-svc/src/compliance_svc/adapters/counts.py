@@ -1,6 +1,8 @@
 """`finding_counts`: how many findings there are per (unit, article, severity, state), kept with each
 write of a finding, so the `lawtrail_compliance_findings` gauge reads these few documents instead of
-every finding.
+every finding. One document per (article, severity, state) holds the count of each unit (`units`), so a
+batch of findings from many units moves few documents (each statement costs FerretDB a read and a
+write).
 
 There are no transactions (FerretDB), so a finding and its count are two writes. A count is marked
 `pending` before the first write that touches it (one round, only when it is not marked already),
@@ -8,8 +10,8 @@ then each write is: the findings → `n += delta`. At each gauge refresh (the fi
 no write in progress, every pending count is settled: one this process kept through all its writes is
 exact and only unmarked; any other — marked by a process that stopped in the middle, or touched by a
 write that failed between its two steps — is recounted from the findings (an index-served count of
-that one label set). Counted writes take turns in this process (one lock; compliance-svc runs one
-replica), so a recount never races a write.
+that article, severity and state, by unit). Counted writes take turns in this process (one lock;
+compliance-svc runs one replica), so a recount never races a write.
 """
 
 from __future__ import annotations
@@ -29,15 +31,25 @@ from compliance_svc.domain.model import Finding
 COUNTS = "finding_counts"
 LABELS = ("unit", "article", "severity", "state")
 
-Labels = tuple[str, str, str, str]
+Labels = tuple[str, str, str, str]  # unit, article, severity, state
+Group = tuple[str, str, str]  # article, severity, state: one document
 
 
 def labels_of(finding: Finding) -> Labels:
     return (finding.unit, finding.article, finding.severity.value, finding.state.value)
 
 
-def _id(labels: Labels) -> str:
-    return "\x1f".join(labels)
+def _id(group: Group) -> str:
+    return "\x1f".join(group)
+
+
+def _field(unit: str) -> str:
+    """A unit as a field name of `units` ('.' and '$' are not allowed there; '%' escapes)."""
+    return unit.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+
+
+def _unit(field: str) -> str:
+    return field.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
 
 
 class FindingCounts:
@@ -48,26 +60,25 @@ class FindingCounts:
         self.collection = serialized(counts)
         self.findings = findings
         self._turn = asyncio.Lock()
-        self._marked: set[Labels] = set()  # pending in the store since this process last settled them
-        self._suspect: set[Labels] = set()  # a write of this process failed between finding and count
+        self._marked: set[Group] = set()  # pending in the store since this process last settled them
+        self._suspect: set[Group] = set()  # a write of this process failed between finding and count
 
     @asynccontextmanager
     async def counting(self, touched: Iterable[Labels]) -> AsyncIterator[Counter[Labels]]:
         """Around one write of findings: yields the deltas to fill in; stored when the block succeeds.
         If it fails, the touched counts stay pending and are recounted (module docstring)."""
-        keys = sorted(set(touched))
+        groups = sorted({labels[1:] for labels in touched})
         async with self._turn:
-            unmarked = [k for k in keys if k not in self._marked]
+            unmarked = [g for g in groups if g not in self._marked]
             if unmarked:
                 await self.collection.bulk_write(
                     [
                         UpdateOne(
-                            {"_id": _id(k)},
-                            # The labels are set every time (the same values): no $setOnInsert needed.
-                            {"$set": {**dict(zip(LABELS, k, strict=True)), "pending": 1}, "$inc": {"n": 0}},
+                            {"_id": _id(g)},
+                            {"$set": {**dict(zip(LABELS[1:], g, strict=True)), "pending": 1}},
                             upsert=True,
                         )
-                        for k in unmarked
+                        for g in unmarked
                     ],
                     ordered=False,
                 )
@@ -75,22 +86,29 @@ class FindingCounts:
             deltas: Counter[Labels] = Counter()
             try:
                 yield deltas
-                changed = [k for k in keys if deltas[k]]
-                if changed:
+                by_group: dict[Group, dict[str, int]] = {}
+                for (unit, *group), delta in deltas.items():
+                    if delta:
+                        by_group.setdefault((group[0], group[1], group[2]), {})[f"units.{_field(unit)}"] = (
+                            delta
+                        )
+                if by_group:
                     await self.collection.bulk_write(
-                        [UpdateOne({"_id": _id(k)}, {"$inc": {"n": deltas[k]}}) for k in changed],
+                        [UpdateOne({"_id": _id(g)}, {"$inc": inc}) for g, inc in by_group.items()],
                         ordered=False,
                     )
             except BaseException:
-                self._suspect.update(keys)
+                self._suspect.update(groups)
                 raise
 
     async def read(self) -> dict[Labels, int]:
-        """Every count (a few documents: one per label set ever seen), after settling the pending ones."""
+        """Every count (a few documents: one per article, severity and state ever seen), after settling
+        the pending ones."""
         await self.settle()
         out: dict[Labels, int] = {}
         async for doc in self.collection.find({}):
-            out[(doc["unit"], doc["article"], doc["severity"], doc["state"])] = int(doc["n"])
+            for field, n in (doc.get("units") or {}).items():
+                out[(_unit(field), doc["article"], doc["severity"], doc["state"])] = int(n)
         return out
 
     async def settle(self) -> None:
@@ -99,10 +117,19 @@ class FindingCounts:
         that stopped in the middle, or by a write that failed here — is recounted from the findings."""
         async with self._turn:
             async for doc in self.collection.find({"pending": {"$gt": 0}}):
-                labels: Labels = (doc["unit"], doc["article"], doc["severity"], doc["state"])
+                group: Group = (doc["article"], doc["severity"], doc["state"])
                 update: dict[str, Any] = {"pending": 0}
-                if labels not in self._marked or labels in self._suspect:
-                    update["n"] = await self.findings.count_documents(dict(zip(LABELS, labels, strict=True)))
+                if group not in self._marked or group in self._suspect:
+                    # Units counted before and now without findings stay, at 0.
+                    units = dict.fromkeys(doc.get("units") or {}, 0)
+                    async for row in await self.findings.aggregate(
+                        [
+                            {"$match": dict(zip(LABELS[1:], group, strict=True))},
+                            {"$group": {"_id": "$unit", "n": {"$sum": 1}}},
+                        ]
+                    ):
+                        units[_field(row["_id"])] = int(row["n"])
+                    update["units"] = units
                 await self.collection.update_one({"_id": doc["_id"]}, {"$set": update})
-                self._marked.discard(labels)
-                self._suspect.discard(labels)
+                self._marked.discard(group)
+                self._suspect.discard(group)
