@@ -46,8 +46,8 @@ async def test_counts_follow_each_write_and_are_recounted_after_an_interrupted_o
     db: AsyncDatabase[dict[str, Any]],
 ) -> None:
     repo = MongoFindingRepository(db[FINDINGS], db[COUNTS], event_source="/lawtrail/counts-it")
-    # Two units in one document; a unit name with a dot and a dollar sign is a field name there.
-    assert await repo.add_absent([finding("rec-0", unit="unit.$2")])
+    # Several units in one document; a unit name with a dot and a dollar sign, or none, is a field name.
+    assert await repo.add_absent([finding("rec-0", unit="unit.$2"), finding("rec-00", unit="")])
     assert await repo.add_absent(
         [finding("rec-1"), finding("rec-2"), finding("rec-3", "R20", "R20_UNKNOWN_DEVICE")]
     )
@@ -57,6 +57,7 @@ async def test_counts_follow_each_write_and_are_recounted_after_an_interrupted_o
     await repo.save(first.acknowledge(Attribution("legal-1", "legal", T0)), was=State.OPEN)
     want = {
         ("unit.$2", "R19b", "MINOR", "OPEN"): 1,
+        ("", "R19b", "MINOR", "OPEN"): 1,
         ("unit-1", "R19b", "MINOR", "OPEN"): 1,
         ("unit-1", "R19b", "MINOR", "ACKNOWLEDGED"): 1,
         ("unit-1", "R20", "SERIOUS", "OPEN"): 1,

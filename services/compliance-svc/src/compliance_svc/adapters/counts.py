@@ -44,11 +44,14 @@ def _id(group: Group) -> str:
 
 
 def _field(unit: str) -> str:
-    """A unit as a field name of `units` ('.' and '$' are not allowed there; '%' escapes)."""
-    return unit.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+    """A unit as a field name of `units` ('.' and '$' are not allowed there, nor an empty name; '%'
+    escapes, and a lone '%' — which escaping never produces — is the empty unit)."""
+    return unit.replace("%", "%25").replace(".", "%2E").replace("$", "%24") or "%"
 
 
 def _unit(field: str) -> str:
+    if field == "%":
+        return ""
     return field.replace("%24", "$").replace("%2E", ".").replace("%25", "%")
 
 

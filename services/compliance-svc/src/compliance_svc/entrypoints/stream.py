@@ -198,6 +198,9 @@ def build_app(
         manual = stream.noack()
         pending = Pending()
         storer = asyncio.ensure_future(store_batches(pending, manual))
+        # Told at once, not only when the next event arrives (the writes retry by themselves; this is
+        # for anything else that would stop the storing, e.g. an ack that fails).
+        storer.add_done_callback(_report_stopped)
         try:
             async for event in manual.events():
                 if storer.done():
@@ -292,6 +295,13 @@ def build_app(
             fired.update(r.finding_id for r in due)
 
     return app, monitor
+
+
+def _report_stopped(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "the agent's storing task failed; events read since are not stored", exc_info=task.exception()
+        )
 
 
 def _material_of(fact: Fact) -> Material | None:
