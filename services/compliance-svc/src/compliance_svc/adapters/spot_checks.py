@@ -79,7 +79,7 @@ class MongoSpotCheckStore(VersionedRepository):
         ]
         # One unordered insert, then a replace for the ids already stored (a redelivered or replayed
         # event): the same outcome as an upsert of each, at a fraction of the cost on FerretDB, where
-        # an upsert costs ~6 ms and an insert a small part of that (ADR 0008).
+        # an upsert costs 4–8 ms and an insert a small part of that (ADR 0008).
         try:
             await self.material.insert_many(docs, ordered=False)
         except BulkWriteError as error:
