@@ -37,7 +37,7 @@ from servicekit.grpc import GrpcServer, RolePolicy, ServiceBinding
 from servicekit.grpc.audit import AUDIT_OUTBOX, AuditInterceptor, AuditOutbox
 from servicekit.grpc.server import PUBLIC_SERVICES
 from servicekit.logging import configure_logging
-from servicekit.messaging.consumer import EventConsumer, Handler, MongoInbox
+from servicekit.messaging.consumer import BatchHandler, EventConsumer, Handler, MongoInbox
 from servicekit.messaging.outbox import OutboxRelay
 from servicekit.messaging.producer import create_producer, send_and_wait
 from servicekit.metrics import Metrics, start_metrics_server
@@ -52,13 +52,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A consumer to run: topics, its group (DLQ = ``<group_id>.dlq``), handler, optional inbox collection."""
+    """A consumer to run: topics, its group (DLQ = ``<group_id>.dlq``), handler, optional inbox collection.
+
+    ``batch``: ``handler`` is a ``BatchHandler`` given each poll's records (up to ``max_records``) at once
+    (``servicekit.messaging.consumer``)."""
 
     topics: Sequence[str]
     group_id: str
-    handler: Handler
+    handler: Handler | BatchHandler
     inbox_collection: str | None = None
     max_attempts: int = 5
+    batch: bool = False
+    max_records: int = 100
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,8 @@ async def run_service(
                 metrics=metrics,
                 inbox=MongoInbox(db[spec.inbox_collection]) if spec.inbox_collection else None,
                 max_attempts=spec.max_attempts,
+                batch=spec.batch,
+                max_records=spec.max_records,
             )
             await consumer.start()
             stack.push_async_callback(consumer.stop)
