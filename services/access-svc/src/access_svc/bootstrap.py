@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 # The ledger never parks an event it failed to append (that would be a gap): it keeps retrying, and
 # its lag (lawtrail_consumer_retries_total) is what to alert on.
 LEDGER_ATTEMPTS = 1_000_000_000
+# Records per ledger batch (one consumer poll): one bulk write per collection and one head write each.
+LEDGER_BATCH = 500
 
 
 class AccessSettings(ServiceSettings):
@@ -179,7 +181,16 @@ async def bootstrap(rt: Runtime) -> Wiring:
         indexes={REQUESTS: RequestDocuments.all_indexes(), CHECKPOINTS: CheckpointDocuments.all_indexes()},
         outbox_collections=[REQUESTS, CHECKPOINTS],
         consumers=[
-            ConsumerSpec(topics, LEDGER_GROUP, LedgerConsumer(ledger), max_attempts=LEDGER_ATTEMPTS),
+            ConsumerSpec(
+                topics,
+                LEDGER_GROUP,
+                LedgerConsumer(ledger),
+                max_attempts=LEDGER_ATTEMPTS,
+                batch=True,
+                max_records=LEDGER_BATCH,
+                # One appender among replicas; the store fences with the lease's epoch.
+                lease=True,
+            ),
             ConsumerSpec(list(OWNER_TOPICS), OWNERS_GROUP, owners_router(owners)),
         ],
         background=background,

@@ -32,14 +32,17 @@ from typing import Any
 import lawtrail_merkle as merkle
 from bson import Binary
 from lawtrail.access.v1 import access_events_pb2 as ev
+from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from servicekit.errors import AlreadyExists, DataLoss, NotFound
 from servicekit.messaging.outbox import OutboundEvent
 from servicekit.mongo import VersionedRepository, serialized
 
 from access_svc.adapters.proto_mapping import TOPIC, checkpoint_pb
 from access_svc.domain.ledger import Checkpoint
-from access_svc.service_layer.ports import LedgerHead, LedgerStore
+from access_svc.service_layer.ports import LedgerConflict, LedgerEntry, LedgerHead, LedgerStore
 
 Doc = dict[str, Any]
 LEAVES, NODES, KEYS, HEAD, CHECKPOINTS, SUBJECTS = (
@@ -54,6 +57,23 @@ LEAVES, NODES, KEYS, HEAD, CHECKPOINTS, SUBJECTS = (
 
 def node_id(level: int, index: int) -> str:
     return f"{level}/{index}"
+
+
+_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+def _chunks(docs: list[Doc]) -> list[list[Doc]]:
+    """`docs` in runs of at most ~8 MB of leaf data (a command must stay under 16 MB)."""
+    chunks: list[list[Doc]] = [[]]
+    size = 0
+    for doc in docs:
+        weight = len(doc.get("leaf", b"")) + 100
+        if chunks[-1] and size + weight > _CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(doc)
+        size += weight
+    return [c for c in chunks if c]
 
 
 class CheckpointDocuments(VersionedRepository):
@@ -73,15 +93,18 @@ class MongoLedgerStore(LedgerStore):
         self._checkpoints = checkpoints
         self._range: merkle.CompactRange | None = None
         self._content_size = 0
+        self._head_exists = False
+        self._epoch = 0  # the fencing token (ledger appender lease); 0 = unfenced
 
     async def _load(self) -> merkle.CompactRange:
         if self._range is None:
             doc = await self._head.find_one({"_id": "head"})
             if doc is None:
-                self._range = merkle.CompactRange.empty()
+                self._range, self._content_size, self._head_exists = merkle.CompactRange.empty(), 0, False
             else:
                 self._range = merkle.CompactRange(doc["size"], [bytes(h) for h in doc["frontier"]])
                 self._content_size = doc.get("content_size", doc["size"])
+                self._head_exists = True
         return self._range
 
     async def head(self) -> LedgerHead:
@@ -93,38 +116,142 @@ class MongoLedgerStore(LedgerStore):
         cr = merkle.CompactRange(doc["size"], [bytes(h) for h in doc["frontier"]])
         return LedgerHead(cr.size, cr.root(), doc.get("content_size", cr.size))
 
-    async def append(
-        self, leaf: bytes, key: str, *, subject: str = "", checkpoint: bool = False
-    ) -> int | None:
+    def _mine(self, _id: object) -> Doc:
+        """Filter of a write of this appender: the document unless an appender with a higher fencing
+        token wrote it (then the upsert's insert fails with a duplicate `_id`: a stale appender)."""
+        return {"_id": _id, "epoch": {"$not": {"$gt": self._epoch}}}
+
+    async def fence(self, epoch: int) -> None:
+        self._epoch = epoch
+        # Stamp the head with the new token first: from here on a stale appender's head write (filter
+        # epoch ≤ its own) matches nothing. An empty ledger gets an empty head, so that a stale
+        # appender cannot create the first one.
+        conflict = LedgerConflict(
+            f"the ledger head carries a fencing token above {epoch}: another appender took over"
+        )
+        if await self._head.find_one({"_id": "head"}) is None:
+            try:
+                await self._head.insert_one(
+                    {"_id": "head", "size": 0, "frontier": [], "content_size": 0, "epoch": epoch}
+                )
+            except DuplicateKeyError:
+                raise conflict from None
+        elif (await self._head.update_one(self._mine("head"), {"$set": {"epoch": epoch}})).matched_count == 0:
+            raise conflict
+        self._range = None  # appended by the previous holder since: reload
+
+    async def _known(self, keys: Sequence[str], size: int) -> set[str]:
+        """Which of `keys` are in the log: a key document below the head whose leaf is that event (a
+        key left past the head by a crash may point at an index since reused by another event)."""
+        found = await asyncio.gather(*(self._keys.find_one({"_id": k}) for k in keys))
+        candidates = {k: int(d["index"]) for k, d in zip(keys, found, strict=True) if d and d["index"] < size}
+        leaves = await asyncio.gather(
+            *(self._leaves.find_one({"_id": i}, projection={"key": 1}) for i in candidates.values())
+        )
+        return {k for (k, _i), d in zip(candidates.items(), leaves, strict=True) if d and d.get("key") == k}
+
+    async def _insert_fenced(self, collection: AsyncCollection[Doc], docs: list[Doc]) -> None:
+        """Insert new documents in one `insert_many` (chunked below the 16 MB message limit). A
+        duplicate `_id` is either left past the head by a batch that never committed — replaced,
+        unless an appender with a higher fencing token wrote it — or this appender is stale."""
+        clashes: list[Doc] = []
+        for chunk in _chunks(docs):
+            try:
+                await collection.insert_many(chunk, ordered=False)
+            except BulkWriteError as error:
+                errors = error.details.get("writeErrors", [])
+                if not errors or any(e.get("code") != 11000 for e in errors):
+                    raise
+                clashes.extend(chunk[e["index"]] for e in errors)
+        for doc in clashes:
+            try:
+                result = await collection.replace_one(self._mine(doc["_id"]), doc, upsert=True)
+            except DuplicateKeyError:
+                result = None
+            if result is None or (result.matched_count == 0 and result.upserted_id is None):
+                self._range = None
+                raise LedgerConflict(
+                    f"ledger document {doc['_id']!r} past this appender's head was written by an appender "
+                    f"with a fencing token above {self._epoch}: this one is stale"
+                )
+
+    async def append_batch(self, entries: Sequence[LedgerEntry]) -> list[int | None]:
         cr = await self._load()
-        seen = await self._keys.find_one({"_id": key})
-        if seen is not None and seen["index"] < cr.size:
-            return None
-        index = cr.size
+        known = await self._known(list(dict.fromkeys(e.key for e in entries)), cr.size)
         trial = merkle.CompactRange(cr.size, list(cr.hashes))
-        completed = trial.append(merkle.leaf_hash(leaf))
-        # Independent documents: written concurrently; the head below is written only after all of them.
+        content_size = self._content_size
+        indexes: list[int | None] = []
+        leaves: list[Any] = []
+        nodes: list[Any] = []
+        keys: list[Any] = []
+        subjects: dict[str, list[int]] = {}
+        epoch = self._epoch
+        for entry in entries:
+            if entry.key in known:
+                indexes.append(None)
+                continue
+            known.add(entry.key)
+            index = trial.size
+            indexes.append(index)
+            leaf_doc = {
+                "leaf": Binary(entry.leaf),
+                "key": entry.key,
+                "subject": entry.subject,
+                "epoch": epoch,
+            }
+            leaves.append({"_id": index, **leaf_doc})
+            keys.append({"_id": entry.key, "index": index, "epoch": epoch})
+            for level, i, h in trial.append(merkle.leaf_hash(entry.leaf)):
+                nodes.append({"_id": node_id(level, i), "hash": Binary(h), "epoch": epoch})
+            if entry.subject:
+                subjects.setdefault(entry.subject, []).append(index)
+            if not entry.checkpoint:
+                content_size = trial.size
+        if not leaves:
+            return indexes
+        # One bulk write per collection, concurrently; the head below only after all of them.
         await asyncio.gather(
-            self._leaves.replace_one({"_id": index}, {"leaf": Binary(leaf), "key": key}, upsert=True),
-            self._keys.replace_one({"_id": key}, {"index": index}, upsert=True),
+            self._insert_fenced(self._leaves, leaves),
+            self._insert_fenced(self._keys, keys),
+            self._insert_fenced(self._nodes, nodes),
             *(
-                self._nodes.replace_one({"_id": node_id(level, i)}, {"hash": Binary(h)}, upsert=True)
-                for level, i, h in completed
-            ),
-            *(
-                [self._subjects.update_one({"_id": subject}, {"$addToSet": {"indexes": index}}, upsert=True)]
-                if subject
+                [
+                    self._subjects.bulk_write(
+                        [
+                            UpdateOne({"_id": s}, {"$addToSet": {"indexes": {"$each": ix}}}, upsert=True)
+                            for s, ix in subjects.items()
+                        ],
+                        ordered=False,
+                    )
+                ]
+                if subjects
                 else []
             ),
         )
-        content_size = self._content_size if checkpoint else trial.size
-        await self._head.replace_one(
-            {"_id": "head"},
-            {"size": trial.size, "frontier": [Binary(h) for h in trial.hashes], "content_size": content_size},
-            upsert=True,
-        )
-        self._range, self._content_size = trial, content_size
-        return index
+        head = {
+            "size": trial.size,
+            "frontier": [Binary(h) for h in trial.hashes],
+            "content_size": content_size,
+            "epoch": epoch,
+        }
+        try:
+            if self._head_exists:
+                # Compare-and-set on the head this batch was built on.
+                result = await self._head.update_one({**self._mine("head"), "size": cr.size}, {"$set": head})
+                moved = result.matched_count == 0
+            else:
+                await self._head.insert_one({"_id": "head", **head})
+                moved = False
+        except DuplicateKeyError:
+            moved = True
+        if moved:
+            self._range = None
+            raise LedgerConflict(
+                f"the ledger head is no longer at size {cr.size} with fencing token ≤ {epoch}: another "
+                "appender committed meanwhile; nothing of this batch was committed"
+            )
+        self._range, self._content_size, self._head_exists = trial, content_size, True
+        return indexes
 
     async def nodes(self, coordinates: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
         out: dict[tuple[int, int], bytes] = {}
@@ -146,11 +273,21 @@ class MongoLedgerStore(LedgerStore):
 
     async def index_of(self, key: str) -> int | None:
         doc = await self._keys.find_one({"_id": key})
-        return None if doc is None else int(doc["index"])
+        if doc is None:
+            return None
+        # A key written by a batch that never committed may point at an index since given to another
+        # event: the leaf names its own key.
+        leaf = await self._leaves.find_one({"_id": int(doc["index"])}, projection={"key": 1})
+        return int(doc["index"]) if leaf is not None and leaf.get("key", key) == key else None
 
     async def indexes_about(self, subject: str) -> list[int]:
         doc = await self._subjects.find_one({"_id": subject})
-        return [int(i) for i in doc["indexes"]] if doc else []
+        indexes = [int(i) for i in doc["indexes"]] if doc else []
+        # An index added by a batch a crash cut short (past the head) may since hold another event.
+        leaves = await asyncio.gather(
+            *(self._leaves.find_one({"_id": i}, projection={"subject": 1}) for i in indexes)
+        )
+        return [i for i, d in zip(indexes, leaves, strict=True) if d and d.get("subject", subject) == subject]
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         at = checkpoint.signed_at
