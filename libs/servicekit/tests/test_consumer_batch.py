@@ -175,3 +175,19 @@ async def test_records_that_are_not_events_are_parked_and_the_rest_applied(metri
 def test_max_records_must_be_positive(metrics: Metrics) -> None:
     with pytest.raises(ValueError, match="max_records"):
         _consumer(lambda batch: None, metrics, _Producer(), max_records=0)
+
+
+async def test_a_batch_failing_while_the_consumer_stops_is_left_uncommitted(metrics: Metrics) -> None:
+    owner: list[EventConsumer] = []
+
+    async def handle(batch: Sequence[Delivery]) -> None:
+        owner[0]._stopping.set()  # e.g. a leased consumer whose lease was lost
+        raise RuntimeError("stale")
+
+    kafka = _Kafka([{P0: [_record(0, 0, "a")]}], owner)
+    producer = _Producer()
+    consumer = _consumer(handle, metrics, producer, max_attempts=1_000_000)
+    owner.append(consumer)
+    await consumer._run(kafka)  # type: ignore[arg-type]
+    assert kafka.commits == [], "not committed: redelivered to the next owner"
+    assert producer.sent == [], "not parked"

@@ -312,7 +312,13 @@ async def _consume_while_leased(
         finally:
             await _cancel(keeper)
             if consumer is not None:
-                await consumer.stop()
+                # Finish stopping even when cancelled (the service stops): leave the group cleanly.
+                stopping = asyncio.ensure_future(consumer.stop())
+                try:
+                    await asyncio.shield(stopping)
+                except asyncio.CancelledError:
+                    await stopping
+                    raise
             if lease.held:
                 await lease.release()
 

@@ -37,7 +37,13 @@ from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 from servicekit.topics import events_topic_of
 
-from access_svc.adapters.ledger_store import CHECKPOINTS, CheckpointDocuments, MongoLedgerStore
+from access_svc.adapters.ledger_store import (
+    CHECKPOINTS,
+    LEAF_INDEXES,
+    LEAVES,
+    CheckpointDocuments,
+    MongoLedgerStore,
+)
 from access_svc.adapters.repository import (
     OWNERS,
     REQUESTS,
@@ -178,7 +184,11 @@ async def bootstrap(rt: Runtime) -> Wiring:
             ),
         ],
         role_policy=role_policy(),
-        indexes={REQUESTS: RequestDocuments.all_indexes(), CHECKPOINTS: CheckpointDocuments.all_indexes()},
+        indexes={
+            REQUESTS: RequestDocuments.all_indexes(),
+            CHECKPOINTS: CheckpointDocuments.all_indexes(),
+            LEAVES: LEAF_INDEXES,
+        },
         outbox_collections=[REQUESTS, CHECKPOINTS],
         consumers=[
             ConsumerSpec(

@@ -157,6 +157,10 @@ class TypeRouter:
 TOPIC_METADATA_WAIT_S = 10.0
 
 
+class _Abandoned(Exception):
+    """Batch mode: the consumer is stopping while its batch keeps failing; it is left uncommitted."""
+
+
 class EventConsumer:
     """Consumes ``topics`` as ``group_id`` and applies each event with ``handler``."""
 
@@ -267,7 +271,10 @@ class EventConsumer:
             if self._batch:
                 if batches:
                     # The whole poll is one unit: applied, then every partition's offset committed.
-                    await self._process_batch(batches)
+                    try:
+                        await self._process_batch(batches)
+                    except _Abandoned:
+                        return  # stopping while the batch failed: nothing committed, all redelivered
                     for partition, records in batches.items():
                         await self._commit(consumer, partition, records[-1].offset + 1)
                 continue
@@ -383,12 +390,17 @@ class EventConsumer:
                     await handler([delivery for _record, delivery in items])
                 break
             except TRANSIENT:
+                if self._stopping.is_set():
+                    raise _Abandoned from None
                 attempt -= 1  # an outage is not the batch's fault: do not use up its attempts
                 outages += 1
                 await self._pause(
                     backoff_delay(outages, self._min_backoff_s, self._max_backoff_s), "batch handler (outage)"
                 )
             except Exception as error:
+                if self._stopping.is_set():
+                    # Stopping (e.g. the lease of a leased consumer was lost): the next owner gets it.
+                    raise _Abandoned from error
                 give_up = isinstance(error, InvalidEnvelope) or attempt >= self._max_attempts
                 if give_up and len(items) > 1:
                     # Find the culprit: the records one at a time, each with its own attempts.

@@ -1,24 +1,34 @@
 """MongoDB storage of the audit ledger (R4, R23-3): an append-only RFC 9162 Merkle log.
 
-Collections, every document addressed by `_id` (the one filter FerretDB v1 pushes down):
+Collections, every document addressed by `_id` (the one filter FerretDB v1 pushes down); every document
+but the checkpoints also carries `epoch`, the fencing token of the appender that wrote it:
 
 | collection | `_id` | content |
 |---|---|---|
-| `ledger_leaves` | leaf index (int) | `leaf` (the serialized LedgerLeaf), `key` (event source + id) |
+| `ledger_leaves` | leaf index (int) | `leaf` (serialized LedgerLeaf), `key` (source + id), `subject` (indexed) |
 | `ledger_nodes` | "level/index" | `hash` of the perfect subtree of 2^level leaves from index·2^level |
 | `ledger_keys` | event source + "\\x1f" + id | `index` — at most one leaf per event |
-| `ledger_head` | "head" | `size`, `frontier` (the right edge, `lawtrail_merkle.CompactRange`) |
-| `ledger_subjects` | an event's ce_subject | `indexes` of its entries (ListLedgerEntries) |
+| `ledger_head` | "head" | `size`, `frontier` (the right edge), `content_size` |
+| `ledger_subjects` | an event's ce_subject | legacy, read only: `indexes` (before leaves had `subject`) |
 | `ledger_checkpoints` | zero-padded size + signing time | the signed checkpoint |
 
-An append writes the leaf, the nodes it completes and its key, then the head — the commit point. A crash
-before the head write leaves entries at indexes ≥ size, which the next append overwrites; readers never
-look past the head's size. Nodes are written once and never updated: a later change of any of them is
-tampering, which proofs against an earlier signed checkpoint expose (tests/integration/access).
+Appends come in batches (one consumer poll): the new leaves, the keys and the perfect-subtree nodes the
+batch completes are written with one `insert_many` per collection, then the head — the commit point —
+with a compare-and-set on the head the batch was built on (its size and fencing token). A crash before
+the head write leaves entries at indexes ≥ size, which the next batch overwrites (its inserts meet their
+`_id`s and replace them); readers never look past the head's size, and a key or subject left by such a
+batch is checked against the leaf it points at. Nodes are written once and never updated: a later change
+of any of them is tampering, which proofs against an earlier signed checkpoint expose
+(tests/integration/access).
 
-One appender: the store keeps the right edge in memory and writes the head unconditionally, so run one
-access-svc replica (as FerretDB v1 needs anyway, servicekit README). Several replicas would split the
-ledger consumer's partitions and both append; a lease on the head is the step before scaling out.
+Fencing: the ledger consumer runs only in the process holding the lease `consumer:access-svc.ledger`
+(servicekit `ConsumerSpec.lease`), whose epoch grows with every take-over. `fence(epoch)` stamps it on
+the head; every document carries the epoch of the appender that wrote it, and a write only replaces a
+document whose epoch is not higher than the writer's. A former holder that wakes up after a take-over
+(a long pause, a partition) therefore neither overwrites the new holder's entries nor moves the head:
+its batch fails with LedgerConflict (tests/integration/access/test_ledger_batches.py,
+test_ledger_replicas.py). On FerretDB a second live process cannot even start (ADR 0007); on MongoDB the
+replicas wait for the lease.
 """
 
 from __future__ import annotations
@@ -32,13 +42,12 @@ from typing import Any
 import lawtrail_merkle as merkle
 from bson import Binary
 from lawtrail.access.v1 import access_events_pb2 as ev
-from pymongo import UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from servicekit.errors import AlreadyExists, DataLoss, NotFound
 from servicekit.messaging.outbox import OutboundEvent
-from servicekit.mongo import VersionedRepository, serialized
+from servicekit.mongo import IndexSpec, VersionedRepository, serialized
 
 from access_svc.adapters.proto_mapping import TOPIC, checkpoint_pb
 from access_svc.domain.ledger import Checkpoint
@@ -53,6 +62,10 @@ LEAVES, NODES, KEYS, HEAD, CHECKPOINTS, SUBJECTS = (
     "ledger_checkpoints",
     "ledger_subjects",
 )
+
+
+# ListLedgerEntries: the leaves of one ce_subject (an equality FerretDB pushes down, index-served).
+LEAF_INDEXES = (IndexSpec([("subject", 1)], name="subject"),)
 
 
 def node_id(level: int, index: int) -> str:
@@ -184,7 +197,6 @@ class MongoLedgerStore(LedgerStore):
         leaves: list[Any] = []
         nodes: list[Any] = []
         keys: list[Any] = []
-        subjects: dict[str, list[int]] = {}
         epoch = self._epoch
         for entry in entries:
             if entry.key in known:
@@ -203,8 +215,6 @@ class MongoLedgerStore(LedgerStore):
             keys.append({"_id": entry.key, "index": index, "epoch": epoch})
             for level, i, h in trial.append(merkle.leaf_hash(entry.leaf)):
                 nodes.append({"_id": node_id(level, i), "hash": Binary(h), "epoch": epoch})
-            if entry.subject:
-                subjects.setdefault(entry.subject, []).append(index)
             if not entry.checkpoint:
                 content_size = trial.size
         if not leaves:
@@ -214,19 +224,6 @@ class MongoLedgerStore(LedgerStore):
             self._insert_fenced(self._leaves, leaves),
             self._insert_fenced(self._keys, keys),
             self._insert_fenced(self._nodes, nodes),
-            *(
-                [
-                    self._subjects.bulk_write(
-                        [
-                            UpdateOne({"_id": s}, {"$addToSet": {"indexes": {"$each": ix}}}, upsert=True)
-                            for s, ix in subjects.items()
-                        ],
-                        ordered=False,
-                    )
-                ]
-                if subjects
-                else []
-            ),
         )
         head = {
             "size": trial.size,
@@ -281,13 +278,22 @@ class MongoLedgerStore(LedgerStore):
         return int(doc["index"]) if leaf is not None and leaf.get("key", key) == key else None
 
     async def indexes_about(self, subject: str) -> list[int]:
-        doc = await self._subjects.find_one({"_id": subject})
-        indexes = [int(i) for i in doc["indexes"]] if doc else []
-        # An index added by a batch a crash cut short (past the head) may since hold another event.
-        leaves = await asyncio.gather(
-            *(self._leaves.find_one({"_id": i}, projection={"subject": 1}) for i in indexes)
-        )
-        return [i for i, d in zip(indexes, leaves, strict=True) if d and d.get("subject", subject) == subject]
+        # The leaves name their subject (index `subject`); entries past the head are left to the caller.
+        found = {
+            int(d["_id"])
+            for d in await self._leaves.find({"subject": subject}, projection={"_id": 1}).to_list()
+        }
+        # Ledgers written before leaves named their subject kept a list per subject (read only now).
+        legacy = await self._subjects.find_one({"_id": subject})
+        if legacy:
+            older = [int(i) for i in legacy["indexes"] if int(i) not in found]
+            leaves = await asyncio.gather(
+                *(self._leaves.find_one({"_id": i}, projection={"subject": 1}) for i in older)
+            )
+            found.update(
+                i for i, d in zip(older, leaves, strict=True) if d and d.get("subject", subject) == subject
+            )
+        return sorted(found)
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
         at = checkpoint.signed_at
