@@ -5,7 +5,7 @@ but the checkpoints also carries `epoch`, the fencing token of the appender that
 
 | collection | `_id` | content |
 |---|---|---|
-| `ledger_leaves` | leaf index (int) | `leaf` (serialized LedgerLeaf), `key` (source + id), `subject` (indexed) |
+| `ledger_leaves` | leaf index (int) | `leaf` (LedgerLeaf bytes), `key` (source + id), `subject` (indexed) |
 | `ledger_nodes` | "level/index" | `hash` of the perfect subtree of 2^level leaves from index·2^level |
 | `ledger_keys` | event source + "\\x1f" + id | `index` — at most one leaf per event |
 | `ledger_head` | "head" | `size`, `frontier` (the right edge), `content_size` |
