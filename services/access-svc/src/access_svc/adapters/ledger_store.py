@@ -153,6 +153,9 @@ class MongoLedgerStore(LedgerStore):
             raise conflict
         self._range = None  # appended by the previous holder since: reload
 
+    def _key_docs(self, indexes: Mapping[str, int]) -> list[Doc]:
+        return [{"_id": key, "index": index, "epoch": self._epoch} for key, index in indexes.items()]
+
     async def _known(self, keys: Sequence[str], size: int) -> set[str]:
         """Which of `keys` are in the log: a key document below the head whose leaf is that event (a
         key left past the head by a crash may point at an index since reused by another event)."""
@@ -163,10 +166,9 @@ class MongoLedgerStore(LedgerStore):
         )
         return {k for (k, _i), d in zip(candidates.items(), leaves, strict=True) if d and d.get("key") == k}
 
-    async def _insert_fenced(self, collection: AsyncCollection[Doc], docs: list[Doc]) -> None:
-        """Insert new documents in one `insert_many` (chunked below the 16 MB message limit). A
-        duplicate `_id` is either left past the head by a batch that never committed — replaced,
-        unless an appender with a higher fencing token wrote it — or this appender is stale."""
+    async def _insert_new(self, collection: AsyncCollection[Doc], docs: list[Doc]) -> list[Doc]:
+        """Insert `docs` with one `insert_many` (chunked below the 16 MB message limit); answers the
+        ones whose `_id` was there already."""
         clashes: list[Doc] = []
         for chunk in _chunks(docs):
             try:
@@ -176,7 +178,12 @@ class MongoLedgerStore(LedgerStore):
                 if not errors or any(e.get("code") != 11000 for e in errors):
                     raise
                 clashes.extend(chunk[e["index"]] for e in errors)
-        for doc in clashes:
+        return clashes
+
+    async def _replace_fenced(self, collection: AsyncCollection[Doc], docs: list[Doc]) -> None:
+        """Replace documents left past the head by a batch that never committed — unless an appender
+        with a higher fencing token wrote them: then this appender is stale (LedgerConflict)."""
+        for doc in docs:
             try:
                 result = await collection.replace_one(self._mine(doc["_id"]), doc, upsert=True)
             except DuplicateKeyError:
@@ -188,42 +195,61 @@ class MongoLedgerStore(LedgerStore):
                     f"with a fencing token above {self._epoch}: this one is stale"
                 )
 
+    async def _insert_fenced(self, collection: AsyncCollection[Doc], docs: list[Doc]) -> None:
+        await self._replace_fenced(collection, await self._insert_new(collection, docs))
+
     async def append_batch(self, entries: Sequence[LedgerEntry]) -> list[int | None]:
         cr = await self._load()
-        known = await self._known(list(dict.fromkeys(e.key for e in entries)), cr.size)
+        epoch = self._epoch
+        first: dict[str, LedgerEntry] = {}
+        for entry in entries:
+            first.setdefault(entry.key, entry)  # a key repeated within the batch: its first record
+        # The keys are claimed first, optimistically, as if every event were new (the usual case: no
+        # reads at all). A key that is there already is either a committed entry of this event (a
+        # redelivery: skipped) or left by a batch that never committed (its leaf names another event).
+        tentative = {key: cr.size + n for n, key in enumerate(first)}
+        clashed = [d["_id"] for d in await self._insert_new(self._keys, self._key_docs(tentative))]
+        known = await self._known(clashed, cr.size) if clashed else set()
+        fresh = [key for key in first if key not in known]
+        final = {key: cr.size + n for n, key in enumerate(fresh)}
+        stale_keys = set(clashed) - known
+        # Keys whose index moved (an earlier record of the batch was a duplicate) or left over.
+        await self._replace_fenced(
+            self._keys,
+            self._key_docs({k: i for k, i in final.items() if k in stale_keys or tentative[k] != i}),
+        )
         trial = merkle.CompactRange(cr.size, list(cr.hashes))
         content_size = self._content_size
-        indexes: list[int | None] = []
-        leaves: list[Any] = []
-        nodes: list[Any] = []
-        keys: list[Any] = []
-        epoch = self._epoch
-        for entry in entries:
-            if entry.key in known:
-                indexes.append(None)
-                continue
-            known.add(entry.key)
-            index = trial.size
-            indexes.append(index)
-            leaf_doc = {
-                "leaf": Binary(entry.leaf),
-                "key": entry.key,
-                "subject": entry.subject,
-                "epoch": epoch,
-            }
-            leaves.append({"_id": index, **leaf_doc})
-            keys.append({"_id": entry.key, "index": index, "epoch": epoch})
+        leaves: list[Doc] = []
+        nodes: list[Doc] = []
+        for key in fresh:
+            entry = first[key]
+            leaves.append(
+                {
+                    "_id": final[key],
+                    "leaf": Binary(entry.leaf),
+                    "key": key,
+                    "subject": entry.subject,
+                    "epoch": epoch,
+                }
+            )
             for level, i, h in trial.append(merkle.leaf_hash(entry.leaf)):
                 nodes.append({"_id": node_id(level, i), "hash": Binary(h), "epoch": epoch})
             if not entry.checkpoint:
                 content_size = trial.size
+        indexes: list[int | None] = []
+        placed: set[str] = set()
+        for entry in entries:
+            if entry.key in final and entry.key not in placed:
+                placed.add(entry.key)
+                indexes.append(final[entry.key])
+            else:
+                indexes.append(None)
         if not leaves:
             return indexes
         # One bulk write per collection, concurrently; the head below only after all of them.
         await asyncio.gather(
-            self._insert_fenced(self._leaves, leaves),
-            self._insert_fenced(self._keys, keys),
-            self._insert_fenced(self._nodes, nodes),
+            self._insert_fenced(self._leaves, leaves), self._insert_fenced(self._nodes, nodes)
         )
         head = {
             "size": trial.size,
