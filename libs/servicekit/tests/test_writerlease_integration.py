@@ -105,3 +105,39 @@ async def test_on_mongodb_any_number_of_replicas_start(db: Any) -> None:
         await replica.acquire()
     assert not any(r.held for r in replicas)
     assert await db[LEASE_COLLECTION].count_documents({}) == 0
+
+
+def group_lease(db: Any, **kwargs: Any) -> WriterLease:
+    return lease(db, name="consumer:echo-svc.events", everywhere=True, ferretdb=False, **kwargs)
+
+
+async def test_a_named_lease_applies_on_mongodb_too_and_its_epoch_grows_with_every_take_over(db: Any) -> None:
+    first = group_lease(db, ttl_s=1.0)
+    await first.acquire()
+    assert (first.held, first.epoch) == (True, 1)
+    with pytest.raises(WriterLeaseHeld, match=r"consumer:echo-svc\.events lease of echo-svc"):
+        await group_lease(db).acquire()
+    await asyncio.sleep(1.1)  # the holder froze: its lease expires
+    second = group_lease(db)
+    await second.acquire()
+    assert second.epoch == 2, "a take-over raises the fencing token"
+    await second.release()  # a clean stop expires the lease, keeping its epoch
+    third = group_lease(db)
+    await third.acquire()
+    assert third.epoch == 3
+    assert await db[LEASE_COLLECTION].count_documents({"_id": "writer"}) == 0, (
+        "independent of the writer lease"
+    )
+
+
+async def test_acquire_when_free_waits_for_the_holder_to_let_go(db: Any) -> None:
+    holder = group_lease(db)
+    await holder.acquire()
+    waiter = group_lease(db)
+    waiting = asyncio.create_task(waiter.acquire_when_free(poll_s=0.1))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await holder.release()
+    await asyncio.wait_for(waiting, 5)
+    assert waiter.held
+    assert waiter.epoch == 2

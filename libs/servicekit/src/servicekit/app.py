@@ -37,7 +37,7 @@ from servicekit.grpc import GrpcServer, RolePolicy, ServiceBinding
 from servicekit.grpc.audit import AUDIT_OUTBOX, AuditInterceptor, AuditOutbox
 from servicekit.grpc.server import PUBLIC_SERVICES
 from servicekit.logging import configure_logging
-from servicekit.messaging.consumer import EventConsumer, Handler, MongoInbox
+from servicekit.messaging.consumer import BatchHandler, EventConsumer, Handler, MongoInbox
 from servicekit.messaging.outbox import OutboxRelay
 from servicekit.messaging.producer import create_producer, send_and_wait
 from servicekit.metrics import Metrics, start_metrics_server
@@ -52,13 +52,26 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ConsumerSpec:
-    """A consumer to run: topics, its group (DLQ = ``<group_id>.dlq``), handler, optional inbox collection."""
+    """A consumer to run: topics, its group (DLQ = ``<group_id>.dlq``), handler, optional inbox collection.
+
+    ``batch``: ``handler`` is a ``BatchHandler`` given each poll's records (up to ``max_records``) at once
+    (``servicekit.messaging.consumer``).
+
+    ``lease``: consume only while this process holds the lease ``consumer:<group_id>`` (a named
+    ``servicekit.writerlease.WriterLease``, on MongoDB too): with several replicas one consumes the
+    whole group and the others wait to take over (within the lease's ttl of a crash, at once after a
+    clean stop). For a handler that must be the only writer of what it writes. If the handler has
+    ``async def fence(epoch: int)``, it is awaited with the lease's epoch (fencing token, higher on
+    every take-over) before consuming starts. A holder that loses the lease stops consuming."""
 
     topics: Sequence[str]
     group_id: str
-    handler: Handler
+    handler: Handler | BatchHandler
     inbox_collection: str | None = None
     max_attempts: int = 5
+    batch: bool = False
+    max_records: int = 100
+    lease: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,16 +188,36 @@ async def run_service(
         stack.push_async_callback(_cancel, lease_task)
         watched[lease_task] = "single-writer lease renewal"
         for spec in wiring.consumers:
-            consumer = EventConsumer(
-                settings,
-                topics=spec.topics,
-                group_id=spec.group_id,
-                handler=spec.handler,
-                producer=producer,
-                metrics=metrics,
-                inbox=MongoInbox(db[spec.inbox_collection]) if spec.inbox_collection else None,
-                max_attempts=spec.max_attempts,
-            )
+
+            def make_consumer(spec: ConsumerSpec = spec) -> EventConsumer:
+                return EventConsumer(
+                    settings,
+                    topics=spec.topics,
+                    group_id=spec.group_id,
+                    handler=spec.handler,
+                    producer=producer,
+                    metrics=metrics,
+                    inbox=MongoInbox(db[spec.inbox_collection]) if spec.inbox_collection else None,
+                    max_attempts=spec.max_attempts,
+                    batch=spec.batch,
+                    max_records=spec.max_records,
+                )
+
+            if spec.lease:
+                group_lease = WriterLease(
+                    db,
+                    service=settings.service_name,
+                    ttl_s=settings.writer_lease_ttl_s,
+                    name=f"consumer:{spec.group_id}",
+                    everywhere=True,
+                )
+                task = asyncio.create_task(
+                    _consume_while_leased(spec, group_lease, make_consumer), name=f"leased-{spec.group_id}"
+                )
+                stack.push_async_callback(_cancel, task)
+                watched[task] = f"leased consumer {spec.group_id}"
+                continue
+            consumer = make_consumer()
             await consumer.start()
             stack.push_async_callback(consumer.stop)
             if consumer.task is not None:
@@ -248,6 +281,46 @@ async def _until_stopped(stop: asyncio.Event, watched: Mapping[asyncio.Task[Any]
     error = None if task.cancelled() else task.exception()
     log.critical("%s ended unexpectedly", watched[task], exc_info=error)
     return watched[task]
+
+
+async def _consume_while_leased(
+    spec: ConsumerSpec, lease: WriterLease, make_consumer: Callable[[], EventConsumer]
+) -> None:
+    """``ConsumerSpec.lease``: wait for the group's lease, fence the handler, consume; when the lease
+    is lost, stop consuming (the uncommitted records go to the new holder) and wait again. Ends only
+    by an error of the consumer (which stops the service) or by cancellation (release at stop)."""
+    fence = getattr(spec.handler, "fence", None)
+    while True:
+        await lease.acquire_when_free()
+        consumer: EventConsumer | None = None
+        keeper = asyncio.create_task(lease.keep(), name=f"lease-{spec.group_id}")
+        try:
+            if fence is not None:
+                await fence(lease.epoch)
+            consumer = make_consumer()
+            await consumer.start()
+            assert consumer.task is not None
+            done, _ = await asyncio.wait({keeper, consumer.task}, return_when=asyncio.FIRST_COMPLETED)
+            if consumer.task in done:
+                consumer.task.result()  # its error stops the service, as for any consumer
+                raise RuntimeError(f"consumer {spec.group_id} ended")
+            error = keeper.exception()
+            if not isinstance(error, WriterLeaseHeld):
+                raise error or RuntimeError(f"the lease of {spec.group_id} stopped being renewed")
+            log.warning("%s; consumer %s stops and waits to take over again", error, spec.group_id)
+            lease.held = False
+        finally:
+            await _cancel(keeper)
+            if consumer is not None:
+                # Finish stopping even when cancelled (the service stops): leave the group cleanly.
+                stopping = asyncio.ensure_future(consumer.stop())
+                try:
+                    await asyncio.shield(stopping)
+                except asyncio.CancelledError:
+                    await stopping
+                    raise
+            if lease.held:
+                await lease.release()
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

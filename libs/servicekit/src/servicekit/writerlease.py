@@ -14,6 +14,14 @@ renews it every third of ``ttl_s``; a holder that cannot renew (lost it, or the 
 longer than the lease) stops the service. A crashed holder's lease is taken over when it expires,
 or at once when the holder ran on this host and its process is gone (``kill -9`` then restart).
 
+Named leases (``name=``, ``everywhere=True``) use the same document shape for one job that only one
+process of a service may do at a time on any database (MongoDB included) — e.g. a consumer group whose
+handler must be the only writer of what it writes (``servicekit.app.ConsumerSpec.lease``). Every
+acquisition raises the document's ``epoch``, a fencing token: what the holder writes can carry it,
+and writes of a former holder with a lower one can be refused by the store (the audit ledger does).
+``acquire_when_free`` waits for such a lease; ``release`` expires it instead of deleting it, so the
+epoch only ever grows.
+
 A first lease is an insert (the unique ``_id`` lets one of racing starters win). FerretDB cannot make
 a take-over atomic (two starters could both update the document), so a starter taking over writes
 its claim, waits ``settle_s`` (far longer than one update takes), and reads again: only the process
@@ -88,9 +96,16 @@ class WriterLease:
         ttl_s: float = 15.0,
         settle_s: float = 0.25,
         ferretdb: bool | None = None,
+        name: str = _LEASE_ID,
+        everywhere: bool = False,
     ) -> None:
-        """``ferretdb``: None asks the server (``buildInfo``); tests may say which policy to apply."""
+        """``ferretdb``: None asks the server (``buildInfo``); tests may say which policy to apply.
+        ``name``: the lease document's ``_id`` (the single-writer lease is ``"writer"``);
+        ``everywhere``: applies on MongoDB too (named leases)."""
         self._collection = db[LEASE_COLLECTION]
+        self._id = name
+        self._everywhere = everywhere
+        self.epoch = 0
         self._database = db.name
         self._service = service
         self._ttl = timedelta(seconds=ttl_s)
@@ -100,7 +115,9 @@ class WriterLease:
         self.held = False
 
     async def applies(self) -> bool:
-        """Whether a lease is needed: only on FerretDB."""
+        """Whether a lease is needed: on FerretDB, or everywhere for a named lease that says so."""
+        if self._everywhere:
+            return True
         if self._ferretdb is None:
             self._ferretdb = await _is_ferretdb(self._collection)
         return self._ferretdb
@@ -123,17 +140,17 @@ class WriterLease:
             )
             return
         now = datetime.now(UTC)
-        current = await self._collection.find_one({"_id": _LEASE_ID})
+        current = await self._collection.find_one({"_id": self._id})
         claim = {"holder": self._me, "until": now + self._ttl, "service": self._service}
         if current is None:
             try:
                 # The unique `_id` makes racing inserts safe: exactly one succeeds, no settling needed.
-                await self._collection.insert_one({"_id": _LEASE_ID, **claim})
-                self.held = True
-                log.info("holding the single-writer lease of database %s (FerretDB)", self._database)
+                await self._collection.insert_one({"_id": self._id, **claim, "epoch": 1})
+                self.held, self.epoch = True, 1
+                log.info("holding the %s lease of database %s", self._id, self._database)
                 return
             except DuplicateKeyError:
-                current = await self._collection.find_one({"_id": _LEASE_ID})
+                current = await self._collection.find_one({"_id": self._id})
         if current is not None:
             until: datetime = current["until"]
             until = until.replace(tzinfo=UTC) if until.tzinfo is None else until
@@ -142,27 +159,51 @@ class WriterLease:
                 raise self._refusal(current)
             if until <= now:
                 log.warning(
-                    "taking over the expired single-writer lease of %s (%s)",
+                    "taking over the expired %s lease of %s (%s)",
+                    self._id,
                     self._database,
                     self._describe(current),
                 )
             else:
                 log.warning(
-                    "taking over the single-writer lease of %s from a crashed process (%s)",
+                    "taking over the %s lease of %s from a crashed process (%s)",
+                    self._id,
                     self._database,
                     self._describe(current),
                 )
-            await self._collection.update_one({"_id": _LEASE_ID}, {"$set": claim})
+            # Conditional on the lease as read: a holder that renewed meanwhile keeps it.
+            await self._collection.update_one(
+                {"_id": self._id, "until": current["until"]}, {"$set": claim, "$inc": {"epoch": 1}}
+            )
         # Racing starters may both have written a claim: the last write wins; wait until any racing
         # update has landed, then only the process whose claim is stored goes on.
         await asyncio.sleep(self._settle_s)
-        stored = await self._collection.find_one({"_id": _LEASE_ID})
+        stored = await self._collection.find_one({"_id": self._id})
         if stored is None or (stored.get("holder") or {}).get("token") != self._me["token"]:
             raise self._refusal(stored or {"until": now, "holder": {}})
-        self.held = True
-        log.info("holding the single-writer lease of database %s (FerretDB)", self._database)
+        self.held, self.epoch = True, int(stored.get("epoch", 0))
+        log.info("holding the %s lease of database %s (epoch %d)", self._id, self._database, self.epoch)
+
+    async def acquire_when_free(self, poll_s: float | None = None) -> None:
+        """Wait until the lease is free (released, expired, or its holder died here), then take it."""
+        poll = poll_s if poll_s is not None else self._ttl.total_seconds() / 3
+        waiting = False
+        while True:
+            try:
+                await self.acquire()
+                return
+            except WriterLeaseHeld as held:
+                if not waiting:
+                    log.info("waiting for the %s lease: %s", self._id, held)
+                    waiting = True
+            await asyncio.sleep(poll)
 
     def _refusal(self, doc: dict[str, Any]) -> WriterLeaseHeld:
+        if self._id != _LEASE_ID:
+            return WriterLeaseHeld(
+                f"the {self._id} lease of {self._service} (database {self._database!r}) is held by "
+                f"{self._describe(doc)}"
+            )
         return WriterLeaseHeld(
             f"another {self._service} process writes database {self._database!r} on FerretDB "
             f"({self._describe(doc)}): refusing to start a second writer. FerretDB v1 applies racing "
@@ -182,28 +223,33 @@ class WriterLease:
             await asyncio.sleep(interval)
             try:
                 result = await self._collection.update_one(
-                    {"_id": _LEASE_ID, "holder.token": self._me["token"]},
+                    {"_id": self._id, "holder.token": self._me["token"]},
                     {"$set": {"until": datetime.now(UTC) + self._ttl}},
                 )
             except PyMongoError:
                 if datetime.now(UTC) - last_renewed > self._ttl:
                     raise WriterLeaseHeld(
-                        f"could not renew the single-writer lease of {self._database!r} for longer than "
+                        f"could not renew the {self._id} lease of {self._database!r} for longer than "
                         "it lasts: another process may have taken it over; stopping"
                     ) from None
                 log.warning("could not renew the single-writer lease; retrying", exc_info=True)
                 continue
             if result.matched_count == 0:
                 raise WriterLeaseHeld(
-                    f"the single-writer lease of {self._database!r} was taken over by another process; "
-                    "stopping so that two processes never write one FerretDB database"
+                    f"the {self._id} lease of {self._database!r} was taken over by another process; "
+                    "stopping what it guards"
                 )
             last_renewed = datetime.now(UTC)
 
     async def release(self) -> None:
-        """Give the lease up at a clean stop, so the next process starts at once."""
+        """Give the lease up at a clean stop, so the next process starts at once (a named lease is
+        expired, not deleted: its epoch must keep growing)."""
         if not self.held:
             return
+        mine = {"_id": self._id, "holder.token": self._me["token"]}
         with contextlib.suppress(PyMongoError):
-            await self._collection.delete_one({"_id": _LEASE_ID, "holder.token": self._me["token"]})
+            if self._id == _LEASE_ID:
+                await self._collection.delete_one(mine)
+            else:
+                await self._collection.update_one(mine, {"$set": {"until": datetime.now(UTC)}})
         self.held = False

@@ -37,7 +37,13 @@ from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 from servicekit.topics import events_topic_of
 
-from access_svc.adapters.ledger_store import CHECKPOINTS, CheckpointDocuments, MongoLedgerStore
+from access_svc.adapters.ledger_store import (
+    CHECKPOINTS,
+    LEAF_INDEXES,
+    LEAVES,
+    CheckpointDocuments,
+    MongoLedgerStore,
+)
 from access_svc.adapters.repository import (
     OWNERS,
     REQUESTS,
@@ -71,6 +77,8 @@ log = logging.getLogger(__name__)
 # The ledger never parks an event it failed to append (that would be a gap): it keeps retrying, and
 # its lag (lawtrail_consumer_retries_total) is what to alert on.
 LEDGER_ATTEMPTS = 1_000_000_000
+# Records per ledger batch (one consumer poll): one bulk write per collection and one head write each.
+LEDGER_BATCH = 500
 
 
 class AccessSettings(ServiceSettings):
@@ -176,10 +184,23 @@ async def bootstrap(rt: Runtime) -> Wiring:
             ),
         ],
         role_policy=role_policy(),
-        indexes={REQUESTS: RequestDocuments.all_indexes(), CHECKPOINTS: CheckpointDocuments.all_indexes()},
+        indexes={
+            REQUESTS: RequestDocuments.all_indexes(),
+            CHECKPOINTS: CheckpointDocuments.all_indexes(),
+            LEAVES: LEAF_INDEXES,
+        },
         outbox_collections=[REQUESTS, CHECKPOINTS],
         consumers=[
-            ConsumerSpec(topics, LEDGER_GROUP, LedgerConsumer(ledger), max_attempts=LEDGER_ATTEMPTS),
+            ConsumerSpec(
+                topics,
+                LEDGER_GROUP,
+                LedgerConsumer(ledger),
+                max_attempts=LEDGER_ATTEMPTS,
+                batch=True,
+                max_records=LEDGER_BATCH,
+                # One appender among replicas; the store fences with the lease's epoch.
+                lease=True,
+            ),
             ConsumerSpec(list(OWNER_TOPICS), OWNERS_GROUP, owners_router(owners)),
         ],
         background=background,

@@ -17,7 +17,14 @@ from access_svc.domain.ledger import Checkpoint
 from access_svc.domain.model import AccessRequest, RequestState, Resource, ResourceKind
 from access_svc.service_layer.handlers import AccessHandlers
 from access_svc.service_layer.ledger import LedgerHandlers
-from access_svc.service_layer.ports import LedgerHead, LedgerStore, Owners, RequestFilter, RequestRepository
+from access_svc.service_layer.ports import (
+    LedgerEntry,
+    LedgerHead,
+    LedgerStore,
+    Owners,
+    RequestFilter,
+    RequestRepository,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from servicekit.errors import ConcurrencyConflict, DataLoss, NotFound
 from servicekit.policy import Actor
@@ -99,25 +106,33 @@ class MemoryLedger(LedgerStore):
         self.content_size = 0
         self.checkpoints: list[Checkpoint] = []
         self.subjects: dict[str, list[int]] = {}
+        self.batches: list[int] = []
+        self.epoch = 0
 
     async def head(self) -> LedgerHead:
         return LedgerHead(self.range.size, self.range.root(), self.content_size)
 
-    async def append(
-        self, leaf: bytes, key: str, *, subject: str = "", checkpoint: bool = False
-    ) -> int | None:
-        if key in self.keys:
-            return None
-        index = self.range.size
-        if subject:
-            self.subjects.setdefault(subject, []).append(index)
-        for level, i, h in self.range.append(merkle.leaf_hash(leaf)):
-            self.node_map[(level, i)] = h
-        self.leaves.append(leaf)
-        self.keys[key] = index
-        if not checkpoint:
-            self.content_size = self.range.size
-        return index
+    async def append_batch(self, entries: Sequence[LedgerEntry]) -> list[int | None]:
+        self.batches.append(len(entries))
+        out: list[int | None] = []
+        for e in entries:
+            if e.key in self.keys:
+                out.append(None)
+                continue
+            index = self.range.size
+            if e.subject:
+                self.subjects.setdefault(e.subject, []).append(index)
+            for level, i, h in self.range.append(merkle.leaf_hash(e.leaf)):
+                self.node_map[(level, i)] = h
+            self.leaves.append(e.leaf)
+            self.keys[e.key] = index
+            if not e.checkpoint:
+                self.content_size = self.range.size
+            out.append(index)
+        return out
+
+    async def fence(self, epoch: int) -> None:
+        self.epoch = epoch
 
     async def nodes(self, coordinates: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
         try:

@@ -9,8 +9,13 @@ import lawtrail_merkle as merkle
 import pytest
 from access_support import World
 from access_svc.domain.ledger import checkpoint_body
+from access_svc.entrypoints.consumers import LedgerConsumer
 from cryptography.exceptions import InvalidSignature
+from google.protobuf.wrappers_pb2 import StringValue
+from lawtrail.access.v1 import ledger_service_pb2
 from servicekit.errors import InvalidArgument
+from servicekit.messaging.consumer import Delivery
+from servicekit.messaging.envelope import Envelope
 
 
 async def fill(world: World, n: int) -> None:
@@ -85,3 +90,20 @@ async def test_r23_entries_by_event_key(world: World) -> None:
     await fill(world, 3)
     assert await world.ledger.entry(key="src\x1fid-1") == (1, b"event-1")
     assert await world.ledger.entry(index=2) == (2, b"event-2")
+
+
+async def test_r23_the_ledger_consumer_appends_a_poll_as_one_batch_once_per_event(world: World) -> None:
+
+    events = [Envelope.of(StringValue(value=str(i)), source="/s", subject=f"case-{i}") for i in range(3)]
+    poll = [
+        Delivery(e, "lawtrail.case.v1.events", 0, offset) for offset, e in enumerate([*events, events[1]])
+    ]
+    consumer = LedgerConsumer(world.ledger)
+    await consumer(poll)
+    await consumer(poll[:2])  # redelivered after a crash before the commit
+    assert world.store.batches == [4, 2]
+    assert len(world.store.leaves) == 3
+    leaf = ledger_service_pb2.LedgerLeaf.FromString(world.store.leaves[2])
+    assert (leaf.topic, leaf.ce_id, leaf.ce_subject) == ("lawtrail.case.v1.events", events[2].id, "case-2")
+    await consumer.fence(7)
+    assert world.store.epoch == 7

@@ -9,6 +9,14 @@ A crash before the commit redelivers the record; the inbox (or an effect written
 
 Records of one consumer are handled one at a time, in partition order: an aggregate's events
 (same key, same partition) are applied in the order they happened.
+
+Batch mode (``batch=True``): the handler is given every record of one poll (``getmany``, up to
+``max_records``, several partitions, each partition's records in order) as one sequence of
+``Delivery``, and the offsets of the poll are committed only after it returned. For handlers whose
+cost is per round trip rather than per record (the audit ledger writes a batch with one bulk write
+per collection). A failed batch is retried whole, so a batch handler must be idempotent per record
+(as every handler must be for redeliveries); a batch that still fails after ``max_attempts`` is split
+and its records applied one at a time, so only the poison record goes to the DLQ.
 """
 
 from __future__ import annotations
@@ -19,14 +27,15 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from google.protobuf.message import Message
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind, get_current_span
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
 
@@ -39,11 +48,33 @@ from servicekit.metrics import Metrics
 from servicekit.mongo import Document, IndexSpec
 from servicekit.tracing import context_from, tracer
 
-__all__ = ["EventConsumer", "Handler", "Inbox", "MongoInbox", "TypeRouter", "dlq_topic"]
+__all__ = [
+    "BatchHandler",
+    "Delivery",
+    "EventConsumer",
+    "Handler",
+    "Inbox",
+    "MongoInbox",
+    "TypeRouter",
+    "dlq_topic",
+]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One record given to a batch handler: the event and where it was read."""
+
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+
+
+BatchHandler = Callable[[Sequence[Delivery]], Awaitable[None]]
 M = TypeVar("M", bound=Message)
 
 # Failures that say nothing about the record (the database or the network is away): retried without
@@ -126,6 +157,10 @@ class TypeRouter:
 TOPIC_METADATA_WAIT_S = 10.0
 
 
+class _Abandoned(Exception):
+    """Batch mode: the consumer is stopping while its batch keeps failing; it is left uncommitted."""
+
+
 class EventConsumer:
     """Consumes ``topics`` as ``group_id`` and applies each event with ``handler``."""
 
@@ -135,22 +170,30 @@ class EventConsumer:
         *,
         topics: Sequence[str],
         group_id: str,
-        handler: Handler,
+        handler: Handler | BatchHandler,
         producer: AIOKafkaProducer,
         metrics: Metrics,
         inbox: Inbox | None = None,
         max_attempts: int = 5,
         min_backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
+        batch: bool = False,
+        max_records: int = 100,
         **consumer_overrides: Any,
     ) -> None:
+        """``batch``: ``handler`` is a ``BatchHandler`` given each poll's records at once (module doc);
+        ``max_records``: the most records one poll returns (one batch)."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if max_records < 1:
+            raise ValueError("max_records must be at least 1")
         self._settings = settings
         self._topics = list(topics)
         self._group_id = group_id
         self._dlq = dlq_topic(group_id)
         self._handler = handler
+        self._batch = batch
+        self._max_records = max_records
         self._accepts: Callable[[str], bool] = getattr(handler, "accepts", lambda _type: True)
         self._producer = producer
         self._metrics = metrics
@@ -224,7 +267,17 @@ class EventConsumer:
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while not self._stopping.is_set():
-            batches = await consumer.getmany(timeout_ms=500, max_records=100)
+            batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+            if self._batch:
+                if batches:
+                    # The whole poll is one unit: applied, then every partition's offset committed.
+                    try:
+                        await self._process_batch(batches)
+                    except _Abandoned:
+                        return  # stopping while the batch failed: nothing committed, all redelivered
+                    for partition, records in batches.items():
+                        await self._commit(consumer, partition, records[-1].offset + 1)
+                continue
             for partition, records in batches.items():
                 done = None
                 for record in records:
@@ -278,6 +331,105 @@ class EventConsumer:
             },
         )
 
+    async def _process_batch(
+        self, batches: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        """Batch mode: decode, drop what is not for the handler, apply the rest as one batch."""
+        items: list[tuple[ConsumerRecord[bytes, bytes], Delivery]] = []
+        for records in batches.values():
+            for record in records:
+                with log_context(topic=record.topic, partition=record.partition, offset=record.offset):
+                    try:
+                        envelope = decode(record)
+                    except InvalidEnvelope as error:
+                        await self._dead_letter(record, error, attempts=0)
+                        continue
+                    if not self._accepts(envelope.type):
+                        self._count(record, "ignored")
+                        continue
+                    if self._inbox is not None and await self._patiently(
+                        self._inbox.seen, envelope.dedupe_key
+                    ):
+                        log.info("duplicate event skipped")
+                        self._count(record, "duplicate")
+                        continue
+                items.append((record, Delivery(envelope, record.topic, record.partition, record.offset)))
+        if items:
+            await self._apply_batch(items)
+
+    def _batch_span(self, items: Sequence[tuple[ConsumerRecord[bytes, bytes], Delivery]]) -> Any:
+        """One CONSUMER span per batch, linked to each record's producer span."""
+        links = []
+        for _record, delivery in items:
+            context = context_from(delivery.envelope.traceparent)
+            if context is not None:
+                links.append(Link(get_current_span(context).get_span_context()))
+        return tracer().start_as_current_span(
+            f"{self._group_id} process batch",
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.consumer.group.name": self._group_id,
+                "messaging.batch.message_count": len(items),
+            },
+        )
+
+    async def _apply_batch(self, items: Sequence[tuple[ConsumerRecord[bytes, bytes], Delivery]]) -> None:
+        handler: BatchHandler = self._handler  # type: ignore[assignment]
+        first, last = items[0][0], items[-1][0]
+        attempt = outages = 0
+        while True:
+            attempt += 1
+            try:
+                with (
+                    log_context(records=len(items), topic=first.topic, offset=first.offset),
+                    self._batch_span(items),
+                ):
+                    await handler([delivery for _record, delivery in items])
+                break
+            except TRANSIENT:
+                if self._stopping.is_set():
+                    raise _Abandoned from None
+                attempt -= 1  # an outage is not the batch's fault: do not use up its attempts
+                outages += 1
+                await self._pause(
+                    backoff_delay(outages, self._min_backoff_s, self._max_backoff_s), "batch handler (outage)"
+                )
+            except Exception as error:
+                if self._stopping.is_set():
+                    # Stopping (e.g. the lease of a leased consumer was lost): the next owner gets it.
+                    raise _Abandoned from error
+                give_up = isinstance(error, InvalidEnvelope) or attempt >= self._max_attempts
+                if give_up and len(items) > 1:
+                    # Find the culprit: the records one at a time, each with its own attempts.
+                    log.warning(
+                        "batch of %d records (%s@%d..%s@%d) failed %d times (%s); applying them one by one",
+                        len(items),
+                        first.topic,
+                        first.offset,
+                        last.topic,
+                        last.offset,
+                        attempt,
+                        error,
+                    )
+                    for item in items:
+                        await self._apply_batch([item])
+                    return
+                if give_up:
+                    with log_context(topic=first.topic, partition=first.partition, offset=first.offset):
+                        await self._dead_letter(first, error, attempts=attempt)
+                    return
+                self._metrics.consumer_retries.labels(group=self._group_id, topic=first.topic).inc()
+                await self._pause(
+                    backoff_delay(attempt, self._min_backoff_s, self._max_backoff_s), "batch handler"
+                )
+        for record, delivery in items:
+            if self._inbox is not None:
+                await self._patiently(self._inbox.record, delivery.envelope.dedupe_key)
+            self._count(record, "applied")
+
     async def _apply(self, record: ConsumerRecord[bytes, bytes], envelope: Envelope) -> None:
         if not self._accepts(envelope.type):
             self._count(record, "ignored")
@@ -290,7 +442,7 @@ class EventConsumer:
         while True:
             attempt += 1
             try:
-                await self._handler(envelope)
+                await self._handler(envelope)  # type: ignore[arg-type]
                 break
             except TRANSIENT:
                 attempt -= 1  # an outage is not the record's fault: do not use up its attempts

@@ -7,7 +7,7 @@ for sizes the head has reached, so a node being written by the appender is never
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import lawtrail_merkle as merkle
@@ -15,7 +15,7 @@ from servicekit.errors import InvalidArgument, NotFound
 
 from access_svc.domain.ledger import ORIGIN, Checkpoint, checkpoint_body
 from access_svc.domain.model import text
-from access_svc.service_layer.ports import GrantSigner, LedgerStore
+from access_svc.service_layer.ports import GrantSigner, LedgerEntry, LedgerStore
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,13 @@ class LedgerHandlers:
         self, leaf: bytes, key: str, *, subject: str = "", checkpoint: bool = False
     ) -> int | None:
         return await self._store.append(leaf, key, subject=subject, checkpoint=checkpoint)
+
+    async def append_batch(self, entries: Sequence[LedgerEntry]) -> list[int | None]:
+        """A consumer poll's events, appended together (one bulk write per collection, then the head)."""
+        return await self._store.append_batch(entries) if entries else []
+
+    async def fence(self, epoch: int) -> None:
+        await self._store.fence(epoch)
 
     async def entries_about(self, subject: str) -> list[int]:
         if not subject.strip():

@@ -85,6 +85,22 @@ class LedgerHead:
     content_size: int
 
 
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One event to append: the serialized LedgerLeaf, its dedupe key (event source + id), its
+    ce_subject, and whether it is itself a LedgerCheckpointSigned event."""
+
+    leaf: bytes
+    key: str
+    subject: str = ""
+    checkpoint: bool = False
+
+
+class LedgerConflict(Exception):
+    """The head moved under this appender (another appender took over): nothing of the batch was
+    committed; the appender reloads the head, and appends only if it still holds the lease."""
+
+
 class LedgerStore(abc.ABC):
     """The append-only Merkle log: leaves, the perfect-subtree nodes, the head, checkpoints."""
 
@@ -92,11 +108,23 @@ class LedgerStore(abc.ABC):
     async def head(self) -> LedgerHead: ...
 
     @abc.abstractmethod
+    async def append_batch(self, entries: Sequence[LedgerEntry]) -> list[int | None]:
+        """Appends the entries in order, each unless an entry with its key is in the log already (or
+        earlier in the batch); answers each one's index, or None for a duplicate. All or nothing: the
+        head (the commit point) is written last, conditional on the head the batch was built on;
+        raises LedgerConflict when it moved. One appender at a time (the ledger consumer)."""
+
     async def append(
         self, leaf: bytes, key: str, *, subject: str = "", checkpoint: bool = False
     ) -> int | None:
-        """Appends `leaf` unless an entry with `key` (the event's source and id) is in the log already;
-        answers its index, or None for a duplicate. One appender at a time (the ledger consumer)."""
+        """One entry: `append_batch` of one."""
+        return (await self.append_batch([LedgerEntry(leaf, key, subject, checkpoint)]))[0]
+
+    @abc.abstractmethod
+    async def fence(self, epoch: int) -> None:
+        """From now on append with fencing token `epoch` (the appender lease's, higher on every
+        take-over): writes of an appender with a lower one fail instead of overwriting entries.
+        Raises LedgerConflict when a higher token was seen already."""
 
     @abc.abstractmethod
     async def nodes(self, coordinates: Sequence[tuple[int, int]]) -> Mapping[tuple[int, int], bytes]:
