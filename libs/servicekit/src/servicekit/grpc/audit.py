@@ -22,7 +22,7 @@ If the service's own database does not take the record within ``store_timeout_s`
 itself most likely failed too), the record is published straight to the broker in the background
 instead, with the same ``ce_id`` (a late insert then only makes a duplicate the ledger drops); only
 when both are down is a record lost, and that is logged at ERROR. Why this fallback is kept rather
-than failing closed, and its duplicates and order: ADR 0008.
+than failing closed, and its duplicates and order: ADR 0009.
 """
 
 from __future__ import annotations
