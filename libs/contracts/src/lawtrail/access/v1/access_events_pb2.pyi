@@ -35,6 +35,7 @@ class AccessRequested(_message.Message):
     DURATION_S_FIELD_NUMBER: _builtins.int
     OWNING_UNITS_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
+    STANDING_ORDER_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Id of the request."""
     purpose: _builtins.str
@@ -43,6 +44,8 @@ class AccessRequested(_message.Message):
     """Requested duration in seconds."""
     recipient: _builtins.str
     """The receiving body of a disclosure; empty for an access request."""
+    standing_order: _builtins.str
+    """The standing order it was made under (a service's standing grant); empty otherwise."""
     @_builtins.property
     def requested(self) -> _common_pb2.Attribution:
         """Who asked and when."""
@@ -70,10 +73,11 @@ class AccessRequested(_message.Message):
         duration_s: _builtins.int = ...,
         owning_units: _abc.Iterable[_builtins.str] | None = ...,
         recipient: _builtins.str = ...,
+        standing_order: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["requested", b"requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "duration_s", b"duration_s", "owning_units", b"owning_units", "purpose", b"purpose", "recipient", b"recipient", "request_id", b"request_id", "requested", b"requested", "resources", b"resources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "duration_s", b"duration_s", "owning_units", b"owning_units", "purpose", b"purpose", "recipient", b"recipient", "request_id", b"request_id", "requested", b"requested", "resources", b"resources", "standing_order", b"standing_order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -92,6 +96,7 @@ class AccessRequestApproved(_message.Message):
     KEY_ID_FIELD_NUMBER: _builtins.int
     APPROVALS_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
+    STANDING_ORDER_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Id of the request."""
     reason: _builtins.str
@@ -100,6 +105,10 @@ class AccessRequestApproved(_message.Message):
     """Id of the signing key."""
     recipient: _builtins.str
     """The receiving body of a disclosure; empty for an access request."""
+    standing_order: _builtins.str
+    """The standing order that approved it (the approver is the order's named approver); empty when a person
+    decided.
+    """
     @_builtins.property
     def decided(self) -> _common_pb2.Attribution:
         """Who approved and when."""
@@ -122,10 +131,11 @@ class AccessRequestApproved(_message.Message):
         key_id: _builtins.str = ...,
         approvals: _abc.Iterable[_common_pb2.Attribution] | None = ...,
         recipient: _builtins.str = ...,
+        standing_order: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decided", b"decided", "grant", b"grant"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "decided", b"decided", "grant", b"grant", "key_id", b"key_id", "reason", b"reason", "recipient", b"recipient", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals", b"approvals", "decided", b"decided", "grant", b"grant", "key_id", b"key_id", "reason", b"reason", "recipient", b"recipient", "request_id", b"request_id", "standing_order", b"standing_order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

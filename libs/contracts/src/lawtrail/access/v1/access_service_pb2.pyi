@@ -93,6 +93,74 @@ ACCESS_DECISION_DENY: AccessDecision.ValueType  # 2
 Global___AccessDecision: _TypeAlias = AccessDecision  # noqa: Y015
 
 @_typing.final
+class RequestStandingGrantRequest(_message.Message):
+    """Asks for a grant under a standing order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STANDING_ORDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    DURATION_FIELD_NUMBER: _builtins.int
+    standing_order: _builtins.str
+    """Id of the standing order (e.g. "r13-offline-copy"); an unknown one is INVALID_ARGUMENT naming the known."""
+    purpose: _builtins.str
+    """Why (1–500 characters), beginning with the order's purpose prefix (e.g. "R13 offline copy")."""
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_access_grant_pb2.GrantResource]:
+        """Records (1–100) of the kinds the order allows."""
+
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedScalarFieldContainer[_access_grant_pb2.GrantedAction.ValueType]:
+        """Actions wanted (those the order allows)."""
+
+    @_builtins.property
+    def duration(self) -> _duration_pb2.Duration:
+        """How long the grant should last (60 s up to the order's maximum)."""
+
+    def __init__(
+        self,
+        *,
+        standing_order: _builtins.str = ...,
+        resources: _abc.Iterable[_access_grant_pb2.GrantResource] | None = ...,
+        actions: _abc.Iterable[_access_grant_pb2.GrantedAction.ValueType] | None = ...,
+        purpose: _builtins.str = ...,
+        duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "duration", b"duration", "purpose", b"purpose", "resources", b"resources", "standing_order", b"standing_order"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestStandingGrantRequest: _TypeAlias = RequestStandingGrantRequest  # noqa: Y015
+
+@_typing.final
+class RequestStandingGrantResponse(_message.Message):
+    """The request, approved under the order, with its grant token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def request(self) -> Global___AccessRequest:
+        """The request (APPROVED; grant_token set)."""
+
+    def __init__(
+        self,
+        *,
+        request: Global___AccessRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestStandingGrantResponse: _TypeAlias = RequestStandingGrantResponse  # noqa: Y015
+
+@_typing.final
 class AccessRequest(_message.Message):
     """One access request and what became of it."""
 
@@ -116,6 +184,7 @@ class AccessRequest(_message.Message):
     RECIPIENT_FIELD_NUMBER: _builtins.int
     APPROVALS_FIELD_NUMBER: _builtins.int
     PACKAGES_FIELD_NUMBER: _builtins.int
+    STANDING_ORDER_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Id of the request."""
     purpose: _builtins.str
@@ -133,6 +202,10 @@ class AccessRequest(_message.Message):
     recipient: _builtins.str
     """For an export or disclosure (R14, R15): the receiving body (reconsideration body, court); empty for
     an ordinary access request.
+    """
+    standing_order: _builtins.str
+    """The standing order the grant was issued under (RequestStandingGrant); empty for a request a person
+    decided.
     """
     @_builtins.property
     def requested(self) -> _common_pb2.Attribution:
@@ -197,10 +270,11 @@ class AccessRequest(_message.Message):
         recipient: _builtins.str = ...,
         approvals: _abc.Iterable[_common_pb2.Attribution] | None = ...,
         packages: _abc.Iterable[Global___DisclosurePackage] | None = ...,
+        standing_order: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decided", b"decided", "duration", b"duration", "grant_expires_at", b"grant_expires_at", "requested", b"requested", "revoked", b"revoked"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "approvals", b"approvals", "decided", b"decided", "decision_reason", b"decision_reason", "duration", b"duration", "grant_expires_at", b"grant_expires_at", "grant_id", b"grant_id", "grant_token", b"grant_token", "owning_units", b"owning_units", "packages", b"packages", "purpose", b"purpose", "recipient", b"recipient", "request_id", b"request_id", "requested", b"requested", "resources", b"resources", "revocation_reason", b"revocation_reason", "revoked", b"revoked", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "approvals", b"approvals", "decided", b"decided", "decision_reason", b"decision_reason", "duration", b"duration", "grant_expires_at", b"grant_expires_at", "grant_id", b"grant_id", "grant_token", b"grant_token", "owning_units", b"owning_units", "packages", b"packages", "purpose", b"purpose", "recipient", b"recipient", "request_id", b"request_id", "requested", b"requested", "resources", b"resources", "revocation_reason", b"revocation_reason", "revoked", b"revoked", "standing_order", b"standing_order", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -65,6 +65,11 @@ class AccessServiceStub:
                 request_serializer=lawtrail_dot_access_dot_v1_dot_access__service__pb2.RecordDisclosurePackageRequest.SerializeToString,
                 response_deserializer=lawtrail_dot_access_dot_v1_dot_access__service__pb2.RecordDisclosurePackageResponse.FromString,
                 _registered_method=True)
+        self.RequestStandingGrant = channel.unary_unary(
+                '/lawtrail.access.v1.AccessService/RequestStandingGrant',
+                request_serializer=lawtrail_dot_access_dot_v1_dot_access__service__pb2.RequestStandingGrantRequest.SerializeToString,
+                response_deserializer=lawtrail_dot_access_dot_v1_dot_access__service__pb2.RequestStandingGrantResponse.FromString,
+                _registered_method=True)
 
 
 class AccessServiceServicer:
@@ -118,6 +123,18 @@ class AccessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestStandingGrant(self, request, context):
+        """Issues a grant under a standing order (常设授权: R13 offline copies, R11b archive backup) to the service
+        principal the order names → AccessRequested + AccessRequestApproved, both naming the order. The orders
+        are configuration of access-svc (who may hold which grant, for which purpose, actions, kinds of record
+        and at most how long, approved by whom); the approver written in the grant is the order's named
+        approver, never the grantee. The grant is revocable like any other (RevokeAccessGrant → AccessRevoked).
+        Callers: SERVICE, and only the grantee the order names. The token is in the answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -150,6 +167,11 @@ def add_AccessServiceServicer_to_server(servicer, server):
                     servicer.RecordDisclosurePackage,
                     request_deserializer=lawtrail_dot_access_dot_v1_dot_access__service__pb2.RecordDisclosurePackageRequest.FromString,
                     response_serializer=lawtrail_dot_access_dot_v1_dot_access__service__pb2.RecordDisclosurePackageResponse.SerializeToString,
+            ),
+            'RequestStandingGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestStandingGrant,
+                    request_deserializer=lawtrail_dot_access_dot_v1_dot_access__service__pb2.RequestStandingGrantRequest.FromString,
+                    response_serializer=lawtrail_dot_access_dot_v1_dot_access__service__pb2.RequestStandingGrantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -315,6 +337,33 @@ class AccessService:
             '/lawtrail.access.v1.AccessService/RecordDisclosurePackage',
             lawtrail_dot_access_dot_v1_dot_access__service__pb2.RecordDisclosurePackageRequest.SerializeToString,
             lawtrail_dot_access_dot_v1_dot_access__service__pb2.RecordDisclosurePackageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestStandingGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lawtrail.access.v1.AccessService/RequestStandingGrant',
+            lawtrail_dot_access_dot_v1_dot_access__service__pb2.RequestStandingGrantRequest.SerializeToString,
+            lawtrail_dot_access_dot_v1_dot_access__service__pb2.RequestStandingGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,

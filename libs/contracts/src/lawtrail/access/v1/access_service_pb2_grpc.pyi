@@ -64,6 +64,14 @@ class AccessServiceStub:
     """Records the package built for an approved disclosure and where its retained copy (复制留存) is kept
     → DisclosurePackageCreated (R14, R15). Callers: the requester of the disclosure.
     """
+    RequestStandingGrant: _grpc.UnaryUnaryMultiCallable[_access_service_pb2.RequestStandingGrantRequest, _access_service_pb2.RequestStandingGrantResponse]
+    """Issues a grant under a standing order (常设授权: R13 offline copies, R11b archive backup) to the service
+    principal the order names → AccessRequested + AccessRequestApproved, both naming the order. The orders
+    are configuration of access-svc (who may hold which grant, for which purpose, actions, kinds of record
+    and at most how long, approved by whom); the approver written in the grant is the order's named
+    approver, never the grantee. The grant is revocable like any other (RevokeAccessGrant → AccessRevoked).
+    Callers: SERVICE, and only the grantee the order names. The token is in the answer.
+    """
 
 @_typing.type_check_only
 class AccessServiceAsyncStub(AccessServiceStub):
@@ -91,6 +99,14 @@ class AccessServiceAsyncStub(AccessServiceStub):
     RecordDisclosurePackage: _aio.UnaryUnaryMultiCallable[_access_service_pb2.RecordDisclosurePackageRequest, _access_service_pb2.RecordDisclosurePackageResponse]  # type: ignore[assignment]
     """Records the package built for an approved disclosure and where its retained copy (复制留存) is kept
     → DisclosurePackageCreated (R14, R15). Callers: the requester of the disclosure.
+    """
+    RequestStandingGrant: _aio.UnaryUnaryMultiCallable[_access_service_pb2.RequestStandingGrantRequest, _access_service_pb2.RequestStandingGrantResponse]  # type: ignore[assignment]
+    """Issues a grant under a standing order (常设授权: R13 offline copies, R11b archive backup) to the service
+    principal the order names → AccessRequested + AccessRequestApproved, both naming the order. The orders
+    are configuration of access-svc (who may hold which grant, for which purpose, actions, kinds of record
+    and at most how long, approved by whom); the approver written in the grant is the order's named
+    approver, never the grantee. The grant is revocable like any other (RevokeAccessGrant → AccessRevoked).
+    Callers: SERVICE, and only the grantee the order names. The token is in the answer.
     """
 
 class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -152,6 +168,20 @@ class AccessServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_access_service_pb2.RecordDisclosurePackageResponse, _abc.Awaitable[_access_service_pb2.RecordDisclosurePackageResponse]]:
         """Records the package built for an approved disclosure and where its retained copy (复制留存) is kept
         → DisclosurePackageCreated (R14, R15). Callers: the requester of the disclosure.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestStandingGrant(
+        self,
+        request: _access_service_pb2.RequestStandingGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_access_service_pb2.RequestStandingGrantResponse, _abc.Awaitable[_access_service_pb2.RequestStandingGrantResponse]]:
+        """Issues a grant under a standing order (常设授权: R13 offline copies, R11b archive backup) to the service
+        principal the order names → AccessRequested + AccessRequestApproved, both naming the order. The orders
+        are configuration of access-svc (who may hold which grant, for which purpose, actions, kinds of record
+        and at most how long, approved by whom); the approver written in the grant is the order's named
+        approver, never the grantee. The grant is revocable like any other (RevokeAccessGrant → AccessRevoked).
+        Callers: SERVICE, and only the grantee the order names. The token is in the answer.
         """
 
 def add_AccessServiceServicer_to_server(servicer: AccessServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
