@@ -8,6 +8,8 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 
 - `LAWTRAIL_ACCESS_SIGNING_KEY`: Ed25519 PEM private key signing grants and checkpoints; default
   `<data dir>/keys/access-grant-dev-private.pem`, created once (local development).
+- `LAWTRAIL_ACCESS_STANDING_ORDERS_FILE`: the standing orders (service principals' standing grants, R13,
+  R11b); default the shipped `access_svc/config/standing_orders.toml`. An invalid file stops the start.
 - `LAWTRAIL_ACCESS_LEDGER_TOPICS`: topics the ledger appends (comma-separated); default every events
   topic the contracts define (`<proto package>.events` of each `lawtrail/*/v*/*_events.proto`).
 
@@ -23,8 +25,10 @@ import asyncio
 import importlib
 import logging
 import pkgutil
+import tomllib
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +56,7 @@ from access_svc.adapters.repository import (
     RequestDocuments,
 )
 from access_svc.adapters.signing import Ed25519Signer, load_private_key
+from access_svc.domain.standing import StandingOrder, StandingOrderError, parse_standing_orders
 from access_svc.entrypoints.consumers import (
     LEDGER_GROUP,
     OWNER_TOPICS,
@@ -87,6 +92,7 @@ class AccessSettings(ServiceSettings):
     metrics_address: str = "127.0.0.1:9104"
 
     access_signing_key: Path | None = None
+    access_standing_orders_file: Path | None = None
     access_ledger_topics: Annotated[list[str], NoDecode] = Field(default_factory=list)
     access_checkpoint_interval_s: float = Field(default=60.0, gt=0)
     access_expiry_sweep_s: float = Field(default=30.0, gt=0)
@@ -105,6 +111,20 @@ def utc_now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def load_standing_orders(path: Path | None = None) -> dict[str, StandingOrder]:
+    """The standing orders: `path`, or the default shipped in `access_svc/config/standing_orders.toml`.
+    An invalid file stops the service with the file and the reason (the order and the field)."""
+    if path is None:
+        where = "access_svc/config/standing_orders.toml"
+        text = resources.files("access_svc").joinpath("config/standing_orders.toml").read_text("utf-8")
+    else:
+        where, text = str(path), path.read_text(encoding="utf-8")
+    try:
+        return parse_standing_orders(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, StandingOrderError) as error:
+        raise SystemExit(f"standing orders {where}: {error}") from None
+
+
 def build_handlers(
     requests: RequestRepository,
     signer: GrantSigner,
@@ -112,8 +132,12 @@ def build_handlers(
     ledger: LedgerStore,
     *,
     clock: Callable[[], datetime] = utc_now,
+    standing_orders: dict[str, StandingOrder] | None = None,
 ) -> tuple[AccessHandlers, LedgerHandlers]:
-    return AccessHandlers(requests, signer, owners, clock), LedgerHandlers(ledger, signer, clock)
+    return (
+        AccessHandlers(requests, signer, owners, clock, standing_orders),
+        LedgerHandlers(ledger, signer, clock),
+    )
 
 
 def contract_event_topics() -> list[str]:
@@ -158,7 +182,9 @@ async def bootstrap(rt: Runtime) -> Wiring:
     store = MongoLedgerStore(
         rt.db, CheckpointDocuments(rt.db[CHECKPOINTS], event_source=source, notify=notify)
     )
-    access, ledger = build_handlers(requests, signer, owners, store)
+    orders = load_standing_orders(settings.access_standing_orders_file)
+    log.info("standing orders: %s", ", ".join(f"{o.order_id} → {o.grantee}" for o in orders.values()))
+    access, ledger = build_handlers(requests, signer, owners, store, standing_orders=orders)
     topics = await ledger_topics(settings)
 
     background: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import lawtrail_merkle as merkle
 from access_svc.adapters.signing import Ed25519Signer
-from access_svc.bootstrap import build_handlers
+from access_svc.bootstrap import build_handlers, load_standing_orders
 from access_svc.domain.ledger import Checkpoint
 from access_svc.domain.model import AccessRequest, RequestState, Resource, ResourceKind
 from access_svc.service_layer.handlers import AccessHandlers
@@ -183,7 +183,9 @@ def make_world() -> World:
     key = Ed25519PrivateKey.generate()
     signer = Ed25519Signer(key)
     requests, owners, store, clock = FakeRequests(), FakeOwners(), MemoryLedger(), Clock()
-    access, ledger = build_handlers(requests, signer, owners, store, clock=clock)
+    access, ledger = build_handlers(
+        requests, signer, owners, store, clock=clock, standing_orders=load_standing_orders()
+    )
     return World(access, ledger, requests, owners, store, signer, key, clock)
 
 

@@ -120,6 +120,7 @@ def request_pb(r: m.AccessRequest, *, with_token: bool) -> api.AccessRequest:
         revocation_reason=r.revocation_reason,
     )
     out.recipient = r.recipient
+    out.standing_order = r.standing_order
     out.approvals.extend(approval_pb(a) for a in r.approvals)
     out.packages.extend(
         api.DisclosurePackage(
@@ -166,6 +167,7 @@ def event_pb(e: m.AccessEvent):  # type: ignore[no-untyped-def]
                 duration_s=int(e.duration.total_seconds()),
                 owning_units=list(e.owning_units),
                 recipient=e.recipient,
+                standing_order=e.standing_order,
             )
         case m.AccessRequestApproved():
             return ev.AccessRequestApproved(
@@ -176,6 +178,7 @@ def event_pb(e: m.AccessEvent):  # type: ignore[no-untyped-def]
                 key_id=e.key_id,
                 approvals=[approval_pb(a) for a in e.approvals],
                 recipient=e.recipient,
+                standing_order=e.standing_order,
             )
         case m.AccessRequestDenied():
             return ev.AccessRequestDenied(

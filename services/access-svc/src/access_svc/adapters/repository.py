@@ -84,6 +84,7 @@ def to_document(r: m.AccessRequest) -> Doc:
         "revoked": _attr(r.revoked),
         "revocation_reason": r.revocation_reason,
         "recipient": r.recipient,
+        "standing_order": r.standing_order,
         "approvals": [
             {**(_attr(a.by) or {}), "reason": a.reason, "capacity": a.capacity} for a in r.approvals
         ],
@@ -137,6 +138,7 @@ def from_document(d: Doc) -> m.AccessRequest:
         revoked=_attr_from(d.get("revoked")),
         revocation_reason=d.get("revocation_reason", ""),
         recipient=d.get("recipient", ""),
+        standing_order=d.get("standing_order", ""),
         approvals=[
             m.Approval(m.Attribution(a["subject"], a["unit"], _utc(a["at"])), a["reason"], a["capacity"])
             for a in d.get("approvals", [])

@@ -114,6 +114,7 @@ class AccessRequested:
     duration: timedelta
     owning_units: tuple[str, ...]
     recipient: str = ""
+    standing_order: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class AccessRequestApproved:
     key_id: str
     approvals: tuple[Approval, ...] = ()
     recipient: str = ""
+    standing_order: str = ""
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ AccessEvent = (
 )
 LEGAL = "LEGAL_OFFICE"
 UNIT = "UNIT_HEAD"
+STANDING = "STANDING_ORDER"  # the capacity of an approval given in advance by a standing order
 SHA256_HEX = frozenset("0123456789abcdef")
 
 
@@ -252,6 +255,7 @@ class AccessRequest:
     recipient: str = ""
     approvals: list[Approval] = field(default_factory=list)
     packages: list[DisclosurePackage] = field(default_factory=list)
+    standing_order: str = ""  # set when a standing order (not a person) approved it
     version: int = 0
     pending_events: list[AccessEvent] = field(default_factory=list)
 
@@ -268,6 +272,7 @@ class AccessRequest:
         owning_units: tuple[str, ...],
         now: datetime,
         recipient: str = "",
+        standing_order: str = "",
     ) -> AccessRequest:
         resources = check_resources(resources)
         recipient = text(recipient, "recipient", limit=200) if recipient.strip() else ""
@@ -280,6 +285,7 @@ class AccessRequest:
             duration=check_duration(duration),
             owning_units=owning_units,
             recipient=recipient,
+            standing_order=standing_order,
         )
         request.pending_events.append(
             AccessRequested(
@@ -291,6 +297,7 @@ class AccessRequest:
                 request.duration,
                 owning_units,
                 recipient,
+                standing_order,
             )
         )
         return request
@@ -344,6 +351,34 @@ class AccessRequest:
         self.grant = grant
         return grant
 
+    def approve_by_standing_order(
+        self, *, approver: str, approver_unit: str, reason: str, grant_id: str, now: datetime
+    ) -> Grant:
+        """Approves a request made under a standing order: the approval is the order's, given in advance
+        by its named approver (never the grantee, R16), recorded with the capacity STANDING_ORDER."""
+        self._pending("decided")
+        if not self.standing_order:
+            raise FailedPrecondition(f"request {self.request_id} was not made under a standing order")
+        if approver == self.requester:
+            raise FailedPrecondition(f"R16: {approver} cannot approve a grant to themselves")
+        by = Attribution(approver, approver_unit, now)
+        self.approvals.append(Approval(by, text(reason, "reason"), STANDING))
+        self.grant = Grant(
+            grant_id=grant_id,
+            grantee_subject=self.requester,
+            grantee_unit=self.requested.unit,
+            resources=self.resources,
+            actions=self.actions,
+            purpose=self.purpose,
+            approver_subject=approver,
+            issued_at=now,
+            expires_at=now + self.duration,
+        )
+        self.state = RequestState.APPROVED
+        self.decided = by
+        self.decision_reason = self.approvals[-1].reason
+        return self.grant
+
     def attach_token(self, token: str, key_id: str) -> None:
         """Records the signed token of the grant just approved, and the approval event with its key id."""
         assert self.grant is not None
@@ -358,6 +393,7 @@ class AccessRequest:
                 key_id,
                 tuple(self.approvals),
                 self.recipient,
+                self.standing_order,
             )
         )
 

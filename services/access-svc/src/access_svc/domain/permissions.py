@@ -148,6 +148,7 @@ class Action(enum.StrEnum):
     REVOKE = "revoke a grant"
     RECORD_PACKAGE = "record a disclosure package"
     GRANT_STATUS = "tell a grant's status"
+    STANDING_GRANT = "take a grant under a standing order"
     READ_LEDGER = "read the audit ledger"
     SIGN_CHECKPOINT = "sign a ledger checkpoint"
 
@@ -176,6 +177,10 @@ ACCESS_REQUESTS: Resource[Action] = Resource(
         ),
         Action.REVOKE: Grant.act({Role.UNIT_HEAD}, supervised=True, note="and the grant's approver (R16)"),
         Action.GRANT_STATUS: Grant.everywhere({Role.SERVICE}, "services verifying grants online"),
+        Action.STANDING_GRANT: Grant.everywhere(
+            {Role.SERVICE},
+            "R13, R11b: only the service a configured standing order names, within the order (R16)",
+        ),
     },
 )
 LEDGER: Resource[Action] = Resource(

@@ -49,6 +49,7 @@ RPC_ACTIONS = {
             "ListAccessRequests": (_A, _ACT.READ_REQUESTS),
             "RevokeAccessGrant": (_A, _ACT.REVOKE),
             "RecordDisclosurePackage": (_A, _ACT.RECORD_PACKAGE),
+            "RequestStandingGrant": (_A, _ACT.STANDING_GRANT),
         },
     ),
     **rpc_actions(STATUS.full_name, {"GetAccessGrantStatus": (_A, _ACT.GRANT_STATUS)}),
@@ -158,6 +159,22 @@ class AccessApi(api_grpc.AccessServiceServicer):
             retained_copy=request.retained_copy,
         )
         return api.RecordDisclosurePackageResponse(request=request_pb(recorded, with_token=True))
+
+    async def RequestStandingGrant(
+        self, request: api.RequestStandingGrantRequest, context: Any
+    ) -> api.RequestStandingGrantResponse:
+        if not request.HasField("duration"):
+            raise InvalidArgument("duration is required (60 s up to the standing order's maximum)")
+        issued = await self._h.request_standing_grant(
+            caller(),
+            order_id=text(request.standing_order, "standing_order", limit=64),
+            resources=resources_from_pb(request.resources),
+            actions=actions_from_pb(request.actions),
+            purpose=request.purpose,
+            duration=request.duration.ToTimedelta(),
+        )
+        # The caller is the grantee (the order admitted it): it receives its token.
+        return api.RequestStandingGrantResponse(request=request_pb(issued, with_token=True))
 
 
 _STATUS = {

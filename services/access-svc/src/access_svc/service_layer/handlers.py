@@ -8,7 +8,7 @@ grant is signed before that write, so an approval is stored with its token or no
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +25,7 @@ from access_svc.domain.model import (
     grant_id_for,
     text,
 )
+from access_svc.domain.standing import StandingOrder
 from access_svc.service_layer.ports import GrantSigner, Owners, RequestFilter, RequestRepository
 
 Clock = Callable[[], datetime]
@@ -55,12 +56,18 @@ class GrantStatus:
 
 class AccessHandlers:
     def __init__(
-        self, requests: RequestRepository, signer: GrantSigner, owners: Owners, clock: Clock
+        self,
+        requests: RequestRepository,
+        signer: GrantSigner,
+        owners: Owners,
+        clock: Clock,
+        standing_orders: Mapping[str, StandingOrder] | None = None,
     ) -> None:
         self._requests = requests
         self._signer = signer
         self._owners = owners
         self._clock = clock
+        self._orders = dict(standing_orders or {})
 
     async def request_access(
         self,
@@ -86,6 +93,50 @@ class AccessHandlers:
         )
         if len(request.resources) != len(resources):  # duplicates dropped: look the units up again
             request.owning_units = await self._owners.units_of(request.resources)
+        await self._requests.add(request)
+        return request
+
+    async def request_standing_grant(
+        self,
+        actor: Actor,
+        *,
+        order_id: str,
+        resources: tuple[Resource, ...],
+        actions: tuple[GrantedAction, ...],
+        purpose: str,
+        duration: timedelta,
+    ) -> AccessRequest:
+        """A grant under a standing order (R13, R11b): the request is opened, approved by the order and
+        signed in one go, and stored with both events (AccessRequested, AccessRequestApproved naming the
+        order) in one write — a standing grant is stored with its token or not at all."""
+        order = self._orders.get(order_id.strip())
+        if order is None:
+            known = ", ".join(sorted(self._orders)) or "none configured"
+            raise InvalidArgument(f"standing_order: no standing order {order_id.strip()!r} (known: {known})")
+        order.admit(actor, resources=resources, actions=actions, purpose=purpose, duration=duration)
+        now = self._clock()
+        request = AccessRequest.open(
+            request_id=new_id("ar"),
+            requester=actor,
+            resources=resources,
+            actions=actions,
+            purpose=purpose,
+            duration=duration,
+            owning_units=await self._owners.units_of(resources) if resources else (),
+            now=now,
+            standing_order=order.order_id,
+        )
+        if len(request.resources) != len(resources):
+            request.owning_units = await self._owners.units_of(request.resources)
+        grant = request.approve_by_standing_order(
+            approver=order.approver,
+            approver_unit=order.approver_unit,
+            reason=order.reason(),
+            grant_id=grant_id_for(request.request_id),
+            now=now,
+        )
+        token, key_id = self._signer.sign_grant(grant)
+        request.attach_token(token, key_id)
         await self._requests.add(request)
         return request
 
