@@ -1,6 +1,7 @@
-"""case-svc, media-svc and retention-svc on the real stack, for this package's tests: one process each on
-free ports against the session's Kafka and FerretDB, sharing one data dir (so they trust the same dev token
-key and media-svc trusts the dev grant key retention-svc signs its grants with).
+"""access-svc, case-svc, media-svc and retention-svc on the real stack, for this package's tests: one
+process each on free ports against the session's Kafka and FerretDB, sharing one data dir (so they trust
+the same dev token key, and media-svc trusts access-svc's grant key: access-svc starts first and creates
+it). retention-svc takes its standing grants from access-svc (RequestStandingGrant).
 
 Tests isolate themselves with units and cases of their own (`unit` fixture).
 """
@@ -27,6 +28,7 @@ from servicekit.auth.devtoken import ensure_dev_keys, mint_token
 @dataclass
 class Services:
     starter: ServiceStarter
+    access: ServiceProcess
     case: ServiceProcess
     media: ServiceProcess
     retention: ServiceProcess
@@ -49,17 +51,20 @@ def services(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     starter = ServiceStarter(stack, tmp_path_factory.mktemp("retention"))
     private_path, _ = ensure_dev_keys(starter.data_dir)
     try:
+        # access-svc first: it creates its grant signing key, whose public half media-svc trusts by default.
+        access = starter("access-svc", env={"LAWTRAIL_ACCESS_CHECKPOINT_INTERVAL_S": "3600"})
         case = starter("case-svc")
         media = starter("media-svc")
         retention = starter(
             "retention-svc",
             env={
                 "LAWTRAIL_RETENTION_MEDIA_ADDRESS": media.grpc_address,
+                "LAWTRAIL_RETENTION_ACCESS_ADDRESS": access.grpc_address,
                 # The tests ask for copies explicitly; the automatic follow-up is tested on its own.
                 "LAWTRAIL_RETENTION_AUTO_COPY_INTERVAL_S": "0",
             },
         )
-        yield Services(starter, case, media, retention, private_path.read_bytes(), stack)
+        yield Services(starter, access, case, media, retention, private_path.read_bytes(), stack)
     finally:
         starter.stop_all()
 

@@ -4,8 +4,10 @@ FerretDB. No event is made by hand: case-svc and media-svc publish them because 
 1. open a case (case-svc) → upload three recordings linked to it (media-svc) → record an ASSAULT incident
    (case-svc) → retention-svc holds all three (R13);
 2. an ISO offline copy is made through retention-svc (which reads the content through media-svc's verified
-   download: a ContentAccessed per recording) and verified by reading it back with pycdlib, and by
-   `sha256sum -c` on its extracted contents;
+   download: a ContentAccessed per recording, naming the standing grant access-svc issued to retention-svc
+   under the order `r13-offline-copy`, approved by the order's approver) and verified by reading it back
+   with pycdlib, and by `sha256sum -c` on its extracted contents; revoking that grant in access-svc makes
+   media-svc refuse it;
 3. a fourth recording linked later is held too;
 4. every topic replayed from the start into a fresh retention database gives the identical state.
 """
@@ -26,6 +28,10 @@ import grpc
 import pycdlib
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.protobuf.duration_pb2 import Duration
+from lawtrail.access.v1 import access_grant_pb2 as gpb
+from lawtrail.access.v1 import access_service_pb2 as access_api
+from lawtrail.access.v1 import access_service_pb2_grpc as access_grpc
 from lawtrail.case.v1 import case_pb2, case_service_pb2_grpc
 from lawtrail.case.v1 import case_service_pb2 as case_api
 from lawtrail.media.v1 import disposal_service_pb2, disposal_service_pb2_grpc, media_events_pb2
@@ -36,7 +42,6 @@ from lawtrail.retention.v1 import retention_pb2 as rpb
 from lawtrail.retention.v1 import retention_service_pb2 as api
 from lawtrail.retention.v1 import retention_service_pb2_grpc as api_grpc
 from lawtrail_client import offline_copy
-from retention_svc.adapters.media_content import DevGrantSigner
 from retention_svc.entrypoints.consumers import CASE_TOPIC, MEDIA_TOPIC
 from retention_svc.entrypoints.consumers import DEFAULT_GROUP_ID as RETENTION_GROUP
 
@@ -174,16 +179,17 @@ async def test_r13_assault_holds_every_recording_of_the_case_copies_them_offline
         assert item.sha256 == by_id[item.recording_id].sha256
         assert item.size_bytes == by_id[item.recording_id].size_bytes
     await asyncio.to_thread(check_iso, Path(copy.path), copy.root_hash, tmp_path / "extracted")
-    for recording_id in first_ids:
-        accessed = await events_about(
-            services.stack.kafka_bootstrap, recording_id, ["RecordingIngested", "ContentAccessed"]
-        )
-        purposes = [
-            e.parse(media_events_pb2.ContentAccessed).purpose
-            for e in accessed
-            if e.type.endswith("ContentAccessed")
-        ]
-        assert any(copy.copy_id in p and "R13" in p for p in purposes), purposes
+    copy_grants = await copy_accesses(services, first_ids, copy.copy_id, "R13")
+    # One grant for the whole copy: scoped to the held case, issued by access-svc under the standing order.
+    assert len(set(copy_grants.values())) == 1, copy_grants
+    grant_id = next(iter(copy_grants.values()))
+    issued = await standing_request(services, grant_id)
+    assert issued.standing_order == "r13-offline-copy"
+    assert issued.requested.subject == "retention-svc"
+    assert issued.decided.subject == "legal-demo"  # the order's named approver, never retention-svc
+    assert [(r.kind, r.id) for r in issued.resources] == [(gpb.GRANT_RESOURCE_KIND_CASE, case_id)]
+    assert copy.copy_id in issued.purpose
+    await revoked_grant_is_refused(services, first_ids[0], grant_id)
     inventory = await list_copies(services, unit, case_id)
     assert [c.copy_id for c in inventory] == [copy.copy_id]
     assert inventory[0].storage_location == "archive room cabinet 3"
@@ -352,6 +358,15 @@ async def test_r11b_monthly_archive_batch_backs_up_a_units_recordings_and_reveri
         batch = created.batch
         assert sorted(i.recording_id for i in batch.items) == ids
         assert batch.last_verification_ok
+        batch_grants = await copy_accesses(services, ids, batch.batch_id, "R11b")
+        assert len(set(batch_grants.values())) == 1, batch_grants  # one grant for the batch's recordings
+        issued = await standing_request(services, next(iter(batch_grants.values())))
+        assert issued.standing_order == "r11b-archive-backup"
+        assert issued.requested.subject == "retention-svc"
+        assert issued.decided.subject == "legal-demo"
+        assert sorted((r.kind, r.id) for r in issued.resources) == [
+            (gpb.GRANT_RESOURCE_KIND_RECORDING, i) for i in ids
+        ]
         assert await unbacked() == []
         with pytest.raises(grpc.aio.AioRpcError) as nothing_left:
             await stub.CreateArchiveBatch(
@@ -385,6 +400,127 @@ async def test_r11b_monthly_archive_batch_backs_up_a_units_recordings_and_reveri
         )
         assert [b.batch_id for b in listed.batches] == [batch.batch_id]
         assert not listed.batches[0].last_verification_ok
+
+
+async def approved_grant(services: Any, subject: str, unit: str, role: str, recording_id: str) -> str:
+    """A person's grant to download a recording: asked for in access-svc, approved by the legal affairs
+    office (R16), the token read back by the requester."""
+    me = services.metadata(subject, unit, role)
+    async with grpc.aio.insecure_channel(services.access.grpc_address) as channel:
+        access = access_grpc.AccessServiceStub(channel)
+        asked = await access.RequestAccess(
+            access_api.RequestAccessRequest(
+                resources=[gpb.GrantResource(kind=gpb.GRANT_RESOURCE_KIND_RECORDING, id=recording_id)],
+                actions=[gpb.GRANTED_ACTION_DOWNLOAD],
+                purpose="look at a disposed recording",
+                duration=Duration(seconds=600),
+            ),
+            metadata=me,
+            timeout=10,
+        )
+        request_id = asked.request.request_id
+        await access.DecideAccessRequest(
+            access_api.DecideAccessRequestRequest(
+                request_id=request_id, decision=access_api.ACCESS_DECISION_APPROVE, reason="disposal check"
+            ),
+            metadata=services.metadata("legal-demo", "legal-office", "LEGAL_OFFICE"),
+            timeout=10,
+        )
+        got = await access.GetAccessRequest(
+            access_api.GetAccessRequestRequest(request_id=request_id), metadata=me, timeout=10
+        )
+    return str(got.request.grant_token)
+
+
+async def copy_accesses(services: Any, recording_ids: list[str], copy_id: str, rule: str) -> dict[str, str]:
+    """The grant id of the ContentAccessed media-svc recorded for each recording read for copy `copy_id`
+    (its purpose names the copy and the rule); each grant is one access-svc issued ("gr-…")."""
+    grants: dict[str, str] = {}
+    for recording_id in recording_ids:
+        accessed = await events_about(
+            services.stack.kafka_bootstrap, recording_id, ["RecordingIngested", "ContentAccessed"]
+        )
+        reads = [
+            e.parse(media_events_pb2.ContentAccessed) for e in accessed if e.type.endswith("ContentAccessed")
+        ]
+        mine = [r for r in reads if copy_id in r.purpose and rule in r.purpose]
+        assert mine, [r.purpose for r in reads]
+        assert mine[0].grant_id.startswith("gr-"), mine[0].grant_id
+        assert mine[0].approver == "legal-demo"
+        grants[recording_id] = mine[0].grant_id
+    return grants
+
+
+async def standing_request(services: Any, grant_id: str) -> access_api.AccessRequest:
+    """The access request behind a grant, as the legal affairs office reads it in access-svc."""
+    async with grpc.aio.insecure_channel(services.access.grpc_address) as channel:
+        response = await access_grpc.AccessServiceStub(channel).GetAccessRequest(
+            access_api.GetAccessRequestRequest(request_id="ar-" + grant_id.removeprefix("gr-")),
+            metadata=services.metadata("legal-demo", "legal-office", "LEGAL_OFFICE"),
+            timeout=10,
+        )
+    request = response.request
+    assert request.grant_id == grant_id
+    assert request.state in (
+        access_api.ACCESS_REQUEST_STATE_APPROVED,
+        access_api.ACCESS_REQUEST_STATE_EXPIRED,
+    )
+    return request
+
+
+async def revoked_grant_is_refused(services: Any, recording_id: str, grant_id: str) -> None:
+    """R16: a standing grant is revocable — after RevokeAccessGrant, media-svc refuses it (AccessRevoked).
+    Its token is what access-svc gives its grantee; a person cannot take a standing grant at all."""
+    retention = services.metadata("retention-svc", "lawtrail-services", "SERVICE")
+    legal = services.metadata("legal-demo", "legal-office", "LEGAL_OFFICE")
+    request_id = "ar-" + grant_id.removeprefix("gr-")
+    async with (
+        grpc.aio.insecure_channel(services.access.grpc_address) as access_channel,
+        grpc.aio.insecure_channel(services.media.grpc_address) as media_channel,
+    ):
+        access = access_grpc.AccessServiceStub(access_channel)
+        token = (
+            await access.GetAccessRequest(
+                access_api.GetAccessRequestRequest(request_id=request_id), metadata=retention, timeout=10
+            )
+        ).request.grant_token
+        assert token.startswith("lg1.")
+        with pytest.raises(grpc.aio.AioRpcError) as person:
+            await access.RequestStandingGrant(
+                access_api.RequestStandingGrantRequest(
+                    standing_order="r13-offline-copy",
+                    resources=[gpb.GrantResource(kind=gpb.GRANT_RESOURCE_KIND_RECORDING, id=recording_id)],
+                    actions=[gpb.GRANTED_ACTION_DOWNLOAD],
+                    purpose="R13 offline copy by hand",
+                    duration=Duration(seconds=600),
+                ),
+                metadata=legal,
+                timeout=10,
+            )
+        assert person.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        await access.RevokeAccessGrant(
+            access_api.RevokeAccessGrantRequest(grant_id=grant_id, reason="copy checked; grant withdrawn"),
+            metadata=legal,
+            timeout=10,
+        )
+        media = media_service_grpc.RecordingServiceStub(media_channel)
+
+        async def refused() -> bool:
+            call = media.DownloadRecording(
+                media_api.DownloadRecordingRequest(recording_id=recording_id, access_grant=token),
+                metadata=retention,
+                timeout=10,
+            )
+            try:
+                await call.read()
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.PERMISSION_DENIED, error
+                return "revoked" in (error.details() or "")
+            finally:
+                call.cancel()
+            return False
+
+        await kit_eventually(refused, "media-svc refuses the revoked standing grant")
 
 
 async def kit_eventually(check: Any, what: str, within_s: float = 60.0) -> None:
@@ -487,13 +623,7 @@ async def test_r13_disposal_needs_two_people_and_a_held_recording_is_refused_by_
         # The tombstone: content gone from media-svc's store, downloads refused, no longer a candidate.
         sha = due.sha256
         assert not (services.starter.data_dir / "content" / "objects" / sha[:2] / sha[2:4] / sha).exists()
-        grant_key = (services.starter.data_dir / "keys" / "access-grant-dev-private.pem").read_bytes()
-        grant = DevGrantSigner(grant_key).grant(
-            grantee="room-1",
-            case_id="",
-            recording_id=due.recording_id,
-            purpose="look at a disposed recording",
-        )
+        grant = await approved_grant(services, "room-1", unit, "ARCHIVE_ROOM", due.recording_id)
         download = media_service_grpc.RecordingServiceStub(media_channel).DownloadRecording(
             media_api.DownloadRecordingRequest(recording_id=due.recording_id, access_grant=grant),
             metadata=room,

@@ -17,9 +17,9 @@ Settings (environment, prefix `LAWTRAIL_`; the base ones are in docs/development
 | `LAWTRAIL_RETENTION_ARCHIVE_VERIFY_INTERVAL_S` | `86400` | every batch re-verified this often; `0` = never |
 | `LAWTRAIL_RETENTION_METRICS_INTERVAL_S` | `300` | held / candidate gauges per unit refreshed |
 | `LAWTRAIL_RETENTION_MEDIA_ADDRESS` | `127.0.0.1:50052` | media-svc (verified downloads) |
-| `LAWTRAIL_RETENTION_TOKEN_FILE` | unset | a bearer token (role SERVICE) to present to media-svc |
+| `LAWTRAIL_RETENTION_ACCESS_ADDRESS` | `127.0.0.1:50054` | access-svc (standing grants for the downloads) |
+| `LAWTRAIL_RETENTION_TOKEN_FILE` | unset | a bearer token (role SERVICE) for media-svc and access-svc |
 | `LAWTRAIL_RETENTION_TOKEN_KEY` | `<data dir>/keys/dev-private.pem` | else: signs its own token (local) |
-| `LAWTRAIL_RETENTION_GRANT_KEY` | dev grant key in `<data dir>/keys` | signs grants until access-svc does |
 | `LAWTRAIL_RETENTION_CONSUMER_GROUP` | `retention-svc.events` | consumer group (needs `<group>.dlq`) |
 """
 
@@ -40,14 +40,14 @@ from lawtrail.retention.v1 import retention_service_pb2_grpc
 from lawtrail_client.offline_copy import extension_for
 from pydantic import Field, model_validator
 from servicekit.app import ConsumerSpec, Runtime, Wiring
-from servicekit.auth.devtoken import ensure_dev_keys, ensure_keypair
+from servicekit.auth.devtoken import ensure_dev_keys
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 
 from retention_svc.adapters.archive import ARCHIVED, BATCHES, BatchDocuments, MongoArchiveStore
 from retention_svc.adapters.copies import COPIES, CopyDocuments, LocalCopyWriter, MongoCopyInventory
 from retention_svc.adapters.disposal import ORDERS, MongoDisposalOrders, OrderDocuments
-from retention_svc.adapters.media_content import DevGrantSigner, GrpcMediaContent
+from retention_svc.adapters.media_content import GrpcMediaContent
 from retention_svc.adapters.metrics import PrometheusRetentionMetrics
 from retention_svc.adapters.repository import (
     CASES,
@@ -94,7 +94,7 @@ class RetentionSettings(ServiceSettings):
     retention_media_address: str = "127.0.0.1:50052"
     retention_token_file: Path | None = None
     retention_token_key: Path | None = None
-    retention_grant_key: Path | None = None
+    retention_access_address: str = "127.0.0.1:50054"
     retention_consumer_group: str = DEFAULT_GROUP_ID
 
     @model_validator(mode="after")
@@ -228,11 +228,10 @@ async def bootstrap(rt: Runtime) -> Wiring:
     handlers = build_handlers(cases, recordings, rules=rules, metrics=metrics)
 
     token_key = settings.retention_token_key or ensure_dev_keys(settings.data_dir)[0]
-    grant_key = settings.retention_grant_key or ensure_keypair(settings.data_dir, "access-grant-dev")[0]
     media = GrpcMediaContent(
         settings.retention_media_address,
         token_key_pem=token_key.read_bytes(),
-        grants=DevGrantSigner(grant_key.read_bytes()),
+        access_address=settings.retention_access_address,
         token_file=settings.retention_token_file,
     )
     copies = build_copy_handlers(

@@ -1,31 +1,33 @@
 """Reads recordings through media-svc's verified download (DownloadRecording, R16, R23-3).
 
 retention-svc calls as its own service account (role SERVICE, a bearer token signed by a key media-svc
-trusts) and presents an access grant scoped to the one case, action DOWNLOAD, with the stated purpose; so
-media-svc verifies the grant, checks every block against the hashes recorded at ingest, and records a
-ContentAccessed for every copy. retention-svc never reads media-svc's content store.
+trusts) and presents an access grant scoped to the one case (offline copies) or to the recordings (archive
+backup), action DOWNLOAD, with the stated purpose; so media-svc verifies the grant, checks every block
+against the hashes recorded at ingest, and records a ContentAccessed naming the grant for every copy.
+retention-svc never reads media-svc's content store.
 
-Grants: access-svc (being built in parallel) will issue retention-svc's standing grants. Until it does,
-`DevGrantSigner` signs them with the local development grant key (`<data dir>/keys/access-grant-dev-*.pem`,
-the one media-svc trusts by default; LAWTRAIL_RETENTION_GRANT_KEY to use another) — the same stand-in
-media-svc's own tests and the local tour use. The grant's approver is the retention policy, never
-retention-svc itself (an approver is never the grantee, R16).
+Grants: `AccessSvcGrants` takes them from access-svc (`AccessService.RequestStandingGrant`) under the
+standing order that covers the purpose — `r13-offline-copy` for "R13 offline copy …", `r11b-archive-backup`
+for "R11b monthly archive backup …" (configured in access-svc, approved there by a named person, never by
+retention-svc). A grant is short-lived (`GRANT_TTL`); it is reused for the same purpose and records while
+more than `RENEW_BEFORE` of it is left, and a new one is asked for after that (renewal). A grant media-svc
+refuses (revoked: AccessRevoked) is dropped, so nothing retries with it.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import uuid
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.duration_pb2 import Duration
 from lawtrail.access.v1 import access_grant_pb2 as gpb
+from lawtrail.access.v1 import access_service_pb2 as apb
+from lawtrail.access.v1 import access_service_pb2_grpc as agrpc
 from lawtrail.media.v1 import disposal_service_pb2 as dpb
 from lawtrail.media.v1 import disposal_service_pb2_grpc as dgrpc
 from lawtrail.media.v1 import recording_service_pb2 as mpb
@@ -35,48 +37,125 @@ from servicekit.errors import DataLoss, FailedPrecondition, NotFound, Permission
 
 from retention_svc.service_layer.ports import ContentHeader, MediaContent, MediaDisposal
 
-TOKEN_PREFIX = "lg1."  # noqa: S105 - the grant token's format tag (lawtrail/access/v1/access_grant.proto)
-SIGNING_CONTEXT = b"lawtrail.access.v1.AccessGrant\n"
 GRANT_TTL = timedelta(minutes=30)
-POLICY_APPROVER = "retention-policy (R13 第十三条 standing order)"
+RENEW_BEFORE = timedelta(minutes=5)  # a grant with less left than this is renewed before a download
+MAX_RESOURCES = 100  # access-svc takes at most 100 records per request
+CASE: gpb.GrantResourceKind.ValueType = gpb.GRANT_RESOURCE_KIND_CASE
+RECORDING: gpb.GrantResourceKind.ValueType = gpb.GRANT_RESOURCE_KIND_RECORDING
+Scope = tuple[gpb.GrantResourceKind.ValueType, str]  # one resource of a grant: (kind, id)
 
 
-class DevGrantSigner:
-    """Signs access grants as access_grant.proto specifies, with a configured Ed25519 key (see module doc)."""
+@dataclass(frozen=True)
+class StandingOrderUse:
+    """Which of access-svc's standing orders covers a purpose, and how it names records."""
 
-    def __init__(self, private_key_pem: bytes) -> None:
-        key = serialization.load_pem_private_key(private_key_pem, password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("the grant key must be an Ed25519 private key (PEM, PKCS#8)")
-        self._key = key
-        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        self._key_id = hashlib.sha256(raw).digest()[:8].hex()
+    order_id: str
+    purpose_prefix: str
+    by_case: bool  # CASE resources (the held case) rather than RECORDING ones
 
-    def grant(
-        self, *, grantee: str, case_id: str, recording_id: str, purpose: str, now: datetime | None = None
-    ) -> str:
-        """A grant to download the case's recordings, or (no case) the one recording."""
-        issued = now or datetime.now(UTC)
-        message = gpb.AccessGrant(
-            grant_id=f"retention-{uuid.uuid4()}",
-            grantee_subject=grantee,
-            resources=[
-                gpb.GrantResource(kind=gpb.GRANT_RESOURCE_KIND_CASE, id=case_id)
-                if case_id
-                else gpb.GrantResource(kind=gpb.GRANT_RESOURCE_KIND_RECORDING, id=recording_id)
-            ],
-            actions=[gpb.GRANTED_ACTION_DOWNLOAD],
-            purpose=purpose,
-            approver_subject=POLICY_APPROVER,
-            issuer="retention-svc dev grant key (until access-svc issues standing grants)",
+
+STANDING_ORDERS = (
+    StandingOrderUse("r13-offline-copy", "R13 offline copy", by_case=True),
+    StandingOrderUse("r11b-archive-backup", "R11b monthly archive backup", by_case=False),
+)
+
+
+def order_for(purpose: str) -> StandingOrderUse:
+    for use in STANDING_ORDERS:
+        if purpose.startswith(use.purpose_prefix):
+            return use
+    raise PermissionDenied(f"no standing order of access-svc covers the purpose {purpose!r}")
+
+
+@dataclass
+class _Held:
+    resources: frozenset[Scope]
+    token: str
+    expires: float  # time.monotonic() deadline
+
+
+class AccessSvcGrants:
+    """retention-svc's standing grants from access-svc (see the module docstring)."""
+
+    def __init__(
+        self,
+        address: str,
+        token: Callable[[], str],
+        *,
+        ttl: timedelta = GRANT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.address = address
+        self._token = token
+        self._ttl = ttl
+        self._clock = clock
+        self._held: dict[str, list[_Held]] = {}
+        self.issued = 0  # how many grants access-svc issued to this process (tests, logs)
+
+    def _resource(self, use: StandingOrderUse, recording_id: str, case_id: str) -> Scope:
+        return (CASE, case_id) if use.by_case and case_id else (RECORDING, recording_id)
+
+    async def prepare(self, purpose: str, items: Sequence[tuple[str, str]]) -> None:
+        """Takes the grants a whole copy or batch needs up front: one per case, or one per 100
+        recordings, instead of one per download. `items` are (recording id, case id)."""
+        use = order_for(purpose)
+        wanted = list(dict.fromkeys(self._resource(use, r, c) for r, c in items))
+        for start in range(0, len(wanted), MAX_RESOURCES):
+            await self._request(use, purpose, wanted[start : start + MAX_RESOURCES])
+
+    async def grant_for(self, purpose: str, recording_id: str, case_id: str) -> str:
+        use = order_for(purpose)
+        resource = self._resource(use, recording_id, case_id)
+        now = self._clock()
+        held = [h for h in self._held.get(purpose, []) if h.expires > now]
+        self._held[purpose] = held
+        for h in held:
+            if resource in h.resources and h.expires - now > RENEW_BEFORE.total_seconds():
+                return h.token
+        return await self._request(use, purpose, [resource])
+
+    def forget(self, purpose: str, token: str) -> None:
+        """Drops a grant media-svc refused (e.g. revoked), so it is not presented again."""
+        self._held[purpose] = [h for h in self._held.get(purpose, []) if h.token != token]
+
+    def done(self, purpose: str) -> None:
+        """The copy or batch of `purpose` is finished: its grants are no longer needed here."""
+        self._held.pop(purpose, None)
+
+    async def _request(self, use: StandingOrderUse, purpose: str, resources: list[Scope]) -> str:
+        duration = Duration()
+        duration.FromTimedelta(self._ttl)
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            try:
+                answer = await agrpc.AccessServiceStub(channel).RequestStandingGrant(
+                    apb.RequestStandingGrantRequest(
+                        standing_order=use.order_id,
+                        resources=[gpb.GrantResource(kind=k, id=i) for k, i in resources],
+                        actions=[gpb.GRANTED_ACTION_DOWNLOAD],
+                        purpose=purpose,
+                        duration=duration,
+                    ),
+                    metadata=(("authorization", f"Bearer {self._token()}"),),
+                    timeout=30,
+                )
+            except grpc.aio.AioRpcError as error:
+                text = f"access-svc refused standing grant {use.order_id} ({purpose}): {error.details()}"
+                if error.code() in (
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ):
+                    raise PermissionDenied(text) from error
+                raise FailedPrecondition(f"{text} ({error.code().name}); retry later") from error
+        token = answer.request.grant_token
+        if not token:
+            raise PermissionDenied(f"access-svc issued no grant token for {use.order_id} ({purpose})")
+        self.issued += 1
+        # Kept until a little before access-svc's expiry (measured from before the call: never later).
+        self._held.setdefault(purpose, []).append(
+            _Held(frozenset(resources), token, self._clock() + self._ttl.total_seconds() - 1)
         )
-        message.issued_at.FromDatetime(issued)
-        message.expires_at.FromDatetime(issued + GRANT_TTL)
-        body = message.SerializeToString(deterministic=True)
-        signed = gpb.SignedAccessGrant(
-            grant=body, key_id=self._key_id, signature=self._key.sign(SIGNING_CONTEXT + body)
-        )
-        return TOKEN_PREFIX + base64.urlsafe_b64encode(signed.SerializeToString()).decode().rstrip("=")
+        return token
 
 
 class GrpcMediaContent(MediaContent, MediaDisposal):
@@ -85,7 +164,8 @@ class GrpcMediaContent(MediaContent, MediaDisposal):
         address: str,
         *,
         token_key_pem: bytes,
-        grants: DevGrantSigner,
+        grants: AccessSvcGrants | None = None,
+        access_address: str = "127.0.0.1:50054",
         subject: str = "retention-svc",
         unit: str = "lawtrail-services",
         token_file: Path | None = None,
@@ -93,7 +173,7 @@ class GrpcMediaContent(MediaContent, MediaDisposal):
         self.address = address
         self._token_key = token_key_pem
         self._token_file = token_file
-        self._grants = grants
+        self._grants = grants or AccessSvcGrants(access_address, self._token)
         self.subject = subject
         self.unit = unit
 
@@ -107,13 +187,17 @@ class GrpcMediaContent(MediaContent, MediaDisposal):
     ) -> None:
         await _dispose(self.address, self._token(), recording_id, order_id, approved_by, reason)
 
+    async def prepare(self, purpose: str, items: Sequence[tuple[str, str]]) -> None:
+        await self._grants.prepare(purpose, items)
+
+    def finished(self, purpose: str) -> None:
+        self._grants.done(purpose)
+
     @asynccontextmanager
     async def download(
         self, recording_id: str, *, case_id: str, purpose: str
     ) -> AsyncIterator[tuple[ContentHeader, AsyncIterator[bytes]]]:
-        grant = self._grants.grant(
-            grantee=self.subject, case_id=case_id, recording_id=recording_id, purpose=purpose
-        )
+        grant = await self._grants.grant_for(purpose, recording_id, case_id)
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = mgrpc.RecordingServiceStub(channel)
             call = stub.DownloadRecording(
@@ -135,6 +219,8 @@ class GrpcMediaContent(MediaContent, MediaDisposal):
 
                 yield header, chunks()
             except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.PERMISSION_DENIED:
+                    self._grants.forget(purpose, grant)
                 raise _translate(error, recording_id) from error
             finally:
                 call.cancel()

@@ -203,6 +203,8 @@ async def write_verified(
     try:
         items: list[CopyItem] = []
         classification: dict[str, dict[str, str]] = {}
+        yield Progress(0, total, 0, len(recordings), "taking the access grants from access-svc")
+        await media.prepare(purpose, [(r.recording_id, r.case_id) for r in recordings])
         yield Progress(0, total, 0, len(recordings), "reading recordings through media-svc")
         for n, rec in enumerate(recordings, start=1):
             rel = f"recordings/{rec.recording_id}{extension_for(rec.format_name, rec.media_kind)}"
@@ -224,6 +226,7 @@ async def write_verified(
             classification[rec.recording_id] = _classification(rec)
             done += size
             yield Progress(done, total, n, len(recordings), f"copied recording {rec.recording_id}")
+        media.finished(purpose)
         full = replace(draft, items=tuple(items), classification=classification)
         step = "writing the disc image" if draft.format is CopyFormat.ISO else "writing the folder"
         path, root_hash = "", ""
@@ -251,6 +254,7 @@ async def write_verified(
             )
         yield Written(path, root_hash, tuple(items))
     except BaseException:
+        media.finished(purpose)
         if not staging_done:
             await writer.discard(staging)
         raise

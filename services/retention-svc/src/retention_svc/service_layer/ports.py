@@ -4,7 +4,7 @@ gRPC, the disc-image writer); unit tests use in-memory fakes that subclass the s
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +67,15 @@ class MediaContent(abc.ABC):
     def download(
         self, recording_id: str, *, case_id: str, purpose: str
     ) -> AbstractAsyncContextManager[tuple[ContentHeader, AsyncIterator[bytes]]]: ...
+
+    async def prepare(self, purpose: str, items: Sequence[tuple[str, str]]) -> None:
+        """Before a copy or batch: take the access grants its downloads of `items` (recording id, case id)
+        need for `purpose`, all at once (access-svc's standing grants). Default: nothing to take."""
+        return
+
+    def finished(self, purpose: str) -> None:
+        """The copy or batch of `purpose` is over (done or failed): its grants are no longer used."""
+        return
 
 
 class RetentionMetrics:
