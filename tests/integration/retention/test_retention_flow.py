@@ -27,8 +27,8 @@ from typing import Any
 import grpc
 import pycdlib
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.access.v1 import access_grant_pb2 as gpb
 from lawtrail.access.v1 import access_service_pb2 as access_api
 from lawtrail.access.v1 import access_service_pb2_grpc as access_grpc
