@@ -123,6 +123,16 @@ class AccessSvcGrants:
         self._held.pop(purpose, None)
 
     async def _request(self, use: StandingOrderUse, purpose: str, resources: list[Scope]) -> str:
+        asked_at = self._clock()  # kept until a little before access-svc's expiry: never later
+        token = await self._call(use, purpose, resources)
+        self.issued += 1
+        self._held.setdefault(purpose, []).append(
+            _Held(frozenset(resources), token, asked_at + self._ttl.total_seconds() - 1)
+        )
+        return token
+
+    async def _call(self, use: StandingOrderUse, purpose: str, resources: list[Scope]) -> str:
+        """access-svc's RequestStandingGrant; answers the grant token."""
         duration = Duration()
         duration.FromTimedelta(self._ttl)
         async with grpc.aio.insecure_channel(self.address) as channel:
@@ -150,12 +160,7 @@ class AccessSvcGrants:
         token = answer.request.grant_token
         if not token:
             raise PermissionDenied(f"access-svc issued no grant token for {use.order_id} ({purpose})")
-        self.issued += 1
-        # Kept until a little before access-svc's expiry (measured from before the call: never later).
-        self._held.setdefault(purpose, []).append(
-            _Held(frozenset(resources), token, self._clock() + self._ttl.total_seconds() - 1)
-        )
-        return token
+        return str(token)
 
 
 class GrpcMediaContent(MediaContent, MediaDisposal):
