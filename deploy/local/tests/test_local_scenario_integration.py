@@ -31,12 +31,14 @@ async def test_r13_tour_chapter_a_complaint_holds_the_recording_and_a_verified_c
 ) -> None:
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (make setup installs it)")
+    access = start_service("access-svc")  # first: media-svc trusts the grant key it creates
     case_svc = start_service("case-svc")
     media = start_service("media-svc")
     retention = start_service(
         "retention-svc",
         env={
             "LAWTRAIL_RETENTION_MEDIA_ADDRESS": media.grpc_address,
+            "LAWTRAIL_RETENTION_ACCESS_ADDRESS": access.grpc_address,
             "LAWTRAIL_RETENTION_AUTO_COPY_INTERVAL_S": "0",
         },
     )
@@ -51,11 +53,13 @@ async def test_r13_tour_chapter_a_complaint_holds_the_recording_and_a_verified_c
         unit=TOUR_UNIT,
         officer=TOUR_OFFICER,
         work_dir=tmp_path,
+        access_address=access.grpc_address,
     )
     printed = capsys.readouterr().out
     assert "2.2 recorded a COMPLAINT incident" in printed
     assert "2.3 retention-svc holds the recording: RETENTION_STATE_PERMANENT" in printed
     assert "every SHA-256 matches" in printed
+    assert "standing order r13-offline-copy, taken by retention-svc, approved by legal-demo" in printed
     assert path.endswith(".iso")
 
 

@@ -226,6 +226,7 @@ def run(data_dir: Path) -> int:
                     unit=TOUR_UNIT,
                     officer=TOUR_OFFICER,
                     work_dir=data_dir / "tour",
+                    access_address=stack.service(service_spec("access-svc")).grpc_address,
                 )
             )
         media, access = stack.service(media_spec), stack.service(service_spec("access-svc"))

@@ -4,7 +4,9 @@ long-term hold on its recording, and an offline copy is written and verified —
 Through the public APIs only: a recording (a 2-second test video made with ffmpeg) is uploaded to media-svc
 linked to the case, a COMPLAINT is recorded in case-svc, retention-svc is asked why the recording is kept
 until the hold shows, then for an ISO offline copy (it reads the content through media-svc's verified
-download), and the image is re-read offline exactly as `lawtrail verify-copy` does.
+download, under a grant access-svc issued to retention-svc under the standing order `r13-offline-copy`),
+the image is re-read offline exactly as `lawtrail verify-copy` does, and the legal affairs office finds
+that grant in access-svc.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf.timestamp_pb2 import Timestamp
+from lawtrail.access.v1 import access_service_pb2, access_service_pb2_grpc
 from lawtrail.case.v1 import case_pb2, case_service_pb2, case_service_pb2_grpc
 from lawtrail.media.v1 import recording_pb2, recording_service_pb2, recording_service_pb2_grpc
 from lawtrail.retention.v1 import retention_pb2, retention_service_pb2, retention_service_pb2_grpc
@@ -101,8 +104,10 @@ async def retention_chapter(
     unit: str,
     officer: str,
     work_dir: Path,
+    access_address: str | None = None,
 ) -> str:
-    """Runs the chapter on the tour's case; returns the path of the verified offline copy."""
+    """Runs the chapter on the tour's case; returns the path of the verified offline copy. With
+    `access_address`, also shows the standing grant access-svc issued for the copy."""
     key = private_key_pem
     _say("")
     _say("Chapter 2 — retention (R13 第十三条): a complaint places a long-term hold; an offline copy")
@@ -182,4 +187,24 @@ async def retention_chapter(
         f"2.5 re-read the image offline (as `lawtrail verify-copy {copy.path}` does): {report.files_checked} "
         f"recording(s), {report.bytes_checked:,} bytes, every SHA-256 matches, root hash {report.root_hash}"
     )
+    if access_address is not None:
+        await _show_standing_grant(access_address, key, copy.copy_id)
     return str(copy.path)
+
+
+async def _show_standing_grant(access_address: str, key: bytes, copy_id: str) -> None:
+    """2.6: the grant the copy was read under, as the legal affairs office sees it in access-svc."""
+    legal = _metadata(key, "legal-demo", "legal-office", "LEGAL_OFFICE")
+    async with grpc.aio.insecure_channel(access_address) as channel:
+        answer = await access_service_pb2_grpc.AccessServiceStub(channel).ListAccessRequests(
+            access_service_pb2.ListAccessRequestsRequest(), metadata=legal, timeout=10
+        )
+    found = [r for r in answer.requests if r.standing_order and copy_id in r.purpose]
+    if not found:
+        raise StackError(f"access-svc lists no standing grant for offline copy {copy_id}")
+    r = found[0]
+    _say(
+        f"2.6 the copy was read under access-svc's grant {r.grant_id}: standing order {r.standing_order}, "
+        f"taken by {r.requested.subject}, approved by {r.decided.subject} (the order's approver) — "
+        "logged as AccessRequested + AccessRequestApproved and revocable with RevokeAccessGrant"
+    )
