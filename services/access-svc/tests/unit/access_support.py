@@ -92,9 +92,13 @@ class FakeRequests(RequestRepository):
 class FakeOwners(Owners):
     def __init__(self) -> None:
         self.units: dict[tuple[ResourceKind, str], str] = {}
+        self.holds: set[str] = set()
 
     async def units_of(self, resources: Sequence[Resource]) -> tuple[str, ...]:
         return tuple(self.units.get((r.kind, r.id), "") for r in resources)
+
+    async def held_cases(self, case_ids: Sequence[str]) -> frozenset[str]:
+        return frozenset(c for c in case_ids if c in self.holds)
 
 
 class MemoryLedger(LedgerStore):

@@ -14,7 +14,7 @@ from access_svc.adapters.signing import GRANT_CONTEXT, TOKEN_PREFIX
 from access_svc.domain.model import GrantedAction, RequestState, Resource, ResourceKind
 from access_svc.domain.standing import StandingOrderError, parse_standing_orders
 from lawtrail.access.v1 import access_grant_pb2 as gpb
-from servicekit.errors import InvalidArgument, PermissionDenied
+from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from servicekit.policy import Actor
 
 RETENTION = Actor("retention-svc", "lawtrail-services", frozenset({"SERVICE"}))
@@ -44,6 +44,7 @@ def body_of(token: str, world: World) -> gpb.AccessGrant:
 
 async def test_r13_standing_order_issues_a_signed_grant_approved_by_its_named_approver(world: World) -> None:
     world.owners.units[(ResourceKind.CASE, "case-1")] = "unit-a"
+    world.owners.holds.add("case-1")
     request = await standing(world)
     assert request.state is RequestState.APPROVED
     assert request.standing_order == "r13-offline-copy"
@@ -65,7 +66,32 @@ async def test_r13_standing_order_issues_a_signed_grant_approved_by_its_named_ap
     assert approved.approvals[0].subject == "legal-demo"
 
 
-async def test_r11b_archive_order_covers_recordings_by_id_only(world: World) -> None:
+async def test_r13_offline_copy_order_covers_held_cases_only(world: World) -> None:
+    with pytest.raises(FailedPrecondition, match=r"R13: .* knows no long-term hold on case-1"):
+        await standing(world)
+    assert world.requests.docs == {}
+    world.owners.holds.add("case-1")  # retention-svc's LongTermHoldPlaced arrived
+    assert (await standing(world)).state is RequestState.APPROVED
+
+
+async def test_r11b_archive_order_covers_one_units_known_recordings_by_id_only(world: World) -> None:
+    with pytest.raises(FailedPrecondition, match=r"R11b: .* the unit of rec-1, rec-2 is not known"):
+        await standing(
+            world,
+            order_id="r11b-archive-backup",
+            resources=(REC, Resource(ResourceKind.RECORDING, "rec-2")),
+            purpose="R11b monthly archive backup ab-1 of unit unit-a, 2026-10",
+        )
+    world.owners.units[(ResourceKind.RECORDING, "rec-1")] = "unit-a"
+    world.owners.units[(ResourceKind.RECORDING, "rec-2")] = "unit-b"
+    with pytest.raises(InvalidArgument, match="covers one unit's records per grant; these belong to unit-a"):
+        await standing(
+            world,
+            order_id="r11b-archive-backup",
+            resources=(REC, Resource(ResourceKind.RECORDING, "rec-2")),
+            purpose="R11b monthly archive backup ab-1 of unit unit-a, 2026-10",
+        )
+    world.owners.units[(ResourceKind.RECORDING, "rec-2")] = "unit-a"
     request = await standing(
         world,
         order_id="r11b-archive-backup",
@@ -115,6 +141,7 @@ async def test_r16_standing_grant_is_exactly_what_the_order_approved(
 
 
 async def test_r16_standing_grant_is_revocable_and_its_revocation_is_an_event(world: World) -> None:
+    world.owners.holds.add("case-1")
     request = await standing(world)
     assert request.grant is not None
     with pytest.raises(PermissionDenied):  # a unit head of no owning unit cannot
@@ -150,6 +177,7 @@ BASE = {
         ({"max_duration": "25h"}, r"order\[0\].max_duration: between 1m and 24h"),
         ({"basis": ""}, r"order\[0\].basis: required"),
         ({"grantees": "x"}, r"order\[0\]: unknown keys \['grantees'\]"),
+        ({"requires": ["held"]}, r"order\[0\].requires: a list of held-case, one-unit"),
     ],
 )
 def test_r16_invalid_standing_orders_fail_naming_the_order_and_field(

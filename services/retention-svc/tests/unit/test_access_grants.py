@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import pytest
 from lawtrail.access.v1 import access_grant_pb2 as gpb
-from retention_svc.adapters.media_content import AccessSvcGrants, Scope, StandingOrderUse, order_for
-from servicekit.errors import PermissionDenied
+from retention_svc.adapters import media_content
+from retention_svc.adapters.media_content import (
+    AccessSvcGrants,
+    Scope,
+    StandingOrderUse,
+    _Retry,
+    order_for,
+)
+from servicekit.errors import FailedPrecondition, PermissionDenied
 
 CASE, REC = gpb.GRANT_RESOURCE_KIND_CASE, gpb.GRANT_RESOURCE_KIND_RECORDING
 
@@ -65,3 +72,28 @@ def test_r16_a_purpose_no_standing_order_covers_is_refused() -> None:
     assert order_for(BATCH).order_id == "r11b-archive-backup"
     with pytest.raises(PermissionDenied, match="no standing order of access-svc covers"):
         order_for("curiosity")
+
+
+class NotYet(AccessSvcGrants):
+    """access-svc answers FAILED_PRECONDITION `refusals` times (its projection trails), then issues."""
+
+    def __init__(self, refusals: int) -> None:
+        self.now = 0.0
+        super().__init__("unused:0", lambda: "token", clock=lambda: self.now, wait_s=10)
+        self.refusals = refusals
+
+    async def _call_once(self, use: StandingOrderUse, purpose: str, resources: list[Scope]) -> str:
+        self.now += 1
+        if self.refusals:
+            self.refusals -= 1
+            raise _Retry("access-svc knows no long-term hold on c-1 (FAILED_PRECONDITION)")
+        return "lg1.at-last"
+
+
+async def test_r13_a_hold_access_svc_has_not_seen_yet_is_waited_for_then_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(media_content, "RETRY_EVERY_S", 0)
+    assert await NotYet(3).grant_for(COPY, "r-1", "c-1") == "lg1.at-last"
+    with pytest.raises(FailedPrecondition, match=r"knows no long-term hold on c-1 .*; retry later"):
+        await NotYet(100).grant_for(COPY, "r-1", "c-1")

@@ -230,7 +230,9 @@ class MongoRequestRepository(RequestRepository):
 
 class MongoOwners(Owners):
     """`owners`: `_id` = "<KIND>:<id>" → {unit}. Written by the projection of CaseOpened and
-    RecordingIngested (an upsert setting the same value: replaying an event changes nothing)."""
+    RecordingIngested (an upsert setting the same value: replaying an event changes nothing); and
+    `_id` = "HOLD:<case id>" for each case retention-svc announced a long-term hold on (LongTermHoldPlaced),
+    which the standing order `r13-offline-copy` requires."""
 
     def __init__(self, collection: AsyncCollection[Doc]) -> None:
         self._collection = serialized(collection)
@@ -239,6 +241,16 @@ class MongoOwners(Owners):
         await self._collection.update_one(
             {"_id": f"{kind.value}:{record_id}"}, {"$set": {"unit": unit}}, upsert=True
         )
+
+    async def record_hold(self, case_id: str, unit: str) -> None:
+        """A case under a long-term hold (R13): `_id` = "HOLD:<case id>" (holds never end)."""
+        await self._collection.update_one({"_id": f"HOLD:{case_id}"}, {"$set": {"unit": unit}}, upsert=True)
+
+    async def held_cases(self, case_ids: Sequence[str]) -> frozenset[str]:
+        if not case_ids:
+            return frozenset()
+        cursor = self._collection.find({"_id": {"$in": [f"HOLD:{c}" for c in case_ids]}})
+        return frozenset([str(d["_id"]).removeprefix("HOLD:") async for d in cursor])
 
     async def units_of(self, resources: Sequence[m.Resource]) -> tuple[str, ...]:
         out = []

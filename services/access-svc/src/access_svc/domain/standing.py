@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from servicekit.errors import InvalidArgument, PermissionDenied
+from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from servicekit.policy import Actor, Role
 
 from access_svc.domain.model import (
@@ -32,6 +32,9 @@ from access_svc.domain.model import (
     ResourceKind,
 )
 
+HELD_CASE = "held-case"  # every CASE named is under a long-term hold retention-svc announced (R13)
+ONE_UNIT = "one-unit"  # every record named is known to access-svc and all belong to one unit (R11b)
+CONDITIONS = frozenset({HELD_CASE, ONE_UNIT})
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _DURATION = re.compile(r"^(\d+)\s*(m|h)$")
 
@@ -52,6 +55,7 @@ class StandingOrder:
     approver_unit: str
     approved_on: str  # when (a date, as written in the order)
     basis: str  # the legal source and what the order covers, in words
+    requires: frozenset[str] = frozenset()  # conditions on the records (CONDITIONS)
 
     def reason(self) -> str:
         return (
@@ -97,6 +101,31 @@ class StandingOrder:
                 f"{self.order_id} allows ({self.max_duration.total_seconds():.0f} s)"
             )
 
+    def check_scope(
+        self, resources: tuple[Resource, ...], owning_units: tuple[str, ...], held: frozenset[str]
+    ) -> None:
+        """Raises FailedPrecondition unless the records meet the order's conditions, as access-svc's own
+        projections know them (`held`: the named cases under a hold; `owning_units`: one per resource)."""
+        if HELD_CASE in self.requires:
+            not_held = [r.id for r in resources if r.kind is ResourceKind.CASE and r.id not in held]
+            if not_held:
+                raise FailedPrecondition(
+                    f"R13: standing order {self.order_id} covers held cases only; access-svc knows no "
+                    f"long-term hold on {', '.join(not_held)} (retry once its LongTermHoldPlaced arrived)"
+                )
+        if ONE_UNIT in self.requires:
+            unknown = [r.id for r, u in zip(resources, owning_units, strict=True) if not u]
+            if unknown:
+                raise FailedPrecondition(
+                    f"R11b: standing order {self.order_id}: the unit of {', '.join(unknown[:5])} is not "
+                    "known to access-svc yet (retry once their RecordingIngested arrived)"
+                )
+            if len(set(owning_units)) > 1:
+                raise InvalidArgument(
+                    f"resources: standing order {self.order_id} covers one unit's records per grant; "
+                    f"these belong to {', '.join(sorted(set(owning_units)))}"
+                )
+
 
 def _names(values: frozenset[Any]) -> str:
     return ", ".join(sorted(v.value for v in values))
@@ -134,6 +163,7 @@ _FIELDS = {
     "approver_unit",
     "approved_on",
     "basis",
+    "requires",
 }
 
 
@@ -168,7 +198,13 @@ def _order(item: Mapping[str, Any], where: str) -> StandingOrder:
     max_duration = timedelta(minutes=amount) if unit == "m" else timedelta(hours=amount)
     if not MIN_DURATION <= max_duration <= MAX_DURATION:
         raise StandingOrderError(f"{where}.max_duration: between 1m and 24h (grants are short-lived)")
+    requires = item.get("requires", [])
+    if not isinstance(requires, list) or not set(requires) <= CONDITIONS:
+        raise StandingOrderError(
+            f"{where}.requires: a list of {', '.join(sorted(CONDITIONS))}; got {requires!r}"
+        )
     order = StandingOrder(
+        requires=frozenset(requires),
         order_id=order_id,
         grantee=string("grantee"),
         purpose_prefix=string("purpose_prefix"),

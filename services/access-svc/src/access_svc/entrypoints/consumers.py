@@ -6,7 +6,8 @@
   CloudEvents (source, id), checked and written by the ledger store itself in the same append, so a
   redelivery never makes a second leaf and no inbox is needed. It runs only while this process holds the
   group's lease (`ConsumerSpec.lease`); `fence` gives the store the lease's fencing token.
-- The owning units (group `access-svc.owners`): CaseOpened and RecordingIngested → `owners`.
+- The owning units (group `access-svc.owners`): CaseOpened and RecordingIngested → `owners`; and
+  retention-svc's LongTermHoldPlaced → the held cases (standing order `r13-offline-copy` covers those only).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from lawtrail.access.v1 import access_events_pb2, ledger_service_pb2
 from lawtrail.case.v1 import case_events_pb2
 from lawtrail.media.v1 import media_events_pb2
+from lawtrail.retention.v1 import retention_events_pb2
 from servicekit.messaging.consumer import Delivery, TypeRouter
 from servicekit.messaging.envelope import Envelope
 from servicekit.topics import events_topic_of
@@ -29,7 +31,11 @@ from access_svc.service_layer.ports import LedgerEntry
 
 LEDGER_GROUP = "access-svc.ledger"
 OWNERS_GROUP = "access-svc.owners"
-OWNER_TOPICS = (events_topic_of(case_events_pb2), events_topic_of(media_events_pb2))
+OWNER_TOPICS = (
+    events_topic_of(case_events_pb2),
+    events_topic_of(media_events_pb2),
+    events_topic_of(retention_events_pb2),
+)
 CHECKPOINT_TYPE = access_events_pb2.LedgerCheckpointSigned.DESCRIPTOR.full_name
 
 
@@ -81,6 +87,11 @@ def owners_router(owners: MongoOwners) -> TypeRouter:
     async def recording_ingested(event: media_events_pb2.RecordingIngested, envelope: Envelope) -> None:
         await owners.record(ResourceKind.RECORDING, event.recording_id, event.classification.unit)
 
+    async def hold_placed(event: retention_events_pb2.LongTermHoldPlaced, envelope: Envelope) -> None:
+        if event.hold.case_id:
+            await owners.record_hold(event.hold.case_id, event.unit)
+
     router.on(case_events_pb2.CaseOpened, case_opened)
+    router.on(retention_events_pb2.LongTermHoldPlaced, hold_placed)
     router.on(media_events_pb2.RecordingIngested, recording_ingested)
     return router

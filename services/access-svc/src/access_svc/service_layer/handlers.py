@@ -22,6 +22,7 @@ from access_svc.domain.model import (
     GrantedAction,
     RequestState,
     Resource,
+    ResourceKind,
     grant_id_for,
     text,
 )
@@ -128,6 +129,8 @@ class AccessHandlers:
         )
         if len(request.resources) != len(resources):
             request.owning_units = await self._owners.units_of(request.resources)
+        cases = [r.id for r in request.resources if r.kind is ResourceKind.CASE]
+        order.check_scope(request.resources, request.owning_units, await self._owners.held_cases(cases))
         grant = request.approve_by_standing_order(
             approver=order.approver,
             approver_unit=order.approver_unit,

@@ -75,6 +75,10 @@ class Owners(abc.ABC):
     async def units_of(self, resources: Sequence[Resource]) -> tuple[str, ...]:
         """One unit per resource, "" when not known (yet)."""
 
+    @abc.abstractmethod
+    async def held_cases(self, case_ids: Sequence[str]) -> frozenset[str]:
+        """Those of `case_ids` under a long-term hold announced by retention-svc (LongTermHoldPlaced)."""
+
 
 @dataclass(frozen=True)
 class LedgerHead:

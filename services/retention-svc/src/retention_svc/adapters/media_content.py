@@ -16,6 +16,7 @@ refuses (revoked: AccessRevoked) is dropped, so nothing retries with it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from retention_svc.service_layer.ports import ContentHeader, MediaContent, Media
 GRANT_TTL = timedelta(minutes=30)
 RENEW_BEFORE = timedelta(minutes=5)  # a grant with less left than this is renewed before a download
 MAX_RESOURCES = 100  # access-svc takes at most 100 records per request
+RETRY_EVERY_S = 1.0
 CASE: gpb.GrantResourceKind.ValueType = gpb.GRANT_RESOURCE_KIND_CASE
 RECORDING: gpb.GrantResourceKind.ValueType = gpb.GRANT_RESOURCE_KIND_RECORDING
 Scope = tuple[gpb.GrantResourceKind.ValueType, str]  # one resource of a grant: (kind, id)
@@ -67,6 +69,10 @@ def order_for(purpose: str) -> StandingOrderUse:
     raise PermissionDenied(f"no standing order of access-svc covers the purpose {purpose!r}")
 
 
+class _Retry(Exception):
+    """access-svc cannot issue the grant yet (FAILED_PRECONDITION, UNAVAILABLE, …)."""
+
+
 @dataclass
 class _Held:
     resources: frozenset[Scope]
@@ -84,11 +90,13 @@ class AccessSvcGrants:
         *,
         ttl: timedelta = GRANT_TTL,
         clock: Callable[[], float] = time.monotonic,
+        wait_s: float = 60.0,
     ) -> None:
         self.address = address
         self._token = token
         self._ttl = ttl
         self._clock = clock
+        self._wait_s = wait_s
         self._held: dict[str, list[_Held]] = {}
         self.issued = 0  # how many grants access-svc issued to this process (tests, logs)
 
@@ -132,7 +140,19 @@ class AccessSvcGrants:
         return token
 
     async def _call(self, use: StandingOrderUse, purpose: str, resources: list[Scope]) -> str:
-        """access-svc's RequestStandingGrant; answers the grant token."""
+        """access-svc's RequestStandingGrant; answers the grant token. FAILED_PRECONDITION (access-svc has
+        not seen the hold or the recordings' ingest yet: its projections trail retention-svc's by the
+        event's trip) and UNAVAILABLE are retried for up to `wait_s`."""
+        deadline = self._clock() + self._wait_s
+        while True:
+            try:
+                return await self._call_once(use, purpose, resources)
+            except _Retry as retry:
+                if self._clock() >= deadline:
+                    raise FailedPrecondition(f"{retry}; retry later") from retry.__cause__
+                await asyncio.sleep(RETRY_EVERY_S)
+
+    async def _call_once(self, use: StandingOrderUse, purpose: str, resources: list[Scope]) -> str:
         duration = Duration()
         duration.FromTimedelta(self._ttl)
         async with grpc.aio.insecure_channel(self.address) as channel:
@@ -156,7 +176,7 @@ class AccessSvcGrants:
                     grpc.StatusCode.INVALID_ARGUMENT,
                 ):
                     raise PermissionDenied(text) from error
-                raise FailedPrecondition(f"{text} ({error.code().name}); retry later") from error
+                raise _Retry(f"{text} ({error.code().name})") from error
         token = answer.request.grant_token
         if not token:
             raise PermissionDenied(f"access-svc issued no grant token for {use.order_id} ({purpose})")
