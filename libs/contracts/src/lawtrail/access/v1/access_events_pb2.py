@@ -27,7 +27,7 @@ from lawtrail.access.v1 import access_grant_pb2 as lawtrail_dot_access_dot_v1_do
 from lawtrail.common.v1 import common_pb2 as lawtrail_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&lawtrail/access/v1/access_events.proto\x12\x12lawtrail.access.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%lawtrail/access/v1/access_grant.proto\x1a\x1flawtrail/common/v1/common.proto\"\xa9\x02\n\x0f\x41\x63\x63\x65ssRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\trequested\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x34\n\tresources\x18\x03 \x03(\x0b\x32!.lawtrail.access.v1.GrantResource\x12\x32\n\x07\x61\x63tions\x18\x04 \x03(\x0e\x32!.lawtrail.access.v1.GrantedAction\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\nduration_s\x18\x06 \x01(\x03\x12\x14\n\x0cowning_units\x18\x07 \x03(\t\x12\x11\n\trecipient\x18\x08 \x01(\t\x12\x16\n\x0estanding_order\x18\t \x01(\t\"\x8c\x02\n\x15\x41\x63\x63\x65ssRequestApproved\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x07\x64\x65\x63ided\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\x05grant\x18\x04 \x01(\x0b\x32\x1f.lawtrail.access.v1.AccessGrant\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x32\n\tapprovals\x18\x06 \x03(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x11\n\trecipient\x18\x07 \x01(\t\x12\x16\n\x0estanding_order\x18\x08 \x01(\t\"\x85\x01\n\x1a\x44isclosureApprovalRecorded\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x31\n\x08\x61pproved\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\t\"\xcb\x01\n\x18\x44isclosurePackageCreated\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x16\n\x0epackage_sha256\x18\x03 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x04 \x01(\t\x12\r\n\x05\x66iles\x18\x05 \x01(\x05\x12\x15\n\rretained_copy\x18\x06 \x01(\t\x12\x31\n\x08recorded\x18\x07 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\"~\n\x13\x41\x63\x63\x65ssRequestDenied\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x07\x64\x65\x63ided\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\trequester\x18\x04 \x01(\t\"\x90\x01\n\rAccessRevoked\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x07revoked\x18\x03 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x17\n\x0fgrantee_subject\x18\x05 \x01(\t\"j\n\x12\x41\x63\x63\x65ssGrantExpired\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12.\n\nexpired_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x16LedgerCheckpointSigned\x12\x38\n\ncheckpoint\x18\x01 \x01(\x0b\x32$.lawtrail.access.v1.SignedCheckpoint\"\x9a\x01\n\x10SignedCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12-\n\tsigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&lawtrail/access/v1/access_events.proto\x12\x12lawtrail.access.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%lawtrail/access/v1/access_grant.proto\x1a\x1flawtrail/common/v1/common.proto\"\xbb\x02\n\x0f\x41\x63\x63\x65ssRequested\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\trequested\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x34\n\tresources\x18\x03 \x03(\x0b\x32!.lawtrail.access.v1.GrantResource\x12\x32\n\x07\x61\x63tions\x18\x04 \x03(\x0e\x32!.lawtrail.access.v1.GrantedAction\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\nduration_s\x18\x06 \x01(\x03\x12\x14\n\x0cowning_units\x18\x07 \x03(\t\x12\x11\n\trecipient\x18\x08 \x01(\t\x12\x16\n\x0estanding_order\x18\t \x01(\t\x12\x10\n\x08\x66iled_by\x18\n \x01(\t\"\x8c\x02\n\x15\x41\x63\x63\x65ssRequestApproved\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x07\x64\x65\x63ided\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\x05grant\x18\x04 \x01(\x0b\x32\x1f.lawtrail.access.v1.AccessGrant\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x32\n\tapprovals\x18\x06 \x03(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x11\n\trecipient\x18\x07 \x01(\t\x12\x16\n\x0estanding_order\x18\x08 \x01(\t\"\x85\x01\n\x1a\x44isclosureApprovalRecorded\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x31\n\x08\x61pproved\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x04 \x01(\t\"\xcb\x01\n\x18\x44isclosurePackageCreated\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x16\n\x0epackage_sha256\x18\x03 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x04 \x01(\t\x12\r\n\x05\x66iles\x18\x05 \x01(\x05\x12\x15\n\rretained_copy\x18\x06 \x01(\t\x12\x31\n\x08recorded\x18\x07 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\"~\n\x13\x41\x63\x63\x65ssRequestDenied\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x30\n\x07\x64\x65\x63ided\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\trequester\x18\x04 \x01(\t\"\x90\x01\n\rAccessRevoked\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x07revoked\x18\x03 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x17\n\x0fgrantee_subject\x18\x05 \x01(\t\"j\n\x12\x41\x63\x63\x65ssGrantExpired\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12.\n\nexpired_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x16LedgerCheckpointSigned\x12\x38\n\ncheckpoint\x18\x01 \x01(\x0b\x32$.lawtrail.access.v1.SignedCheckpoint\"\x9a\x01\n\x10SignedCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x03\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12-\n\tsigned_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06key_id\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,21 +35,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lawtrail.access.v1.access_e
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ACCESSREQUESTED']._serialized_start=168
-  _globals['_ACCESSREQUESTED']._serialized_end=465
-  _globals['_ACCESSREQUESTAPPROVED']._serialized_start=468
-  _globals['_ACCESSREQUESTAPPROVED']._serialized_end=736
-  _globals['_DISCLOSUREAPPROVALRECORDED']._serialized_start=739
-  _globals['_DISCLOSUREAPPROVALRECORDED']._serialized_end=872
-  _globals['_DISCLOSUREPACKAGECREATED']._serialized_start=875
-  _globals['_DISCLOSUREPACKAGECREATED']._serialized_end=1078
-  _globals['_ACCESSREQUESTDENIED']._serialized_start=1080
-  _globals['_ACCESSREQUESTDENIED']._serialized_end=1206
-  _globals['_ACCESSREVOKED']._serialized_start=1209
-  _globals['_ACCESSREVOKED']._serialized_end=1353
-  _globals['_ACCESSGRANTEXPIRED']._serialized_start=1355
-  _globals['_ACCESSGRANTEXPIRED']._serialized_end=1461
-  _globals['_LEDGERCHECKPOINTSIGNED']._serialized_start=1463
-  _globals['_LEDGERCHECKPOINTSIGNED']._serialized_end=1545
-  _globals['_SIGNEDCHECKPOINT']._serialized_start=1548
-  _globals['_SIGNEDCHECKPOINT']._serialized_end=1702
+  _globals['_ACCESSREQUESTED']._serialized_end=483
+  _globals['_ACCESSREQUESTAPPROVED']._serialized_start=486
+  _globals['_ACCESSREQUESTAPPROVED']._serialized_end=754
+  _globals['_DISCLOSUREAPPROVALRECORDED']._serialized_start=757
+  _globals['_DISCLOSUREAPPROVALRECORDED']._serialized_end=890
+  _globals['_DISCLOSUREPACKAGECREATED']._serialized_start=893
+  _globals['_DISCLOSUREPACKAGECREATED']._serialized_end=1096
+  _globals['_ACCESSREQUESTDENIED']._serialized_start=1098
+  _globals['_ACCESSREQUESTDENIED']._serialized_end=1224
+  _globals['_ACCESSREVOKED']._serialized_start=1227
+  _globals['_ACCESSREVOKED']._serialized_end=1371
+  _globals['_ACCESSGRANTEXPIRED']._serialized_start=1373
+  _globals['_ACCESSGRANTEXPIRED']._serialized_end=1479
+  _globals['_LEDGERCHECKPOINTSIGNED']._serialized_start=1481
+  _globals['_LEDGERCHECKPOINTSIGNED']._serialized_end=1563
+  _globals['_SIGNEDCHECKPOINT']._serialized_start=1566
+  _globals['_SIGNEDCHECKPOINT']._serialized_end=1720
 # @@protoc_insertion_point(module_scope)

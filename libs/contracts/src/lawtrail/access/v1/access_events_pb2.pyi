@@ -36,6 +36,7 @@ class AccessRequested(_message.Message):
     OWNING_UNITS_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
     STANDING_ORDER_FIELD_NUMBER: _builtins.int
+    FILED_BY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Id of the request."""
     purpose: _builtins.str
@@ -46,6 +47,10 @@ class AccessRequested(_message.Message):
     """The receiving body of a disclosure; empty for an access request."""
     standing_order: _builtins.str
     """The standing order it was made under (a service's standing grant); empty otherwise."""
+    filed_by: _builtins.str
+    """The service that filed it for the requester (e.g. compliance-svc for a spot-check reviewer); empty
+    when the requester asked themselves.
+    """
     @_builtins.property
     def requested(self) -> _common_pb2.Attribution:
         """Who asked and when."""
@@ -74,10 +79,11 @@ class AccessRequested(_message.Message):
         owning_units: _abc.Iterable[_builtins.str] | None = ...,
         recipient: _builtins.str = ...,
         standing_order: _builtins.str = ...,
+        filed_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["requested", b"requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "duration_s", b"duration_s", "owning_units", b"owning_units", "purpose", b"purpose", "recipient", b"recipient", "request_id", b"request_id", "requested", b"requested", "resources", b"resources", "standing_order", b"standing_order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "duration_s", b"duration_s", "filed_by", b"filed_by", "owning_units", b"owning_units", "purpose", b"purpose", "recipient", b"recipient", "request_id", b"request_id", "requested", b"requested", "resources", b"resources", "standing_order", b"standing_order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

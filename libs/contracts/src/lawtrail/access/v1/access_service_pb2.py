@@ -28,49 +28,49 @@ from lawtrail.access.v1 import access_grant_pb2 as lawtrail_dot_access_dot_v1_do
 from lawtrail.common.v1 import common_pb2 as lawtrail_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lawtrail/access/v1/access_service.proto\x12\x12lawtrail.access.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%lawtrail/access/v1/access_grant.proto\x1a\x1flawtrail/common/v1/common.proto\"\xdd\x01\n\x1bRequestStandingGrantRequest\x12\x16\n\x0estanding_order\x18\x01 \x01(\t\x12\x34\n\tresources\x18\x02 \x03(\x0b\x32!.lawtrail.access.v1.GrantResource\x12\x32\n\x07\x61\x63tions\x18\x03 \x03(\x0e\x32!.lawtrail.access.v1.GrantedAction\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"R\n\x1cRequestStandingGrantResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"\xd9\x05\n\rAccessRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\trequested\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x34\n\tresources\x18\x03 \x03(\x0b\x32!.lawtrail.access.v1.GrantResource\x12\x32\n\x07\x61\x63tions\x18\x04 \x03(\x0e\x32!.lawtrail.access.v1.GrantedAction\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cowning_units\x18\x07 \x03(\t\x12\x35\n\x05state\x18\x08 \x01(\x0e\x32&.lawtrail.access.v1.AccessRequestState\x12\x30\n\x07\x64\x65\x63ided\x18\t \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\n \x01(\t\x12\x10\n\x08grant_id\x18\x0b \x01(\t\x12\x34\n\x10grant_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bgrant_token\x18\r \x01(\t\x12\x30\n\x07revoked\x18\x0e \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x19\n\x11revocation_reason\x18\x0f \x01(\t\x12\x11\n\trecipient\x18\x10 \x01(\t\x12\x32\n\tapprovals\x18\x11 \x03(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x37\n\x08packages\x18\x12 \x03(\x0b\x32%.lawtrail.access.v1.DisclosurePackage\x12\x16\n\x0estanding_order\x18\x13 \x01(\t\"\x9d\x01\n\x11\x44isclosurePackage\x12\x16\n\x0epackage_sha256\x18\x01 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x02 \x01(\t\x12\r\n\x05\x66iles\x18\x03 \x01(\x05\x12\x15\n\rretained_copy\x18\x04 \x01(\t\x12\x31\n\x08recorded\x18\x05 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\"\x8b\x01\n\x1eRecordDisclosurePackageRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0epackage_sha256\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x03 \x01(\t\x12\r\n\x05\x66iles\x18\x04 \x01(\x05\x12\x15\n\rretained_copy\x18\x05 \x01(\t\"U\n\x1fRecordDisclosurePackageResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"\xd1\x01\n\x14RequestAccessRequest\x12\x34\n\tresources\x18\x01 \x03(\x0b\x32!.lawtrail.access.v1.GrantResource\x12\x32\n\x07\x61\x63tions\x18\x02 \x03(\x0e\x32!.lawtrail.access.v1.GrantedAction\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\trecipient\x18\x05 \x01(\t\"K\n\x15RequestAccessResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"v\n\x1a\x44\x65\x63ideAccessRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\".lawtrail.access.v1.AccessDecision\x12\x0e\n\x06reason\x18\x03 \x01(\t\"Q\n\x1b\x44\x65\x63ideAccessRequestResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"-\n\x17GetAccessRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"N\n\x18GetAccessRequestResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"\x81\x01\n\x19ListAccessRequestsRequest\x12\x35\n\x05state\x18\x01 \x01(\x0e\x32&.lawtrail.access.v1.AccessRequestState\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.PageRequest\"\x81\x01\n\x1aListAccessRequestsResponse\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.lawtrail.access.v1.AccessRequest\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .lawtrail.common.v1.PageResponse\"<\n\x18RevokeAccessGrantRequest\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"O\n\x19RevokeAccessGrantResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest*\xe4\x01\n\x12\x41\x63\x63\x65ssRequestState\x12$\n ACCESS_REQUEST_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_PENDING\x10\x01\x12!\n\x1d\x41\x43\x43\x45SS_REQUEST_STATE_APPROVED\x10\x02\x12\x1f\n\x1b\x41\x43\x43\x45SS_REQUEST_STATE_DENIED\x10\x03\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_REVOKED\x10\x04\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_EXPIRED\x10\x05*h\n\x0e\x41\x63\x63\x65ssDecision\x12\x1f\n\x1b\x41\x43\x43\x45SS_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43\x43\x45SS_DECISION_APPROVE\x10\x01\x12\x18\n\x14\x41\x43\x43\x45SS_DECISION_DENY\x10\x02\x32\xc3\x06\n\rAccessService\x12\x64\n\rRequestAccess\x12(.lawtrail.access.v1.RequestAccessRequest\x1a).lawtrail.access.v1.RequestAccessResponse\x12v\n\x13\x44\x65\x63ideAccessRequest\x12..lawtrail.access.v1.DecideAccessRequestRequest\x1a/.lawtrail.access.v1.DecideAccessRequestResponse\x12m\n\x10GetAccessRequest\x12+.lawtrail.access.v1.GetAccessRequestRequest\x1a,.lawtrail.access.v1.GetAccessRequestResponse\x12s\n\x12ListAccessRequests\x12-.lawtrail.access.v1.ListAccessRequestsRequest\x1a..lawtrail.access.v1.ListAccessRequestsResponse\x12p\n\x11RevokeAccessGrant\x12,.lawtrail.access.v1.RevokeAccessGrantRequest\x1a-.lawtrail.access.v1.RevokeAccessGrantResponse\x12\x82\x01\n\x17RecordDisclosurePackage\x12\x32.lawtrail.access.v1.RecordDisclosurePackageRequest\x1a\x33.lawtrail.access.v1.RecordDisclosurePackageResponse\x12y\n\x14RequestStandingGrant\x12/.lawtrail.access.v1.RequestStandingGrantRequest\x1a\x30.lawtrail.access.v1.RequestStandingGrantResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'lawtrail/access/v1/access_service.proto\x12\x12lawtrail.access.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a%lawtrail/access/v1/access_grant.proto\x1a\x1flawtrail/common/v1/common.proto\"\xdd\x01\n\x1bRequestStandingGrantRequest\x12\x16\n\x0estanding_order\x18\x01 \x01(\t\x12\x34\n\tresources\x18\x02 \x03(\x0b\x32!.lawtrail.access.v1.GrantResource\x12\x32\n\x07\x61\x63tions\x18\x03 \x03(\x0e\x32!.lawtrail.access.v1.GrantedAction\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12+\n\x08\x64uration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"R\n\x1cRequestStandingGrantResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"\xeb\x05\n\rAccessRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\trequested\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x34\n\tresources\x18\x03 \x03(\x0b\x32!.lawtrail.access.v1.GrantResource\x12\x32\n\x07\x61\x63tions\x18\x04 \x03(\x0e\x32!.lawtrail.access.v1.GrantedAction\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cowning_units\x18\x07 \x03(\t\x12\x35\n\x05state\x18\x08 \x01(\x0e\x32&.lawtrail.access.v1.AccessRequestState\x12\x30\n\x07\x64\x65\x63ided\x18\t \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x17\n\x0f\x64\x65\x63ision_reason\x18\n \x01(\t\x12\x10\n\x08grant_id\x18\x0b \x01(\t\x12\x34\n\x10grant_expires_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bgrant_token\x18\r \x01(\t\x12\x30\n\x07revoked\x18\x0e \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x19\n\x11revocation_reason\x18\x0f \x01(\t\x12\x11\n\trecipient\x18\x10 \x01(\t\x12\x32\n\tapprovals\x18\x11 \x03(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x37\n\x08packages\x18\x12 \x03(\x0b\x32%.lawtrail.access.v1.DisclosurePackage\x12\x16\n\x0estanding_order\x18\x13 \x01(\t\x12\x10\n\x08\x66iled_by\x18\x14 \x01(\t\"\x9d\x01\n\x11\x44isclosurePackage\x12\x16\n\x0epackage_sha256\x18\x01 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x02 \x01(\t\x12\r\n\x05\x66iles\x18\x03 \x01(\x05\x12\x15\n\rretained_copy\x18\x04 \x01(\t\x12\x31\n\x08recorded\x18\x05 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\"\x8b\x01\n\x1eRecordDisclosurePackageRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0epackage_sha256\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_sha256\x18\x03 \x01(\t\x12\r\n\x05\x66iles\x18\x04 \x01(\x05\x12\x15\n\rretained_copy\x18\x05 \x01(\t\"U\n\x1fRecordDisclosurePackageResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"\xe7\x01\n\x14RequestAccessRequest\x12\x34\n\tresources\x18\x01 \x03(\x0b\x32!.lawtrail.access.v1.GrantResource\x12\x32\n\x07\x61\x63tions\x18\x02 \x03(\x0e\x32!.lawtrail.access.v1.GrantedAction\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\trecipient\x18\x05 \x01(\t\x12\x14\n\x0con_behalf_of\x18\x06 \x01(\t\"K\n\x15RequestAccessResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"v\n\x1a\x44\x65\x63ideAccessRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\".lawtrail.access.v1.AccessDecision\x12\x0e\n\x06reason\x18\x03 \x01(\t\"Q\n\x1b\x44\x65\x63ideAccessRequestResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"-\n\x17GetAccessRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"N\n\x18GetAccessRequestResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest\"\x81\x01\n\x19ListAccessRequestsRequest\x12\x35\n\x05state\x18\x01 \x01(\x0e\x32&.lawtrail.access.v1.AccessRequestState\x12-\n\x04page\x18\x02 \x01(\x0b\x32\x1f.lawtrail.common.v1.PageRequest\"\x81\x01\n\x1aListAccessRequestsResponse\x12\x33\n\x08requests\x18\x01 \x03(\x0b\x32!.lawtrail.access.v1.AccessRequest\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .lawtrail.common.v1.PageResponse\"<\n\x18RevokeAccessGrantRequest\x12\x10\n\x08grant_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"O\n\x19RevokeAccessGrantResponse\x12\x32\n\x07request\x18\x01 \x01(\x0b\x32!.lawtrail.access.v1.AccessRequest*\xe4\x01\n\x12\x41\x63\x63\x65ssRequestState\x12$\n ACCESS_REQUEST_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_PENDING\x10\x01\x12!\n\x1d\x41\x43\x43\x45SS_REQUEST_STATE_APPROVED\x10\x02\x12\x1f\n\x1b\x41\x43\x43\x45SS_REQUEST_STATE_DENIED\x10\x03\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_REVOKED\x10\x04\x12 \n\x1c\x41\x43\x43\x45SS_REQUEST_STATE_EXPIRED\x10\x05*h\n\x0e\x41\x63\x63\x65ssDecision\x12\x1f\n\x1b\x41\x43\x43\x45SS_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41\x43\x43\x45SS_DECISION_APPROVE\x10\x01\x12\x18\n\x14\x41\x43\x43\x45SS_DECISION_DENY\x10\x02\x32\xc3\x06\n\rAccessService\x12\x64\n\rRequestAccess\x12(.lawtrail.access.v1.RequestAccessRequest\x1a).lawtrail.access.v1.RequestAccessResponse\x12v\n\x13\x44\x65\x63ideAccessRequest\x12..lawtrail.access.v1.DecideAccessRequestRequest\x1a/.lawtrail.access.v1.DecideAccessRequestResponse\x12m\n\x10GetAccessRequest\x12+.lawtrail.access.v1.GetAccessRequestRequest\x1a,.lawtrail.access.v1.GetAccessRequestResponse\x12s\n\x12ListAccessRequests\x12-.lawtrail.access.v1.ListAccessRequestsRequest\x1a..lawtrail.access.v1.ListAccessRequestsResponse\x12p\n\x11RevokeAccessGrant\x12,.lawtrail.access.v1.RevokeAccessGrantRequest\x1a-.lawtrail.access.v1.RevokeAccessGrantResponse\x12\x82\x01\n\x17RecordDisclosurePackage\x12\x32.lawtrail.access.v1.RecordDisclosurePackageRequest\x1a\x33.lawtrail.access.v1.RecordDisclosurePackageResponse\x12y\n\x14RequestStandingGrant\x12/.lawtrail.access.v1.RequestStandingGrantRequest\x1a\x30.lawtrail.access.v1.RequestStandingGrantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lawtrail.access.v1.access_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACCESSREQUESTSTATE']._serialized_start=2656
-  _globals['_ACCESSREQUESTSTATE']._serialized_end=2884
-  _globals['_ACCESSDECISION']._serialized_start=2886
-  _globals['_ACCESSDECISION']._serialized_end=2990
+  _globals['_ACCESSREQUESTSTATE']._serialized_start=2696
+  _globals['_ACCESSREQUESTSTATE']._serialized_end=2924
+  _globals['_ACCESSDECISION']._serialized_start=2926
+  _globals['_ACCESSDECISION']._serialized_end=3030
   _globals['_REQUESTSTANDINGGRANTREQUEST']._serialized_start=201
   _globals['_REQUESTSTANDINGGRANTREQUEST']._serialized_end=422
   _globals['_REQUESTSTANDINGGRANTRESPONSE']._serialized_start=424
   _globals['_REQUESTSTANDINGGRANTRESPONSE']._serialized_end=506
   _globals['_ACCESSREQUEST']._serialized_start=509
-  _globals['_ACCESSREQUEST']._serialized_end=1238
-  _globals['_DISCLOSUREPACKAGE']._serialized_start=1241
-  _globals['_DISCLOSUREPACKAGE']._serialized_end=1398
-  _globals['_RECORDDISCLOSUREPACKAGEREQUEST']._serialized_start=1401
-  _globals['_RECORDDISCLOSUREPACKAGEREQUEST']._serialized_end=1540
-  _globals['_RECORDDISCLOSUREPACKAGERESPONSE']._serialized_start=1542
-  _globals['_RECORDDISCLOSUREPACKAGERESPONSE']._serialized_end=1627
-  _globals['_REQUESTACCESSREQUEST']._serialized_start=1630
-  _globals['_REQUESTACCESSREQUEST']._serialized_end=1839
-  _globals['_REQUESTACCESSRESPONSE']._serialized_start=1841
-  _globals['_REQUESTACCESSRESPONSE']._serialized_end=1916
-  _globals['_DECIDEACCESSREQUESTREQUEST']._serialized_start=1918
-  _globals['_DECIDEACCESSREQUESTREQUEST']._serialized_end=2036
-  _globals['_DECIDEACCESSREQUESTRESPONSE']._serialized_start=2038
-  _globals['_DECIDEACCESSREQUESTRESPONSE']._serialized_end=2119
-  _globals['_GETACCESSREQUESTREQUEST']._serialized_start=2121
-  _globals['_GETACCESSREQUESTREQUEST']._serialized_end=2166
-  _globals['_GETACCESSREQUESTRESPONSE']._serialized_start=2168
-  _globals['_GETACCESSREQUESTRESPONSE']._serialized_end=2246
-  _globals['_LISTACCESSREQUESTSREQUEST']._serialized_start=2249
-  _globals['_LISTACCESSREQUESTSREQUEST']._serialized_end=2378
-  _globals['_LISTACCESSREQUESTSRESPONSE']._serialized_start=2381
-  _globals['_LISTACCESSREQUESTSRESPONSE']._serialized_end=2510
-  _globals['_REVOKEACCESSGRANTREQUEST']._serialized_start=2512
-  _globals['_REVOKEACCESSGRANTREQUEST']._serialized_end=2572
-  _globals['_REVOKEACCESSGRANTRESPONSE']._serialized_start=2574
-  _globals['_REVOKEACCESSGRANTRESPONSE']._serialized_end=2653
-  _globals['_ACCESSSERVICE']._serialized_start=2993
-  _globals['_ACCESSSERVICE']._serialized_end=3828
+  _globals['_ACCESSREQUEST']._serialized_end=1256
+  _globals['_DISCLOSUREPACKAGE']._serialized_start=1259
+  _globals['_DISCLOSUREPACKAGE']._serialized_end=1416
+  _globals['_RECORDDISCLOSUREPACKAGEREQUEST']._serialized_start=1419
+  _globals['_RECORDDISCLOSUREPACKAGEREQUEST']._serialized_end=1558
+  _globals['_RECORDDISCLOSUREPACKAGERESPONSE']._serialized_start=1560
+  _globals['_RECORDDISCLOSUREPACKAGERESPONSE']._serialized_end=1645
+  _globals['_REQUESTACCESSREQUEST']._serialized_start=1648
+  _globals['_REQUESTACCESSREQUEST']._serialized_end=1879
+  _globals['_REQUESTACCESSRESPONSE']._serialized_start=1881
+  _globals['_REQUESTACCESSRESPONSE']._serialized_end=1956
+  _globals['_DECIDEACCESSREQUESTREQUEST']._serialized_start=1958
+  _globals['_DECIDEACCESSREQUESTREQUEST']._serialized_end=2076
+  _globals['_DECIDEACCESSREQUESTRESPONSE']._serialized_start=2078
+  _globals['_DECIDEACCESSREQUESTRESPONSE']._serialized_end=2159
+  _globals['_GETACCESSREQUESTREQUEST']._serialized_start=2161
+  _globals['_GETACCESSREQUESTREQUEST']._serialized_end=2206
+  _globals['_GETACCESSREQUESTRESPONSE']._serialized_start=2208
+  _globals['_GETACCESSREQUESTRESPONSE']._serialized_end=2286
+  _globals['_LISTACCESSREQUESTSREQUEST']._serialized_start=2289
+  _globals['_LISTACCESSREQUESTSREQUEST']._serialized_end=2418
+  _globals['_LISTACCESSREQUESTSRESPONSE']._serialized_start=2421
+  _globals['_LISTACCESSREQUESTSRESPONSE']._serialized_end=2550
+  _globals['_REVOKEACCESSGRANTREQUEST']._serialized_start=2552
+  _globals['_REVOKEACCESSGRANTREQUEST']._serialized_end=2612
+  _globals['_REVOKEACCESSGRANTRESPONSE']._serialized_start=2614
+  _globals['_REVOKEACCESSGRANTRESPONSE']._serialized_end=2693
+  _globals['_ACCESSSERVICE']._serialized_start=3033
+  _globals['_ACCESSSERVICE']._serialized_end=3868
 # @@protoc_insertion_point(module_scope)

@@ -185,6 +185,7 @@ class AccessRequest(_message.Message):
     APPROVALS_FIELD_NUMBER: _builtins.int
     PACKAGES_FIELD_NUMBER: _builtins.int
     STANDING_ORDER_FIELD_NUMBER: _builtins.int
+    FILED_BY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Id of the request."""
     purpose: _builtins.str
@@ -206,6 +207,10 @@ class AccessRequest(_message.Message):
     standing_order: _builtins.str
     """The standing order the grant was issued under (RequestStandingGrant); empty for a request a person
     decided.
+    """
+    filed_by: _builtins.str
+    """The service that filed the request for the requester (RequestAccessRequest.on_behalf_of); empty when
+    the requester asked themselves.
     """
     @_builtins.property
     def requested(self) -> _common_pb2.Attribution:
@@ -271,10 +276,11 @@ class AccessRequest(_message.Message):
         approvals: _abc.Iterable[_common_pb2.Attribution] | None = ...,
         packages: _abc.Iterable[Global___DisclosurePackage] | None = ...,
         standing_order: _builtins.str = ...,
+        filed_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decided", b"decided", "duration", b"duration", "grant_expires_at", b"grant_expires_at", "requested", b"requested", "revoked", b"revoked"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "approvals", b"approvals", "decided", b"decided", "decision_reason", b"decision_reason", "duration", b"duration", "grant_expires_at", b"grant_expires_at", "grant_id", b"grant_id", "grant_token", b"grant_token", "owning_units", b"owning_units", "packages", b"packages", "purpose", b"purpose", "recipient", b"recipient", "request_id", b"request_id", "requested", b"requested", "resources", b"resources", "revocation_reason", b"revocation_reason", "revoked", b"revoked", "standing_order", b"standing_order", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "approvals", b"approvals", "decided", b"decided", "decision_reason", b"decision_reason", "duration", b"duration", "filed_by", b"filed_by", "grant_expires_at", b"grant_expires_at", "grant_id", b"grant_id", "grant_token", b"grant_token", "owning_units", b"owning_units", "packages", b"packages", "purpose", b"purpose", "recipient", b"recipient", "request_id", b"request_id", "requested", b"requested", "resources", b"resources", "revocation_reason", b"revocation_reason", "revoked", b"revoked", "standing_order", b"standing_order", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -393,11 +399,17 @@ class RequestAccessRequest(_message.Message):
     PURPOSE_FIELD_NUMBER: _builtins.int
     DURATION_FIELD_NUMBER: _builtins.int
     RECIPIENT_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     purpose: _builtins.str
     """Why (1–500 characters)."""
     recipient: _builtins.str
     """For an export or disclosure (R14, R15): the receiving body (1–200 characters). Makes the request a
     disclosure: it needs approval by LEGAL_OFFICE and by the owning unit's UNIT_HEAD, two different people.
+    """
+    on_behalf_of: _builtins.str
+    """Files the request for this person (subject, 1–64 characters) instead of the caller: the requester
+    becomes them (they receive the grant; they never decide it) and the caller is recorded as `filed_by`.
+    Only a service (role SERVICE) may — e.g. compliance-svc for the reviewers of an R22 spot check.
     """
     @_builtins.property
     def resources(self) -> _containers.RepeatedCompositeFieldContainer[_access_grant_pb2.GrantResource]:
@@ -419,10 +431,11 @@ class RequestAccessRequest(_message.Message):
         purpose: _builtins.str = ...,
         duration: _duration_pb2.Duration | None = ...,
         recipient: _builtins.str = ...,
+        on_behalf_of: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "duration", b"duration", "purpose", b"purpose", "recipient", b"recipient", "resources", b"resources"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions", "duration", b"duration", "on_behalf_of", b"on_behalf_of", "purpose", b"purpose", "recipient", b"recipient", "resources", b"resources"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

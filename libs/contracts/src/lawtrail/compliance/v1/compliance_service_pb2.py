@@ -27,51 +27,53 @@ from lawtrail.common.v1 import common_pb2 as lawtrail_dot_common_dot_v1_dot_comm
 from lawtrail.compliance.v1 import finding_pb2 as lawtrail_dot_compliance_dot_v1_dot_finding__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/lawtrail/compliance/v1/compliance_service.proto\x12\x16lawtrail.compliance.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flawtrail/common/v1/common.proto\x1a$lawtrail/compliance/v1/finding.proto\"\x88\x01\n\x06Review\x12<\n\x0e\x66\x61iled_aspects\x18\x01 \x03(\x0e\x32$.lawtrail.compliance.v1.ReviewAspect\x12\r\n\x05notes\x18\x02 \x01(\t\x12\x31\n\x08reviewed\x18\x03 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\"\xbc\x01\n\rSpotCheckItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.lawtrail.compliance.v1.MaterialKind\x12\x13\n\x0bmaterial_id\x18\x03 \x01(\t\x12\x0f\n\x07officer\x18\x04 \x01(\t\x12\x10\n\x08reviewer\x18\x05 \x01(\t\x12.\n\x06review\x18\x06 \x01(\x0b\x32\x1e.lawtrail.compliance.v1.Review\"\x99\x02\n\tSpotCheck\x12\x15\n\rspot_check_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12/\n\x0bperiod_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tperiod_to\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x13\n\x0bper_officer\x18\x06 \x01(\x05\x12\x34\n\x05items\x18\x07 \x03(\x0b\x32%.lawtrail.compliance.v1.SpotCheckItem\x12.\n\x05\x64rawn\x18\x08 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\"\xba\x01\n\x14\x44rawSpotCheckRequest\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12/\n\x0bperiod_from\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tperiod_to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bper_officer\x18\x04 \x01(\x05\x12\x11\n\treviewers\x18\x05 \x03(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\"N\n\x15\x44rawSpotCheckResponse\x12\x35\n\nspot_check\x18\x01 \x01(\x0b\x32!.lawtrail.compliance.v1.SpotCheck\",\n\x13GetSpotCheckRequest\x12\x15\n\rspot_check_id\x18\x01 \x01(\t\"M\n\x14GetSpotCheckResponse\x12\x35\n\nspot_check\x18\x01 \x01(\x0b\x32!.lawtrail.compliance.v1.SpotCheck\"\x8a\x01\n\x13RecordReviewRequest\x12\x15\n\rspot_check_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12<\n\x0e\x66\x61iled_aspects\x18\x03 \x03(\x0e\x32$.lawtrail.compliance.v1.ReviewAspect\x12\r\n\x05notes\x18\x04 \x01(\t\"~\n\x14RecordReviewResponse\x12\x33\n\x04item\x18\x01 \x01(\x0b\x32%.lawtrail.compliance.v1.SpotCheckItem\x12\x31\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x1f.lawtrail.compliance.v1.Finding\"\xdd\x01\n\x13ListFindingsRequest\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0f\n\x07\x61rticle\x18\x02 \x01(\t\x12\x32\n\x08severity\x18\x03 \x01(\x0e\x32 .lawtrail.compliance.v1.Severity\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32$.lawtrail.compliance.v1.FindingState\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12-\n\x04page\x18\x06 \x01(\x0b\x32\x1f.lawtrail.common.v1.PageRequest\"y\n\x14ListFindingsResponse\x12\x31\n\x08\x66indings\x18\x01 \x03(\x0b\x32\x1f.lawtrail.compliance.v1.Finding\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .lawtrail.common.v1.PageResponse\"\'\n\x11GetFindingRequest\x12\x12\n\nfinding_id\x18\x01 \x01(\t\"F\n\x12GetFindingResponse\x12\x30\n\x07\x66inding\x18\x01 \x01(\x0b\x32\x1f.lawtrail.compliance.v1.Finding\"/\n\x19\x41\x63knowledgeFindingRequest\x12\x12\n\nfinding_id\x18\x01 \x01(\t\"N\n\x1a\x41\x63knowledgeFindingResponse\x12\x30\n\x07\x66inding\x18\x01 \x01(\x0b\x32\x1f.lawtrail.compliance.v1.Finding\"@\n\x15ResolveFindingRequest\x12\x12\n\nfinding_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64isposition\x18\x02 \x01(\t\"J\n\x16ResolveFindingResponse\x12\x30\n\x07\x66inding\x18\x01 \x01(\x0b\x32\x1f.lawtrail.compliance.v1.Finding*b\n\x0cMaterialKind\x12\x1d\n\x19MATERIAL_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17MATERIAL_KIND_RECORDING\x10\x01\x12\x16\n\x12MATERIAL_KIND_CASE\x10\x02*\x84\x01\n\x0cReviewAspect\x12\x1d\n\x19REVIEW_ASPECT_UNSPECIFIED\x10\x00\x12\x19\n\x15REVIEW_ASPECT_CONDUCT\x10\x01\x12\x1a\n\x16REVIEW_ASPECT_CIVILITY\x10\x02\x12\x1e\n\x1aREVIEW_ASPECT_COMPLETENESS\x10\x03\x32\x95\x06\n\x11\x43omplianceService\x12i\n\x0cListFindings\x12+.lawtrail.compliance.v1.ListFindingsRequest\x1a,.lawtrail.compliance.v1.ListFindingsResponse\x12\x63\n\nGetFinding\x12).lawtrail.compliance.v1.GetFindingRequest\x1a*.lawtrail.compliance.v1.GetFindingResponse\x12{\n\x12\x41\x63knowledgeFinding\x12\x31.lawtrail.compliance.v1.AcknowledgeFindingRequest\x1a\x32.lawtrail.compliance.v1.AcknowledgeFindingResponse\x12o\n\x0eResolveFinding\x12-.lawtrail.compliance.v1.ResolveFindingRequest\x1a..lawtrail.compliance.v1.ResolveFindingResponse\x12l\n\rDrawSpotCheck\x12,.lawtrail.compliance.v1.DrawSpotCheckRequest\x1a-.lawtrail.compliance.v1.DrawSpotCheckResponse\x12i\n\x0cGetSpotCheck\x12+.lawtrail.compliance.v1.GetSpotCheckRequest\x1a,.lawtrail.compliance.v1.GetSpotCheckResponse\x12i\n\x0cRecordReview\x12+.lawtrail.compliance.v1.RecordReviewRequest\x1a,.lawtrail.compliance.v1.RecordReviewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/lawtrail/compliance/v1/compliance_service.proto\x12\x16lawtrail.compliance.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flawtrail/common/v1/common.proto\x1a$lawtrail/compliance/v1/finding.proto\"\x88\x01\n\x06Review\x12<\n\x0e\x66\x61iled_aspects\x18\x01 \x03(\x0e\x32$.lawtrail.compliance.v1.ReviewAspect\x12\r\n\x05notes\x18\x02 \x01(\t\x12\x31\n\x08reviewed\x18\x03 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\"\xbc\x01\n\rSpotCheckItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.lawtrail.compliance.v1.MaterialKind\x12\x13\n\x0bmaterial_id\x18\x03 \x01(\t\x12\x0f\n\x07officer\x18\x04 \x01(\t\x12\x10\n\x08reviewer\x18\x05 \x01(\t\x12.\n\x06review\x18\x06 \x01(\x0b\x32\x1e.lawtrail.compliance.v1.Review\"\xe1\x02\n\tSpotCheck\x12\x15\n\rspot_check_id\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12/\n\x0bperiod_from\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tperiod_to\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x12\x13\n\x0bper_officer\x18\x06 \x01(\x05\x12\x34\n\x05items\x18\x07 \x03(\x0b\x32%.lawtrail.compliance.v1.SpotCheckItem\x12.\n\x05\x64rawn\x18\x08 \x01(\x0b\x32\x1f.lawtrail.common.v1.Attribution\x12\x46\n\x0f\x61\x63\x63\x65ss_requests\x18\t \x03(\x0b\x32-.lawtrail.compliance.v1.ReviewerAccessRequest\"O\n\x15ReviewerAccessRequest\x12\x10\n\x08reviewer\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08item_ids\x18\x03 \x03(\t\"\xba\x01\n\x14\x44rawSpotCheckRequest\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12/\n\x0bperiod_from\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tperiod_to\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bper_officer\x18\x04 \x01(\x05\x12\x11\n\treviewers\x18\x05 \x03(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\"N\n\x15\x44rawSpotCheckResponse\x12\x35\n\nspot_check\x18\x01 \x01(\x0b\x32!.lawtrail.compliance.v1.SpotCheck\",\n\x13GetSpotCheckRequest\x12\x15\n\rspot_check_id\x18\x01 \x01(\t\"M\n\x14GetSpotCheckResponse\x12\x35\n\nspot_check\x18\x01 \x01(\x0b\x32!.lawtrail.compliance.v1.SpotCheck\"\x8a\x01\n\x13RecordReviewRequest\x12\x15\n\rspot_check_id\x18\x01 \x01(\t\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12<\n\x0e\x66\x61iled_aspects\x18\x03 \x03(\x0e\x32$.lawtrail.compliance.v1.ReviewAspect\x12\r\n\x05notes\x18\x04 \x01(\t\"~\n\x14RecordReviewResponse\x12\x33\n\x04item\x18\x01 \x01(\x0b\x32%.lawtrail.compliance.v1.SpotCheckItem\x12\x31\n\x08\x66indings\x18\x02 \x03(\x0b\x32\x1f.lawtrail.compliance.v1.Finding\"\xdd\x01\n\x13ListFindingsRequest\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0f\n\x07\x61rticle\x18\x02 \x01(\t\x12\x32\n\x08severity\x18\x03 \x01(\x0e\x32 .lawtrail.compliance.v1.Severity\x12\x33\n\x05state\x18\x04 \x01(\x0e\x32$.lawtrail.compliance.v1.FindingState\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12-\n\x04page\x18\x06 \x01(\x0b\x32\x1f.lawtrail.common.v1.PageRequest\"y\n\x14ListFindingsResponse\x12\x31\n\x08\x66indings\x18\x01 \x03(\x0b\x32\x1f.lawtrail.compliance.v1.Finding\x12.\n\x04page\x18\x02 \x01(\x0b\x32 .lawtrail.common.v1.PageResponse\"\'\n\x11GetFindingRequest\x12\x12\n\nfinding_id\x18\x01 \x01(\t\"F\n\x12GetFindingResponse\x12\x30\n\x07\x66inding\x18\x01 \x01(\x0b\x32\x1f.lawtrail.compliance.v1.Finding\"/\n\x19\x41\x63knowledgeFindingRequest\x12\x12\n\nfinding_id\x18\x01 \x01(\t\"N\n\x1a\x41\x63knowledgeFindingResponse\x12\x30\n\x07\x66inding\x18\x01 \x01(\x0b\x32\x1f.lawtrail.compliance.v1.Finding\"@\n\x15ResolveFindingRequest\x12\x12\n\nfinding_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64isposition\x18\x02 \x01(\t\"J\n\x16ResolveFindingResponse\x12\x30\n\x07\x66inding\x18\x01 \x01(\x0b\x32\x1f.lawtrail.compliance.v1.Finding*b\n\x0cMaterialKind\x12\x1d\n\x19MATERIAL_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17MATERIAL_KIND_RECORDING\x10\x01\x12\x16\n\x12MATERIAL_KIND_CASE\x10\x02*\x84\x01\n\x0cReviewAspect\x12\x1d\n\x19REVIEW_ASPECT_UNSPECIFIED\x10\x00\x12\x19\n\x15REVIEW_ASPECT_CONDUCT\x10\x01\x12\x1a\n\x16REVIEW_ASPECT_CIVILITY\x10\x02\x12\x1e\n\x1aREVIEW_ASPECT_COMPLETENESS\x10\x03\x32\x95\x06\n\x11\x43omplianceService\x12i\n\x0cListFindings\x12+.lawtrail.compliance.v1.ListFindingsRequest\x1a,.lawtrail.compliance.v1.ListFindingsResponse\x12\x63\n\nGetFinding\x12).lawtrail.compliance.v1.GetFindingRequest\x1a*.lawtrail.compliance.v1.GetFindingResponse\x12{\n\x12\x41\x63knowledgeFinding\x12\x31.lawtrail.compliance.v1.AcknowledgeFindingRequest\x1a\x32.lawtrail.compliance.v1.AcknowledgeFindingResponse\x12o\n\x0eResolveFinding\x12-.lawtrail.compliance.v1.ResolveFindingRequest\x1a..lawtrail.compliance.v1.ResolveFindingResponse\x12l\n\rDrawSpotCheck\x12,.lawtrail.compliance.v1.DrawSpotCheckRequest\x1a-.lawtrail.compliance.v1.DrawSpotCheckResponse\x12i\n\x0cGetSpotCheck\x12+.lawtrail.compliance.v1.GetSpotCheckRequest\x1a,.lawtrail.compliance.v1.GetSpotCheckResponse\x12i\n\x0cRecordReview\x12+.lawtrail.compliance.v1.RecordReviewRequest\x1a,.lawtrail.compliance.v1.RecordReviewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lawtrail.compliance.v1.compliance_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MATERIALKIND']._serialized_start=2187
-  _globals['_MATERIALKIND']._serialized_end=2285
-  _globals['_REVIEWASPECT']._serialized_start=2288
-  _globals['_REVIEWASPECT']._serialized_end=2420
+  _globals['_MATERIALKIND']._serialized_start=2340
+  _globals['_MATERIALKIND']._serialized_end=2438
+  _globals['_REVIEWASPECT']._serialized_start=2441
+  _globals['_REVIEWASPECT']._serialized_end=2573
   _globals['_REVIEW']._serialized_start=180
   _globals['_REVIEW']._serialized_end=316
   _globals['_SPOTCHECKITEM']._serialized_start=319
   _globals['_SPOTCHECKITEM']._serialized_end=507
   _globals['_SPOTCHECK']._serialized_start=510
-  _globals['_SPOTCHECK']._serialized_end=791
-  _globals['_DRAWSPOTCHECKREQUEST']._serialized_start=794
-  _globals['_DRAWSPOTCHECKREQUEST']._serialized_end=980
-  _globals['_DRAWSPOTCHECKRESPONSE']._serialized_start=982
-  _globals['_DRAWSPOTCHECKRESPONSE']._serialized_end=1060
-  _globals['_GETSPOTCHECKREQUEST']._serialized_start=1062
-  _globals['_GETSPOTCHECKREQUEST']._serialized_end=1106
-  _globals['_GETSPOTCHECKRESPONSE']._serialized_start=1108
-  _globals['_GETSPOTCHECKRESPONSE']._serialized_end=1185
-  _globals['_RECORDREVIEWREQUEST']._serialized_start=1188
-  _globals['_RECORDREVIEWREQUEST']._serialized_end=1326
-  _globals['_RECORDREVIEWRESPONSE']._serialized_start=1328
-  _globals['_RECORDREVIEWRESPONSE']._serialized_end=1454
-  _globals['_LISTFINDINGSREQUEST']._serialized_start=1457
-  _globals['_LISTFINDINGSREQUEST']._serialized_end=1678
-  _globals['_LISTFINDINGSRESPONSE']._serialized_start=1680
-  _globals['_LISTFINDINGSRESPONSE']._serialized_end=1801
-  _globals['_GETFINDINGREQUEST']._serialized_start=1803
-  _globals['_GETFINDINGREQUEST']._serialized_end=1842
-  _globals['_GETFINDINGRESPONSE']._serialized_start=1844
-  _globals['_GETFINDINGRESPONSE']._serialized_end=1914
-  _globals['_ACKNOWLEDGEFINDINGREQUEST']._serialized_start=1916
-  _globals['_ACKNOWLEDGEFINDINGREQUEST']._serialized_end=1963
-  _globals['_ACKNOWLEDGEFINDINGRESPONSE']._serialized_start=1965
-  _globals['_ACKNOWLEDGEFINDINGRESPONSE']._serialized_end=2043
-  _globals['_RESOLVEFINDINGREQUEST']._serialized_start=2045
-  _globals['_RESOLVEFINDINGREQUEST']._serialized_end=2109
-  _globals['_RESOLVEFINDINGRESPONSE']._serialized_start=2111
-  _globals['_RESOLVEFINDINGRESPONSE']._serialized_end=2185
-  _globals['_COMPLIANCESERVICE']._serialized_start=2423
-  _globals['_COMPLIANCESERVICE']._serialized_end=3212
+  _globals['_SPOTCHECK']._serialized_end=863
+  _globals['_REVIEWERACCESSREQUEST']._serialized_start=865
+  _globals['_REVIEWERACCESSREQUEST']._serialized_end=944
+  _globals['_DRAWSPOTCHECKREQUEST']._serialized_start=947
+  _globals['_DRAWSPOTCHECKREQUEST']._serialized_end=1133
+  _globals['_DRAWSPOTCHECKRESPONSE']._serialized_start=1135
+  _globals['_DRAWSPOTCHECKRESPONSE']._serialized_end=1213
+  _globals['_GETSPOTCHECKREQUEST']._serialized_start=1215
+  _globals['_GETSPOTCHECKREQUEST']._serialized_end=1259
+  _globals['_GETSPOTCHECKRESPONSE']._serialized_start=1261
+  _globals['_GETSPOTCHECKRESPONSE']._serialized_end=1338
+  _globals['_RECORDREVIEWREQUEST']._serialized_start=1341
+  _globals['_RECORDREVIEWREQUEST']._serialized_end=1479
+  _globals['_RECORDREVIEWRESPONSE']._serialized_start=1481
+  _globals['_RECORDREVIEWRESPONSE']._serialized_end=1607
+  _globals['_LISTFINDINGSREQUEST']._serialized_start=1610
+  _globals['_LISTFINDINGSREQUEST']._serialized_end=1831
+  _globals['_LISTFINDINGSRESPONSE']._serialized_start=1833
+  _globals['_LISTFINDINGSRESPONSE']._serialized_end=1954
+  _globals['_GETFINDINGREQUEST']._serialized_start=1956
+  _globals['_GETFINDINGREQUEST']._serialized_end=1995
+  _globals['_GETFINDINGRESPONSE']._serialized_start=1997
+  _globals['_GETFINDINGRESPONSE']._serialized_end=2067
+  _globals['_ACKNOWLEDGEFINDINGREQUEST']._serialized_start=2069
+  _globals['_ACKNOWLEDGEFINDINGREQUEST']._serialized_end=2116
+  _globals['_ACKNOWLEDGEFINDINGRESPONSE']._serialized_start=2118
+  _globals['_ACKNOWLEDGEFINDINGRESPONSE']._serialized_end=2196
+  _globals['_RESOLVEFINDINGREQUEST']._serialized_start=2198
+  _globals['_RESOLVEFINDINGREQUEST']._serialized_end=2262
+  _globals['_RESOLVEFINDINGRESPONSE']._serialized_start=2264
+  _globals['_RESOLVEFINDINGRESPONSE']._serialized_end=2338
+  _globals['_COMPLIANCESERVICE']._serialized_start=2576
+  _globals['_COMPLIANCESERVICE']._serialized_end=3365
 # @@protoc_insertion_point(module_scope)

@@ -171,6 +171,7 @@ class SpotCheck(_message.Message):
     PER_OFFICER_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     DRAWN_FIELD_NUMBER: _builtins.int
+    ACCESS_REQUESTS_FIELD_NUMBER: _builtins.int
     spot_check_id: _builtins.str
     """Server-assigned id."""
     unit: _builtins.str
@@ -195,6 +196,13 @@ class SpotCheck(_message.Message):
     def drawn(self) -> _common_pb2.Attribution:
         """Who drew it and when."""
 
+    @_builtins.property
+    def access_requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReviewerAccessRequest]:
+        """The access requests compliance-svc filed in access-svc for the reviewers (one or more per reviewer,
+        up to 100 items each): a reviewer opens the material with the grant once the unit head or the legal
+        affairs office approved it (R16, R22). Empty when compliance-svc has no access-svc configured.
+        """
+
     def __init__(
         self,
         *,
@@ -206,14 +214,47 @@ class SpotCheck(_message.Message):
         per_officer: _builtins.int = ...,
         items: _abc.Iterable[Global___SpotCheckItem] | None = ...,
         drawn: _common_pb2.Attribution | None = ...,
+        access_requests: _abc.Iterable[Global___ReviewerAccessRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["drawn", b"drawn", "period_from", b"period_from", "period_to", b"period_to"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["drawn", b"drawn", "items", b"items", "per_officer", b"per_officer", "period_from", b"period_from", "period_to", b"period_to", "seed", b"seed", "spot_check_id", b"spot_check_id", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_requests", b"access_requests", "drawn", b"drawn", "items", b"items", "per_officer", b"per_officer", "period_from", b"period_from", "period_to", b"period_to", "seed", b"seed", "spot_check_id", b"spot_check_id", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SpotCheck: _TypeAlias = SpotCheck  # noqa: Y015
+
+@_typing.final
+class ReviewerAccessRequest(_message.Message):
+    """An access request filed in access-svc for one reviewer of a spot check."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVIEWER_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ITEM_IDS_FIELD_NUMBER: _builtins.int
+    reviewer: _builtins.str
+    """The reviewer (the request's requester)."""
+    request_id: _builtins.str
+    """Id of the request in access-svc (AccessService.GetAccessRequest gives the reviewer the grant token)."""
+    @_builtins.property
+    def item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Item ids of the spot check the request covers."""
+
+    def __init__(
+        self,
+        *,
+        reviewer: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        item_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_ids", b"item_ids", "request_id", b"request_id", "reviewer", b"reviewer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewerAccessRequest: _TypeAlias = ReviewerAccessRequest  # noqa: Y015
 
 @_typing.final
 class DrawSpotCheckRequest(_message.Message):
