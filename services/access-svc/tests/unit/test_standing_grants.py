@@ -190,3 +190,46 @@ def test_r16_invalid_standing_orders_fail_naming_the_order_and_field(
 def test_r16_an_order_defined_twice_is_refused() -> None:
     with pytest.raises(StandingOrderError, match=r"order\[1\].id: 'x' is defined twice"):
         parse_standing_orders({"order": [BASE, BASE]})
+
+
+COMPLIANCE = Actor("compliance-svc", "lawtrail-services", frozenset({"SERVICE"}))
+
+
+async def test_r22_a_service_files_a_request_for_a_reviewer_who_gets_the_grant_and_never_decides_it(
+    world: World,
+) -> None:
+    world.owners.units[(ResourceKind.RECORDING, "rec-1")] = "unit-a"
+    filed = await world.access.request_access(
+        COMPLIANCE,
+        resources=(REC,),
+        actions=(GrantedAction.VIEW, GrantedAction.DOWNLOAD),
+        purpose="R22 spot check sc-1: review of 1 item(s) of unit unit-a",
+        duration=timedelta(hours=24),
+        on_behalf_of="reviewer-1",
+    )
+    assert (filed.requester, filed.filed_by, filed.state) == (
+        "reviewer-1",
+        "compliance-svc",
+        RequestState.PENDING,
+    )
+    assert event_pb(world.requests.events[0]).filed_by == "compliance-svc"  # type: ignore[arg-type]
+    reviewer = Actor("reviewer-1", "unit-a", frozenset({"UNIT_HEAD"}))
+    with pytest.raises(PermissionDenied, match="cannot decide their own request"):
+        await world.access.decide(reviewer, filed.request_id, approve=True, reason="mine")
+    approved = await world.access.decide(LEGAL, filed.request_id, approve=True, reason="spot check")
+    assert approved.grant is not None
+    assert approved.grant.grantee_subject == "reviewer-1"
+    assert body_of(approved.grant_token, world).grantee_subject == "reviewer-1"
+
+
+async def test_r16_a_person_cannot_file_a_request_for_someone_else(world: World) -> None:
+    with pytest.raises(PermissionDenied, match="only a service files an access request on someone's behalf"):
+        await world.access.request_access(
+            OFFICER,
+            resources=(REC,),
+            actions=(GrantedAction.VIEW,),
+            purpose="for a friend",
+            duration=timedelta(hours=1),
+            on_behalf_of="officer-2",
+        )
+    assert world.requests.docs == {}

@@ -121,6 +121,7 @@ def request_pb(r: m.AccessRequest, *, with_token: bool) -> api.AccessRequest:
     )
     out.recipient = r.recipient
     out.standing_order = r.standing_order
+    out.filed_by = r.filed_by
     out.approvals.extend(approval_pb(a) for a in r.approvals)
     out.packages.extend(
         api.DisclosurePackage(
@@ -168,6 +169,7 @@ def event_pb(e: m.AccessEvent):  # type: ignore[no-untyped-def]
                 owning_units=list(e.owning_units),
                 recipient=e.recipient,
                 standing_order=e.standing_order,
+                filed_by=e.filed_by,
             )
         case m.AccessRequestApproved():
             return ev.AccessRequestApproved(

@@ -85,6 +85,7 @@ def to_document(r: m.AccessRequest) -> Doc:
         "revocation_reason": r.revocation_reason,
         "recipient": r.recipient,
         "standing_order": r.standing_order,
+        "filed_by": r.filed_by,
         "approvals": [
             {**(_attr(a.by) or {}), "reason": a.reason, "capacity": a.capacity} for a in r.approvals
         ],
@@ -139,6 +140,7 @@ def from_document(d: Doc) -> m.AccessRequest:
         revocation_reason=d.get("revocation_reason", ""),
         recipient=d.get("recipient", ""),
         standing_order=d.get("standing_order", ""),
+        filed_by=d.get("filed_by", ""),
         approvals=[
             m.Approval(m.Attribution(a["subject"], a["unit"], _utc(a["at"])), a["reason"], a["capacity"])
             for a in d.get("approvals", [])

@@ -115,6 +115,7 @@ class AccessRequested:
     owning_units: tuple[str, ...]
     recipient: str = ""
     standing_order: str = ""
+    filed_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ class AccessRequest:
     approvals: list[Approval] = field(default_factory=list)
     packages: list[DisclosurePackage] = field(default_factory=list)
     standing_order: str = ""  # set when a standing order (not a person) approved it
+    filed_by: str = ""  # the service that filed it for the requester (on_behalf_of)
     version: int = 0
     pending_events: list[AccessEvent] = field(default_factory=list)
 
@@ -273,6 +275,7 @@ class AccessRequest:
         now: datetime,
         recipient: str = "",
         standing_order: str = "",
+        filed_by: str = "",
     ) -> AccessRequest:
         resources = check_resources(resources)
         recipient = text(recipient, "recipient", limit=200) if recipient.strip() else ""
@@ -286,6 +289,7 @@ class AccessRequest:
             owning_units=owning_units,
             recipient=recipient,
             standing_order=standing_order,
+            filed_by=filed_by,
         )
         request.pending_events.append(
             AccessRequested(
@@ -298,6 +302,7 @@ class AccessRequest:
                 owning_units,
                 recipient,
                 standing_order,
+                filed_by,
             )
         )
         return request

@@ -99,6 +99,7 @@ class AccessApi(api_grpc.AccessServiceServicer):
             purpose=request.purpose,
             duration=request.duration.ToTimedelta(),
             recipient=request.recipient,
+            on_behalf_of=request.on_behalf_of,
         )
         return api.RequestAccessResponse(request=request_pb(created, with_token=False))
 

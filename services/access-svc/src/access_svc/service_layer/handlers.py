@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 
 from servicekit.errors import InvalidArgument, NotFound, PermissionDenied
 from servicekit.paging import decode_page_token, encode_page_token, filters_fingerprint
-from servicekit.policy import Actor
+from servicekit.policy import Actor, Role
 
 from access_svc.domain import permissions
 from access_svc.domain.model import (
+    MAX_ID,
     AccessRequest,
     GrantedAction,
     RequestState,
@@ -79,11 +80,24 @@ class AccessHandlers:
         purpose: str,
         duration: timedelta,
         recipient: str = "",
+        on_behalf_of: str = "",
     ) -> AccessRequest:
+        requester, filed_by = actor, ""
+        if on_behalf_of.strip():
+            # A service files for a person (compliance-svc for a spot check's reviewer, R22): the person
+            # is the requester — they get the grant and can never decide it (R16) — and the service is
+            # recorded. A person cannot file for someone else.
+            if not actor.has(Role.SERVICE):
+                raise PermissionDenied(
+                    f"R16: only a service files an access request on someone's behalf; {actor.subject} "
+                    "asks for themselves"
+                )
+            requester = Actor(text(on_behalf_of, "on_behalf_of", limit=MAX_ID), "", frozenset())
+            filed_by = actor.subject
         units = await self._owners.units_of(resources) if resources else ()
         request = AccessRequest.open(
             request_id=new_id("ar"),
-            requester=actor,
+            requester=requester,
             resources=resources,
             actions=actions,
             purpose=purpose,
@@ -91,6 +105,7 @@ class AccessHandlers:
             owning_units=units,
             now=self._clock(),
             recipient=recipient,
+            filed_by=filed_by,
         )
         if len(request.resources) != len(resources):  # duplicates dropped: look the units up again
             request.owning_units = await self._owners.units_of(request.resources)
