@@ -23,10 +23,12 @@ from prometheus_client import CollectorRegistry, Gauge
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 from servicekit.app import Runtime, Wiring
+from servicekit.auth.devtoken import ensure_dev_keys, mint_token
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 from servicekit.topics import events_topic_of
 
+from compliance_svc.adapters.access_requests import GrpcAccessFiler
 from compliance_svc.adapters.counts import COUNTS, FindingCounts
 from compliance_svc.adapters.repository import FINDINGS, MongoFindingRepository
 from compliance_svc.adapters.spot_checks import MATERIALS, SPOT_CHECKS, MongoSpotCheckStore
@@ -59,6 +61,12 @@ class ComplianceSettings(ServiceSettings):
     # Added to server time on the compliance clock that decides deadlines (tests and drills move time
     # forward through configuration instead of sleeping; 0 in production).
     compliance_clock_offset_s: float = 0.0
+    # access-svc, where spot-check reviewers' access requests are filed (R22); "" = none are filed.
+    compliance_access_address: str = "127.0.0.1:50054"
+    # compliance-svc's own service token for access-svc: a file holding one, or a key to sign it with
+    # (default: the local dev token key).
+    compliance_token_file: Path | None = None
+    compliance_token_key: Path | None = None
     compliance_unlinked_after_s: float = 7 * DAY  # R23-4
     compliance_activity_recorded_within_s: float = 3 * DAY  # R23-1
     compliance_gap_explained_within_s: float = 3 * DAY  # R19c
@@ -172,6 +180,24 @@ class FindingGauges:
             await asyncio.sleep(max(interval_s - (time.monotonic() - started), 0.1))
 
 
+def access_filer(settings: ComplianceSettings) -> GrpcAccessFiler | None:
+    """Files reviewers' access requests in access-svc as service account compliance-svc (role SERVICE)."""
+    if not settings.compliance_access_address:
+        return None
+    token_file, key_path = settings.compliance_token_file, settings.compliance_token_key
+    key = None if token_file else (key_path or ensure_dev_keys(settings.data_dir)[0]).read_bytes()
+
+    def token() -> str:
+        if token_file is not None:
+            return token_file.read_text().strip()
+        assert key is not None
+        return mint_token(
+            key, subject="compliance-svc", unit="lawtrail-services", roles=["SERVICE"], ttl_s=900
+        )
+
+    return GrpcAccessFiler(settings.compliance_access_address, token)
+
+
 async def bootstrap(rt: Runtime) -> Wiring:
     settings = rt.settings
     assert isinstance(settings, ComplianceSettings)
@@ -184,6 +210,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
     spot_checks = SpotCheckHandlers(
         MongoSpotCheckStore(rt.db[SPOT_CHECKS], rt.db[MATERIALS], event_source=settings.event_source),
         handlers,
+        access=access_filer(settings),
     )
     config = StreamConfig(
         app_id=settings.compliance_app_id,

@@ -118,6 +118,10 @@ class MongoSpotCheckStore(VersionedRepository):
             tuple(_item_from(i) for i in d["items"]),
             _attr_from(d["drawn"]),
             d.get("version", 0),
+            tuple(
+                sc.ReviewerAccess(a["reviewer"], a["request_id"], tuple(a["item_ids"]))
+                for a in d.get("access_requests", [])
+            ),
         )
 
     async def save(self, check: sc.SpotCheck) -> sc.SpotCheck:
@@ -137,4 +141,8 @@ class MongoSpotCheckStore(VersionedRepository):
             "per_officer": check.per_officer,
             "items": [_item_doc(i) for i in check.items],
             "drawn": _attr(check.drawn),
+            "access_requests": [
+                {"reviewer": a.reviewer, "request_id": a.request_id, "item_ids": list(a.item_ids)}
+                for a in check.access_requests
+            ],
         }

@@ -18,6 +18,8 @@ from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDen
 from compliance_svc.domain.model import Attribution, Raised
 
 MAX_PER_OFFICER = 100
+MAX_PER_REQUEST = 100  # access-svc takes at most 100 records per request
+GRANT_HOURS = 24  # a reviewer's grant lasts a day (access-svc's longest); a new request after that
 
 
 class Kind(StrEnum):
@@ -32,6 +34,32 @@ class Aspect(StrEnum):
     CONDUCT = "CONDUCT"
     CIVILITY = "CIVILITY"
     COMPLETENESS = "COMPLETENESS"
+
+
+@dataclass(frozen=True)
+class ReviewerAccess:
+    """An access request compliance-svc filed in access-svc for one reviewer's items (R16, R22)."""
+
+    reviewer: str
+    request_id: str
+    item_ids: tuple[str, ...]
+
+
+def access_batches(items: Sequence[Item]) -> list[tuple[str, tuple[Item, ...]]]:
+    """The items each reviewer must open, per reviewer (in order of first appearance) and in batches of
+    at most MAX_PER_REQUEST: one access request each."""
+    by_reviewer: dict[str, list[Item]] = {}
+    for item in items:
+        by_reviewer.setdefault(item.reviewer, []).append(item)
+    return [
+        (reviewer, tuple(mine[i : i + MAX_PER_REQUEST]))
+        for reviewer, mine in by_reviewer.items()
+        for i in range(0, len(mine), MAX_PER_REQUEST)
+    ]
+
+
+def access_purpose(spot_check_id: str, unit: str, count: int) -> str:
+    return f"R22 spot check {spot_check_id}: review of {count} item(s) of unit {unit}"
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,7 @@ class SpotCheck:
     items: tuple[Item, ...]
     drawn: Attribution
     version: int = 0
+    access_requests: tuple[ReviewerAccess, ...] = ()
 
     def item(self, item_id: str) -> Item:
         for item in self.items:

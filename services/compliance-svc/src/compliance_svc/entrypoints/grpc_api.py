@@ -107,6 +107,10 @@ def spot_check_pb(check: sc.SpotCheck) -> api.SpotCheck:
         per_officer=check.per_officer,
         items=[item_pb(i) for i in check.items],
         drawn=attribution_pb(check.drawn),
+        access_requests=[
+            api.ReviewerAccessRequest(reviewer=a.reviewer, request_id=a.request_id, item_ids=list(a.item_ids))
+            for a in check.access_requests
+        ],
     )
 
 

@@ -51,3 +51,12 @@ class SpotCheckStore(Protocol):
     async def get(self, spot_check_id: str) -> SpotCheck | None: ...
 
     async def save(self, check: SpotCheck) -> SpotCheck: ...
+
+
+class AccessFiler(Protocol):
+    """Files access requests in access-svc on a reviewer's behalf (R16, R22): the reviewer is the requester
+    (they get the grant once the unit head or the legal affairs office approved; they never decide it)."""
+
+    async def file(self, reviewer: str, material: Sequence[tuple[str, str]], purpose: str) -> str:
+        """`material`: (kind "RECORDING" or "CASE", id) pairs; answers the access request's id."""
+        ...

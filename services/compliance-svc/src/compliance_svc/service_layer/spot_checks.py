@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from servicekit.errors import InvalidArgument, NotFound, PermissionDenied
@@ -12,7 +13,7 @@ from servicekit.errors import InvalidArgument, NotFound, PermissionDenied
 from compliance_svc.domain import spotcheck as sc
 from compliance_svc.domain.model import Attribution, Finding
 from compliance_svc.service_layer.handlers import SUPERVISORS, ComplianceHandlers
-from compliance_svc.service_layer.ports import SpotCheckStore
+from compliance_svc.service_layer.ports import AccessFiler, SpotCheckStore
 
 
 class SpotCheckNotFound(NotFound):
@@ -20,9 +21,12 @@ class SpotCheckNotFound(NotFound):
 
 
 class SpotCheckHandlers:
-    def __init__(self, store: SpotCheckStore, findings: ComplianceHandlers) -> None:
+    def __init__(
+        self, store: SpotCheckStore, findings: ComplianceHandlers, access: AccessFiler | None = None
+    ) -> None:
         self.store = store
         self.findings = findings
+        self.access = access
 
     async def note(self, materials: Sequence[sc.Material]) -> None:
         if materials:
@@ -52,6 +56,20 @@ class SpotCheckHandlers:
         sample = sc.draw(await self.store.materials(unit, start, end), seed=seed, per_officer=per_officer)
         items = sc.assign(sample, [r.strip() for r in reviewers if r.strip()], seed=seed)
         check = sc.SpotCheck(uuid.uuid4().hex, unit, start, end, seed, per_officer, tuple(items), by)
+        if self.access is not None:
+            # Reviewers open the material through access grants (R16, R22): one request per reviewer (and
+            # per 100 items), filed before the spot check is stored, so a stored check names its requests.
+            # If access-svc refuses or is down, the draw fails and nothing is stored (requests filed for
+            # the other reviewers stay PENDING in access-svc, visible there, and are simply not approved).
+            filed = []
+            for reviewer, mine in sc.access_batches(check.items):
+                request_id = await self.access.file(
+                    reviewer,
+                    [(i.kind.value, i.material_id) for i in mine],
+                    sc.access_purpose(check.spot_check_id, unit, len(mine)),
+                )
+                filed.append(sc.ReviewerAccess(reviewer, request_id, tuple(i.item_id for i in mine)))
+            check = replace(check, access_requests=tuple(filed))
         await self.store.add(check)
         return check
 
