@@ -24,6 +24,8 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from lawtrail.access.v1 import access_service_pb2 as access_api
+from lawtrail.access.v1 import access_service_pb2_grpc as access_grpc
 from lawtrail.case.v1 import case_pb2, case_service_pb2_grpc
 from lawtrail.case.v1 import case_service_pb2 as case_api
 from lawtrail.compliance.v1 import compliance_service_pb2 as api
@@ -69,6 +71,8 @@ class World:
     case: Any
     media: Any
     files: Path
+    compliance: Any
+    access: Any
 
     def token(self, subject: str, unit: str, *roles: str) -> tuple[tuple[str, str]]:
         token = mint_token(self.private_pem, subject=subject, unit=unit, roles=list(roles), ttl_s=3600)
@@ -86,9 +90,13 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         "LAWTRAIL_COMPLIANCE_METRICS_INTERVAL_S": "0.5",
     }
     try:
+        # access-svc first: media-svc trusts the grant key it creates; compliance-svc files spot-check
+        # reviewers' access requests there (R22).
+        access = starter("access-svc", env={"LAWTRAIL_ACCESS_CHECKPOINT_INTERVAL_S": "3600"})
+        env["LAWTRAIL_COMPLIANCE_ACCESS_ADDRESS"] = access.grpc_address
         case = starter("case-svc")
         media = starter("media-svc", env={"LAWTRAIL_MEDIA_GAP_THRESHOLD_S": "60"})
-        starter("compliance-svc", env=env)
+        compliance = starter("compliance-svc", env=env)
         yield World(
             stack,
             starter,
@@ -98,6 +106,8 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             case,
             media,
             tmp_path_factory.mktemp("compliance-files"),
+            compliance,
+            access,
         )
     finally:
         starter.stop_all()
@@ -247,7 +257,7 @@ def conduct_findings(findings: list[fpb.Finding]) -> list[tuple[str, str, str]]:
 def test_r11a_r19b_r19c_r23_findings_appear_once_each_with_severity(
     world: World, scenario: dict[str, str]
 ) -> None:
-    address = world.starter.started[-1].grpc_address
+    address = world.compliance.grpc_address
     want = sorted((article, scenario[key], severity) for article, key, severity in EXPECTED)
     eventually(lambda: conduct_findings(list_findings(address, world)) == want, f"findings {want}")
     # The timer keeps firing every 0.5 s and events are not re-read: nothing is raised twice.
@@ -268,7 +278,7 @@ def test_r11a_r19b_r19c_r23_findings_appear_once_each_with_severity(
 
 
 def test_replaying_all_topics_gives_the_same_findings(world: World, scenario: dict[str, str]) -> None:
-    first = world.starter.started[2]
+    first = world.compliance
     want = conduct_findings(list_findings(first.grpc_address, world))
     assert want, "the first instance has no findings yet"
     replay = world.starter(
@@ -293,7 +303,7 @@ def test_replaying_all_topics_gives_the_same_findings(world: World, scenario: di
 def test_lifecycle_open_acknowledged_resolved_by_the_legal_office(
     world: World, scenario: dict[str, str]
 ) -> None:
-    address = world.starter.started[2].grpc_address
+    address = world.compliance.grpc_address
     finding = next(f for f in list_findings(address, world) if f.article == "R19b")
     with grpc.insecure_channel(address) as channel:
         stub = api_grpc.ComplianceServiceStub(channel)
@@ -376,7 +386,7 @@ def test_findings_gauge_counts_what_the_api_lists_per_unit_article_severity_stat
 def test_r22_spot_check_drawn_twice_with_one_seed_is_identical_and_reviews_raise_findings(
     world: World, scenario: dict[str, str]
 ) -> None:
-    address = world.starter.started[2].grpc_address
+    address = world.compliance.grpc_address
     now = datetime.now(UTC)
     legal = world.token("legal-1", "legal", "LEGAL_OFFICE")
 
@@ -415,6 +425,7 @@ def test_r22_spot_check_drawn_twice_with_one_seed_is_identical_and_reviews_raise
         scenario["case"],
     }
     assert all(i.reviewer in {"rev-1", "rev-2"} for i in first.items)  # never officer-7 himself
+    reviewer_material_opens_through_an_access_grant(world, first)
 
     item = first.items[0]
     with grpc.insecure_channel(address) as channel:
@@ -446,13 +457,80 @@ def test_r22_spot_check_drawn_twice_with_one_seed_is_identical_and_reviews_raise
     assert [f.code for f in list_findings(address, world, article="R22")] == ["R22_CIVILITY"]
 
 
+def reviewer_material_opens_through_an_access_grant(world: World, check: Any) -> None:
+    """R16, R22: compliance-svc filed one access request per reviewer in access-svc, on their behalf, for
+    exactly their items; the legal affairs office approves it there; the reviewer then downloads a drawn
+    recording from media-svc with the grant (and could not without it)."""
+    by_reviewer = {a.reviewer: a for a in check.access_requests}
+    assert set(by_reviewer) == {i.reviewer for i in check.items}
+    items = {i.item_id: i for i in check.items}
+    for reviewer, filed in by_reviewer.items():
+        assert sorted(filed.item_ids) == sorted(i.item_id for i in check.items if i.reviewer == reviewer)
+    recording = next(i for i in check.items if i.kind == api.MATERIAL_KIND_RECORDING)
+    filed = by_reviewer[recording.reviewer]
+    me = world.token(recording.reviewer, "legal", "INSPECTOR")
+    with grpc.insecure_channel(world.access.grpc_address) as channel:
+        access = access_grpc.AccessServiceStub(channel)
+        pending = access.GetAccessRequest(
+            access_api.GetAccessRequestRequest(request_id=filed.request_id), metadata=me, timeout=10
+        ).request
+        assert pending.state == access_api.ACCESS_REQUEST_STATE_PENDING
+        assert (pending.requested.subject, pending.filed_by) == (recording.reviewer, "compliance-svc")
+        assert check.spot_check_id in pending.purpose
+        assert sorted(r.id for r in pending.resources) == sorted(items[i].material_id for i in filed.item_ids)
+        with pytest.raises(grpc.RpcError) as own:
+            access.DecideAccessRequest(
+                access_api.DecideAccessRequestRequest(
+                    request_id=filed.request_id, decision=access_api.ACCESS_DECISION_APPROVE, reason="mine"
+                ),
+                metadata=world.token(recording.reviewer, "legal", "LEGAL_OFFICE"),
+                timeout=10,
+            )
+        assert own.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        access.DecideAccessRequest(
+            access_api.DecideAccessRequestRequest(
+                request_id=filed.request_id, decision=access_api.ACCESS_DECISION_APPROVE, reason="R22 review"
+            ),
+            metadata=world.token("legal-head", "legal", "LEGAL_OFFICE"),
+            timeout=10,
+        )
+        token = access.GetAccessRequest(
+            access_api.GetAccessRequestRequest(request_id=filed.request_id), metadata=me, timeout=10
+        ).request.grant_token
+    assert token.startswith("lg1.")
+    with grpc.insecure_channel(world.media.grpc_address) as channel:
+        media = mpb_grpc.RecordingServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as without:
+            next(
+                iter(
+                    media.DownloadRecording(
+                        mpb.DownloadRecordingRequest(recording_id=recording.material_id),
+                        metadata=me,
+                        timeout=10,
+                    )
+                )
+            )
+        assert without.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
+        first = next(
+            iter(
+                media.DownloadRecording(
+                    mpb.DownloadRecordingRequest(recording_id=recording.material_id, access_grant=token),
+                    metadata=me,
+                    timeout=30,
+                )
+            )
+        )
+    assert first.header.recording_id == recording.material_id
+    assert first.header.grant_id == "gr-" + filed.request_id.removeprefix("ar-")
+
+
 def test_monthly_report_of_the_unit_from_the_real_services(
     world: World, scenario: dict[str, str], tmp_path: Path
 ) -> None:
     from lawtrail_client.client import ComplianceClient, MediaClient
     from lawtrail_client.report import collect, render
 
-    address = world.starter.started[2].grpc_address
+    address = world.compliance.grpc_address
     token = mint_token(world.private_pem, subject="legal-1", unit="legal", roles=["LEGAL_OFFICE"])
     findings = list_findings(address, world)
     # Findings are dated by their event or deadline: the month of the late upload's findings.
