@@ -216,6 +216,8 @@ def running(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for spec in SERVICES:  # media-svc starts before retention-svc, which reads content through it
             peers = {p.spec.name: p.grpc_address for p in processes}
             env = {"LAWTRAIL_RETENTION_MEDIA_ADDRESS": peers["media-svc"]} if "media-svc" in peers else {}
+            if "access-svc" in peers:  # compliance-svc files spot-check reviewers' access requests there
+                env["LAWTRAIL_COMPLIANCE_ACCESS_ADDRESS"] = peers["access-svc"]
             processes.append(starter(spec.name, env=env))
         system = Running(processes, private_path.read_bytes(), stack, starter.data_dir)
         for process in processes:
