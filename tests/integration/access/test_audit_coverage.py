@@ -59,10 +59,14 @@ def running(
             "retention-svc",
             env={
                 "LAWTRAIL_RETENTION_MEDIA_ADDRESS": started["media-svc"].grpc_address,
+                "LAWTRAIL_RETENTION_ACCESS_ADDRESS": started["access-svc"].grpc_address,
                 "LAWTRAIL_RETENTION_AUTO_COPY_INTERVAL_S": "0",
             },
         )
-        started["compliance-svc"] = starter("compliance-svc")
+        started["compliance-svc"] = starter(
+            "compliance-svc",
+            env={"LAWTRAIL_COMPLIANCE_ACCESS_ADDRESS": started["access-svc"].grpc_address},
+        )
         yield started, pem
     finally:
         starter.stop_all()
