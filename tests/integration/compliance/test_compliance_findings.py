@@ -351,7 +351,7 @@ def test_findings_gauge_counts_what_the_api_lists_per_unit_article_severity_stat
 ) -> None:
     """The gauge comes from counts kept with each write (raised by the agent and the timer, moved by
     AcknowledgeFinding/ResolveFinding above), not from reading the findings: it must agree with them."""
-    service = world.starter.started[2]
+    service = world.compliance
 
     def gauge() -> Counter[tuple[str, str, str, str]]:
         with urllib.request.urlopen(f"http://{service.metrics_address}/metrics", timeout=5) as response:
