@@ -196,12 +196,13 @@ def access_tour(
 
 
 def _find_access(client: AccessClient, recording_id: str) -> tuple[int, bytes]:
-    """The newest ledger entry that is a ContentAccessed of `recording_id` (scans back from the head)."""
-    size = client.ledger.SignCheckpoint(lpb.SignCheckpointRequest()).checkpoint.tree_size
-    for index in range(size - 1, max(-1, size - 200), -1):
+    """The newest ledger entry that is a ContentAccessed of `recording_id`, found through the ledger's
+    index of subjects. (Not by scanning back from the head: every lookup is itself an audited call, so
+    a busy ledger — this tour's own polling included — pushes the entry ever further back.)"""
+    listed = client.ledger.ListLedgerEntries(lpb.ListLedgerEntriesRequest(ce_subject=recording_id))
+    for index in reversed(listed.leaf_indexes):
         leaf = client.ledger.GetLedgerEntry(lpb.GetLedgerEntryRequest(leaf_index=index)).leaf
-        parsed = lpb.LedgerLeaf.FromString(leaf)
-        if parsed.ce_type.endswith("ContentAccessed") and parsed.ce_subject == recording_id:
+        if lpb.LedgerLeaf.FromString(leaf).ce_type.endswith("ContentAccessed"):
             return index, leaf
     raise LawtrailError(
         f"no ContentAccessed of {recording_id} in the ledger yet", code=grpc.StatusCode.NOT_FOUND
