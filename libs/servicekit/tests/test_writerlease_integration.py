@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -111,7 +112,10 @@ def group_lease(db: Any, **kwargs: Any) -> WriterLease:
     return lease(db, name="consumer:echo-svc.events", everywhere=True, ferretdb=False, **kwargs)
 
 
-async def test_a_named_lease_applies_on_mongodb_too_and_its_epoch_grows_with_every_take_over(db: Any) -> None:
+async def test_a_named_lease_applies_on_mongodb_too_and_its_epoch_grows_with_every_take_over(
+    db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="servicekit.writerlease")
     first = group_lease(db, ttl_s=1.0)
     await first.acquire()
     assert (first.held, first.epoch) == (True, 1)
@@ -121,10 +125,15 @@ async def test_a_named_lease_applies_on_mongodb_too_and_its_epoch_grows_with_eve
     second = group_lease(db)
     await second.acquire()
     assert second.epoch == 2, "a take-over raises the fencing token"
+    assert "taking over the expired" in caplog.text  # a frozen holder is worth a warning
     await second.release()  # a clean stop expires the lease, keeping its epoch
+    caplog.clear()
     third = group_lease(db)
     await third.acquire()
     assert third.epoch == 3
+    # ...but a lease given up at a clean stop is routine (every restart): no warning.
+    assert "released at a clean stop" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert await db[LEASE_COLLECTION].count_documents({"_id": "writer"}) == 0, (
         "independent of the writer lease"
     )

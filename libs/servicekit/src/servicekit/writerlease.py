@@ -141,7 +141,7 @@ class WriterLease:
             return
         now = datetime.now(UTC)
         current = await self._collection.find_one({"_id": self._id})
-        claim = {"holder": self._me, "until": now + self._ttl, "service": self._service}
+        claim = {"holder": self._me, "until": now + self._ttl, "service": self._service, "released": False}
         if current is None:
             try:
                 # The unique `_id` makes racing inserts safe: exactly one succeeds, no settling needed.
@@ -157,7 +157,10 @@ class WriterLease:
             holder = current.get("holder") or {}
             if until > now and holder.get("token") != self._me["token"] and not _holder_dead_here(holder):
                 raise self._refusal(current)
-            if until <= now:
+            if current.get("released"):
+                # Given up at a clean stop (a named lease keeps its document, for the epoch): routine.
+                log.info("taking the %s lease of %s, released at a clean stop", self._id, self._database)
+            elif until <= now:
                 log.warning(
                     "taking over the expired %s lease of %s (%s)",
                     self._id,
@@ -251,5 +254,7 @@ class WriterLease:
             if self._id == _LEASE_ID:
                 await self._collection.delete_one(mine)
             else:
-                await self._collection.update_one(mine, {"$set": {"until": datetime.now(UTC)}})
+                await self._collection.update_one(
+                    mine, {"$set": {"until": datetime.now(UTC), "released": True}}
+                )
         self.held = False
