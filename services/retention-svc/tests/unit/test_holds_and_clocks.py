@@ -69,6 +69,33 @@ async def test_r13_holds_are_written_with_the_linked_hashes_before_any_recording
     assert placed == {f"f-{n}": kit.recording_facts(f"f-{n}", world.unit).sha256 for n in range(3)}
 
 
+async def test_r13_a_case_with_more_recordings_than_one_write_carries_gets_every_hold(
+    world: Any, kit: Any
+) -> None:
+    """One write carries at most MAX_EVENTS_PER_WRITE events: a case of 1,000 recordings had its
+    incident parked in the DLQ ("1000 events in one write") and none of its recordings held."""
+    from servicekit.messaging.outbox import MAX_EVENTS_PER_WRITE
+
+    h = world.handlers
+    n = MAX_EVENTS_PER_WRITE + 2
+    await h.case_opened(kit.case_facts("case-big", world.unit))
+    for i in range(n):
+        await h.recording_linked(kit.recording_facts(f"big-{i}", world.unit), "case-big")
+    biggest: list[int] = []
+    save = world.cases.save
+
+    async def bounded_save(case: Any) -> None:
+        biggest.append(len(case.pending_events))
+        await save(case)
+
+    world.cases.save = bounded_save
+    await h.incident_recorded(kit.case_facts("case-big", world.unit), kit.incident("inc-big", "ASSAULT"))
+
+    assert max(biggest) <= MAX_EVENTS_PER_WRITE
+    assert len({e.record_id for e in world.events("LongTermHoldPlaced")}) == n
+    assert (await h.explain_recording(head(world.unit), f"big-{n - 1}")).held
+
+
 async def test_r13_recording_linked_after_the_incident_is_held_too(world: Any, kit: Any) -> None:
     h = world.handlers
     await h.case_opened(kit.case_facts("case-2", world.unit))

@@ -53,6 +53,7 @@ from servicekit.tracing import context_from, current_traceparent, tracer
 
 __all__ = [
     "LEASE_FIELD",
+    "MAX_EVENTS_PER_WRITE",
     "OUTBOX_FIELD",
     "PENDING_FIELD",
     "RELAYED_COLLECTION",
@@ -73,6 +74,8 @@ SEQ_FIELD = "seq"
 RELAYED_COLLECTION = "outbox_relayed"
 # At most this many events per write, so that version × _PER_WRITE + index orders every entry.
 _PER_WRITE = 1000
+# What a caller may put in one write (a use case with more events splits them over several writes).
+MAX_EVENTS_PER_WRITE = _PER_WRITE - 1
 # A document that keeps being written while the sweep compacts it is tried again at most this often.
 _COMPACT_TRIES = 10
 # Point reads and watermark writes of one batch in flight at once.

@@ -166,13 +166,19 @@ class CaseRecord:
             if any(f"{r}/{i.incident_id}" not in self.announced for i in incidents)
         ]
 
-    def announce_holds(self, rules: RuleBook, sha256_of: dict[str, str]) -> None:
-        """Appends one LongTermHoldPlaced per (recording, holding incident) not announced yet (R13)."""
+    def announce_holds(self, rules: RuleBook, sha256_of: dict[str, str], at_most: int | None = None) -> bool:
+        """Appends one LongTermHoldPlaced per (recording, holding incident) not announced yet (R13), at
+        most `at_most` of them (one write carries a bounded number of events); True when some are left
+        for the next write."""
         for incident in self.holding_incidents(rules):
             for recording_id in sorted(self.recording_ids):
                 key = f"{recording_id}/{incident.incident_id}"
                 if key in self.announced:
                     continue
+                if at_most is not None and at_most <= 0:
+                    return True
+                if at_most is not None:
+                    at_most -= 1
                 self.announced.add(key)
                 self.pending_events.append(
                     RetentionEvent(
@@ -183,6 +189,7 @@ class CaseRecord:
                         sha256=sha256_of.get(recording_id, ""),
                     )
                 )
+        return False
 
     # --- decision ---
     def case_file_until(self, rules: RuleBook) -> tuple[RetentionState, datetime | None, AppliedRule]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from servicekit.errors import InvalidArgument, NotFound
+from servicekit.messaging.outbox import MAX_EVENTS_PER_WRITE
 
 from retention_svc.domain.permissions import Action, Actor, authorize
 from retention_svc.domain.retention import CaseRecord, Incident, RecordingRecord
@@ -78,8 +79,7 @@ class RetentionHandlers:
             case.learn_class(unit=facts.unit, act_type=facts.act_type, procedure=facts.procedure)
             change(case)
             case.reconcile(self.rules)
-            await self._announce(case)
-            await self.cases.save(case)
+            await self._announce_and_save(case)
         await self._reconcile_recordings(case, sorted(case.recording_ids))
 
     # --- facts from media-svc ---
@@ -117,9 +117,12 @@ class RetentionHandlers:
                 rec.disposed_at = at
                 await self.recordings.save(rec)
 
-    async def _announce(self, case: CaseRecord) -> None:
-        """Writes LongTermHoldPlaced for every recording whose hold is new, with the case (one write).
-        The hashes come from the case's links; only a recording linked without one is read."""
+    async def _announce_and_save(self, case: CaseRecord) -> None:
+        """Saves the case with a LongTermHoldPlaced for every recording whose hold is new. The hashes
+        come from the case's links (only a recording linked without one is read); the holds go out in
+        as few writes as a write's bounded number of events allows (a case of 1,000 recordings took one
+        write too many and was parked, unheld). A crash between two writes leaves the rest unannounced,
+        and the redelivered event announces them."""
         missing = [r for r in case.unannounced(self.rules) if r not in case.recording_sha256]
         semaphore = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 
@@ -128,8 +131,12 @@ class RetentionHandlers:
                 rec = await self.recordings.get(recording_id)
             return recording_id, rec.sha256 if rec else ""
 
-        read = dict(await asyncio.gather(*(sha(r) for r in missing)))
-        case.announce_holds(self.rules, {**case.recording_sha256, **read})
+        hashes = {**case.recording_sha256, **dict(await asyncio.gather(*(sha(r) for r in missing)))}
+        more = True
+        while more:
+            room = MAX_EVENTS_PER_WRITE - len(case.pending_events)
+            more = case.announce_holds(self.rules, hashes, at_most=room)
+            await self.cases.save(case)
 
     async def _reconcile_recordings(self, case: CaseRecord, recording_ids: Iterable[str]) -> None:
         semaphore = asyncio.Semaphore(RECONCILE_CONCURRENCY)
