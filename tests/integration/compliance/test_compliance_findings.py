@@ -9,6 +9,8 @@ record), as in production; the test moves compliance-svc's clock 10 days ahead t
 from __future__ import annotations
 
 import csv
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -550,3 +552,39 @@ def test_monthly_report_of_the_unit_from_the_real_services(
         assert any(d > 24 for d in data.delays_h), data.delays_h  # (R11a)
     subprocess.run(["pdftoppm", "-r", "40", "-png", str(paths["pdf"]), str(tmp_path / "page")], check=True)
     assert len(list(tmp_path.glob("page-*.png"))) == 4
+
+
+def test_a_second_replica_takes_the_stream_over_and_the_stale_one_stops(
+    world: World, scenario: dict[str, str]
+) -> None:
+    """Several replicas, one stream processor: the faust app runs only in the replica holding the lease
+    `consumer:<app id>` (a recording series must live in one process's table). On FerretDB a second live
+    process cannot start beside the first (ADR 0007's single-writer lease), so the case tested is the
+    take-over: the processing replica freezes (SIGSTOP), a second one takes the leases when they
+    expire and raises the findings of a new late upload, and the first, woken, stops instead of
+    processing beside it. (Runs last in this module: it freezes the module's compliance-svc.)"""
+    first = world.compliance
+    pid = first.process.pid
+    assert pid is not None
+    ttl = 15  # servicekit's default writer lease ttl (LAWTRAIL_WRITER_LEASE_TTL_S)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(ttl + 1.5)  # both leases expire: the frozen process cannot renew them
+        second = world.starter("compliance-svc", env=world.compliance_env)
+        start = datetime.now(UTC) - timedelta(hours=30)  # late (R11a) and without 告知 (R19b)
+        recording = upload(w=world, tag="take-over", start=start, informed=False, device="CAM-C-9")
+
+        def raised_by_second() -> bool:
+            found = {f.article for f in list_findings(second.grpc_address, world) if f.subject == recording}
+            return {"R11a", "R19b"} <= found
+
+        # The frozen member leaves the faust group only when its Kafka session times out.
+        eventually(raised_by_second, "the second replica raised the new upload's findings", within_s=180)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 60
+    while first.process.running and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not first.process.running, "the stale replica stops once it sees its lease was taken over"
+    findings = [f for f in list_findings(second.grpc_address, world) if f.subject == recording]
+    assert sorted(f.article for f in findings if f.article in ("R11a", "R19b")) == ["R11a", "R19b"]

@@ -27,6 +27,7 @@ from servicekit.auth.devtoken import ensure_dev_keys, mint_token
 from servicekit.config import ServiceSettings
 from servicekit.grpc import ServiceBinding
 from servicekit.topics import events_topic_of
+from servicekit.writerlease import WriterLease
 
 from compliance_svc.adapters.access_requests import GrpcAccessFiler
 from compliance_svc.adapters.counts import COUNTS, FindingCounts
@@ -35,7 +36,12 @@ from compliance_svc.adapters.spot_checks import MATERIALS, SPOT_CHECKS, MongoSpo
 from compliance_svc.domain.model import Finding, Severity, SeverityPolicy, State
 from compliance_svc.domain.rules import Deadlines
 from compliance_svc.entrypoints.grpc_api import SERVICE, ComplianceApi, role_policy
-from compliance_svc.entrypoints.stream import StreamConfig, StreamMetrics, build_app, run_stream
+from compliance_svc.entrypoints.stream import (
+    StreamConfig,
+    StreamMetrics,
+    build_app,
+    run_stream_while_leased,
+)
 from compliance_svc.service_layer.handlers import ComplianceHandlers
 from compliance_svc.service_layer.ports import FindingRepository
 from compliance_svc.service_layer.spot_checks import SpotCheckHandlers
@@ -227,8 +233,16 @@ async def bootstrap(rt: Runtime) -> Wiring:
     )
     gauges = FindingGauges(rt.metrics.registry, repository, clock)
 
+    stream_lease = WriterLease(
+        rt.db,
+        service=settings.service_name,
+        ttl_s=settings.writer_lease_ttl_s,
+        name=f"consumer:{settings.compliance_app_id}",
+        everywhere=True,
+    )
+
     async def stream() -> None:
-        await run_stream(app)
+        await run_stream_while_leased(app, stream_lease)
 
     async def finding_metrics() -> None:
         await gauges.run(settings.compliance_metrics_interval_s)

@@ -25,9 +25,11 @@
 
 The app runs on the gRPC server's event loop (faust.contrib.asgi.faust_app_running, started as a
 servicekit background task), so the agent and the API share one process and one Mongo client.
-Limitation (one replica): a recording series is keyed by device and activity but stored in the
-partition of the event that touched it; with several replicas a series could be split. Running more
-than one replica needs a `group_by` repartition by series first.
+One replica processes the stream: a recording series is keyed by device and activity but stored in
+the partition of the event that touched it, so with the partitions split over replicas a series could
+be split. `run_stream_while_leased` runs the faust app only in the replica holding the lease
+`consumer:<app id>`; the others serve the API and stand by. Processing on several replicas at once
+needs a `group_by` repartition by series first.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 import faust
 from prometheus_client import Counter, Gauge
 from servicekit.messaging.envelope import InvalidEnvelope, decode
+from servicekit.writerlease import WriterLease
 
 from compliance_svc.adapters.event_mapping import to_fact
 from compliance_svc.domain import facts
@@ -311,6 +314,29 @@ def _material_of(fact: Fact) -> Material | None:
     if isinstance(fact, facts.CaseOpened):
         return Material(Kind.CASE, fact.case_id, fact.unit, fact.officer, fact.time)
     return None
+
+
+async def run_stream_while_leased(app: faust.App, lease: WriterLease) -> None:
+    """Run the faust app only while this replica holds `lease` (`consumer:<app id>`): one replica
+    processes the stream — a recording series must live in one process's table (module doc) — and the
+    others serve the gRPC API and wait to take over (at once after a clean stop, within the lease's ttl
+    after a crash). A holder that loses its lease stops the process (an error of this background task),
+    and comes back as a standby: a faust app is not restarted in place."""
+    await lease.acquire_when_free()
+    keeper = asyncio.create_task(lease.keep(), name="faust-lease")
+    runner = asyncio.create_task(run_stream(app), name="faust")
+    try:
+        done, _ = await asyncio.wait({keeper, runner}, return_when=asyncio.FIRST_COMPLETED)
+        if runner in done:
+            runner.result()
+            raise RuntimeError("the faust app ended")
+        raise keeper.exception() or RuntimeError("the stream's lease stopped being renewed")
+    finally:
+        for task in (runner, keeper):
+            task.cancel()
+        await asyncio.gather(runner, keeper, return_exceptions=True)
+        if lease.held:
+            await lease.release()
 
 
 async def run_stream(app: faust.App) -> None:
