@@ -34,7 +34,6 @@ from access_svc.service_layer.ledger import LedgerHandlers
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lawtrail.case.v1 import case_events_pb2
-from lawtrail_local.ports import free_ports
 from lawtrail_local.stack import Stack
 from pymongo import AsyncMongoClient
 from servicekit.messaging.consumer import Delivery
@@ -89,10 +88,7 @@ def proofs(n: int, samples: int, report: Callable[[str], None]) -> tuple[float, 
 
 async def append_vs_read(events: int, report: Callable[[str], None]) -> tuple[float, float]:
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-access-bench-"))
-    kafka_port, controller_port, mongo_port = free_ports(3)
-    stack = Stack(
-        workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True, die_with_parent=True
-    )
+    stack = Stack.for_benchmark(workdir / "stack")
     await asyncio.to_thread(stack.start)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
     try:

@@ -31,7 +31,6 @@ import grpc.aio
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from lawtrail.access.v1 import access_grant_pb2 as gpb
 from lawtrail.access.v1 import access_grant_pb2_grpc as gpb_grpc
-from lawtrail_local.ports import free_ports
 from lawtrail_local.stack import Stack
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
@@ -101,10 +100,7 @@ async def _concurrent(stub: Any, md: Any, calls: int) -> float:
 
 async def measure(calls: int, rounds: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-audit-bench-"))
-    kafka_port, controller_port, mongo_port = free_ports(3)
-    stack = Stack(
-        workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True, die_with_parent=True
-    )
+    stack = Stack.for_benchmark(workdir / "stack")
     await asyncio.to_thread(stack.start)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
     settings = ServiceSettings(service_name="bench-svc", kafka_bootstrap_servers=stack.kafka_bootstrap)

@@ -256,10 +256,8 @@ async def run(
 ) -> dict[str, float]:
     """Runs the whole benchmark; prints what it measures through `report`; returns the figures."""
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-case-bench-"))
-    kafka_port, controller_port, mongo_port, grpc_port, metrics_port = free_ports(5)
-    stack = Stack(
-        workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True, die_with_parent=True
-    )
+    grpc_port, metrics_port = free_ports(2)
+    stack = Stack.for_benchmark(workdir / "stack")
     figures: dict[str, float] = {}
     await asyncio.to_thread(stack.start)
     service = stack.service(
@@ -292,7 +290,7 @@ async def run(
                 await stub.OpenCase(open_request(i), metadata=metadata, timeout=30)
 
             report(
-                f"case-svc benchmark — stack on 127.0.0.1 (kafka :{kafka_port}, ferretdb :{mongo_port} "
+                f"case-svc benchmark — stack (kafka {stack.kafka_bootstrap}, ferretdb {stack.mongo_uri} "
                 f"on {stack.ferretdb.backend})"
             )
             # Issue 9: OpenCase is measured with the first list size already stored (a live office).

@@ -418,16 +418,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="media-bench-") as tmp:
         work = Path(tmp)
-        kafka_port, controller_port, mongo_port = free_ports(3)
-        stack = Stack(
-            work / "stack",
-            kafka_port,
-            controller_port,
-            mongo_port,
-            progress=say,
-            throwaway=True,
-            die_with_parent=True,
-        )
+        stack = Stack.for_benchmark(work / "stack", progress=say)
         say("starting Kafka + FerretDB on free ports…")
         stack.start()
         try:

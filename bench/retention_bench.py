@@ -289,10 +289,8 @@ def iso_throughput(workdir: Path, files: int, size: int) -> dict[str, float]:
 
 async def run(*, sizes: dict[int, int], rt_samples: int, iso_files: int, iso_size: int) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="lawtrail-retention-bench-"))
-    kafka_port, controller_port, mongo_port, *ports = free_ports(7)
-    stack = Stack(
-        workdir / "stack", kafka_port, controller_port, mongo_port, throwaway=True, die_with_parent=True
-    )
+    ports = free_ports(4)
+    stack = Stack.for_benchmark(workdir / "stack")
     figures: dict[str, float] = {}
     await asyncio.to_thread(stack.start)
     data_dir = workdir / "svc" / "data"

@@ -74,6 +74,16 @@ class Stack:
         for process in self.processes:
             process.die_with_parent = die_with_parent
 
+    @classmethod
+    def for_benchmark(cls, data_dir: Path, *, progress: Progress = stderr_progress) -> Stack:
+        """A stack of its own for one benchmark run: free ports (never `make run`'s), its data deleted at
+        the stop (`throwaway`), its processes killed with this one (`die_with_parent`)."""
+        kafka_port, controller_port, mongo_port = free_ports(3)
+        return cls(
+            data_dir, kafka_port, controller_port, mongo_port, progress=progress, throwaway=True,
+            die_with_parent=True,
+        )  # fmt: skip
+
     @property
     def kafka_bootstrap(self) -> str:
         """Value for LAWTRAIL_KAFKA_BOOTSTRAP_SERVERS."""
