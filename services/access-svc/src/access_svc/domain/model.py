@@ -339,22 +339,7 @@ class AccessRequest:
         if self.is_disclosure and self.capacities() != {LEGAL, UNIT}:
             self.pending_events.append(DisclosureApprovalRecorded(self.request_id, approval))
             return None
-        grant = Grant(
-            grant_id=grant_id,
-            grantee_subject=self.requester,
-            grantee_unit=self.requested.unit,
-            resources=self.resources,
-            actions=self.actions,
-            purpose=self.purpose,
-            approver_subject=approver.subject,
-            issued_at=now,
-            expires_at=now + self.duration,
-        )
-        self.state = RequestState.APPROVED
-        self.decided = Attribution(approver.subject, approver.unit, now)
-        self.decision_reason = reason
-        self.grant = grant
-        return grant
+        return self._approve(grant_id, Attribution(approver.subject, approver.unit, now), reason)
 
     def approve_by_standing_order(
         self, *, approver: str, approver_unit: str, reason: str, grant_id: str, now: datetime
@@ -368,6 +353,10 @@ class AccessRequest:
             raise FailedPrecondition(f"R16: {approver} cannot approve a grant to themselves")
         by = Attribution(approver, approver_unit, now)
         self.approvals.append(Approval(by, text(reason, "reason"), STANDING))
+        return self._approve(grant_id, by, self.approvals[-1].reason)
+
+    def _approve(self, grant_id: str, by: Attribution, reason: str) -> Grant:
+        """The request approved by `by`: its grant, for the requested records, actions, purpose and time."""
         self.grant = Grant(
             grant_id=grant_id,
             grantee_subject=self.requester,
@@ -375,13 +364,13 @@ class AccessRequest:
             resources=self.resources,
             actions=self.actions,
             purpose=self.purpose,
-            approver_subject=approver,
-            issued_at=now,
-            expires_at=now + self.duration,
+            approver_subject=by.subject,
+            issued_at=by.at,
+            expires_at=by.at + self.duration,
         )
         self.state = RequestState.APPROVED
         self.decided = by
-        self.decision_reason = self.approvals[-1].reason
+        self.decision_reason = reason
         return self.grant
 
     def attach_token(self, token: str, key_id: str) -> None:
