@@ -155,7 +155,9 @@ async def test_repository_versions_conflicts_and_outbox_on_ferretdb(db: AsyncDat
     assert {"outbox_pending_id", "unit_1_opened_at_-1"} <= set(await db["cases"].index_information())
     notified: list[tuple[str, list[Any]]] = []
     cases = Cases(
-        db["cases"], event_source=SOURCE, notify=lambda coll, ids: notified.append((coll.name, list(ids)))
+        db["cases"],
+        event_source=SOURCE,
+        notify=lambda coll, ids, **_: ids and notified.append((coll.name, list(ids))),  # writes with entries
     )
 
     await cases.insert(
@@ -193,7 +195,9 @@ async def test_insert_absent_stores_each_id_once_in_one_round_on_ferretdb(
     db: AsyncDatabase[Document],
 ) -> None:
     notified: list[list[Any]] = []
-    cases = Cases(db["absent"], event_source=SOURCE, notify=lambda _coll, ids: notified.append(list(ids)))
+    cases = Cases(
+        db["absent"], event_source=SOURCE, notify=lambda _coll, ids, **_: notified.append(list(ids))
+    )
     await cases.insert({"_id": "c-2", "unit": "old"})
     stored = await cases.insert_absent(
         [
@@ -347,6 +351,112 @@ async def test_relay_keeps_events_written_while_it_publishes(
         decode(r).parse(StringValue).value for r in await read_topic(stack.kafka_bootstrap, topic, at_least=2)
     ]
     assert values == ["first", "second"]
+
+
+class CountingReads:
+    """A watched collection whose point reads by the relay are counted (everything else passes through)."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await self._collection.find_one(*args, **kwargs)
+
+
+async def test_a_write_over_a_version_the_relay_published_is_sent_without_reading_it_back(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """ADR 0010: the relay knows every entry of the document up to the replaced version is published,
+    so nothing can precede the new entries — it sends them as written, in order, without a read."""
+    topic = _name("sk-it-at-once")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(producer, metrics=metrics)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
+    relay.watch(cases.collection)
+    counting = CountingReads(relay._collections[cases.collection.full_name])
+    relay._collections[cases.collection.full_name] = counting  # type: ignore[assignment]
+    await relay.start()
+    try:
+        await cases.insert({"_id": "c-1"}, events=[event(topic, "opened", "c-1")])  # new: nothing before
+        await eventually(lambda: _true(not relay._sending), what="the first write is acknowledged")
+        await cases.update("c-1", expected_version=1, set_fields={"x": 1})  # no entries: still known
+        for n in range(3):
+            await cases.update(
+                "c-1", expected_version=2 + n, set_fields={}, events=[event(topic, f"e{n}", "c-1")] * 2
+            )
+            await eventually(lambda: _true(not relay._sending), what=f"write {n} is acknowledged")
+        records = await read_topic(stack.kafka_bootstrap, topic, at_least=7)
+    finally:
+        await relay.stop()
+    values = [decode(r).parse(StringValue).value for r in records]
+    assert values == ["opened", "e0", "e0", "e1", "e1", "e2", "e2"]
+    assert counting.reads == 0
+    assert [e["event_id"] for e in await unrelayed_entries(db["cases"], "c-1")] == []
+
+
+async def test_a_write_over_a_version_written_elsewhere_is_read_so_nothing_overtakes_it(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """Another process (a replica, or this one before a restart) wrote version 2 with an entry this
+    relay never saw: the write of version 3 must not go out before it, so the relay reads the document."""
+    topic = _name("sk-it-elsewhere")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(producer, metrics=metrics, sweep_interval_s=3600)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
+    elsewhere = Cases(db["cases"], event_source=SOURCE)  # writes without telling this relay
+    relay.watch(cases.collection)
+    await relay.start()
+    try:
+        await cases.insert({"_id": "c-1"}, events=[event(topic, "one", "c-1")])
+        await eventually(lambda: _true(not relay._sending), what="the first write is acknowledged")
+        await elsewhere.update("c-1", expected_version=1, set_fields={}, events=[event(topic, "two", "c-1")])
+        await cases.update("c-1", expected_version=2, set_fields={}, events=[event(topic, "three", "c-1")])
+        records = await read_topic(stack.kafka_bootstrap, topic, at_least=3)
+    finally:
+        await relay.stop()
+    assert [decode(r).parse(StringValue).value for r in records] == ["one", "two", "three"]
+
+
+async def test_a_send_at_once_that_fails_is_relayed_by_reading_the_document(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    topic = _name("sk-it-at-once-fails")
+    await make_topics(stack, topic)
+
+    class FailingOnce:
+        """The real producer, but the first send fails as a broker error would."""
+
+        def __init__(self) -> None:
+            self.failed = False
+
+        async def send(self, *args: Any, **kwargs: Any) -> Any:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("broker away (test)")
+            return await producer.send(*args, **kwargs)
+
+    relay = OutboxRelay(FailingOnce(), metrics=metrics, sweep_interval_s=3600, min_backoff_s=0.05)  # type: ignore[arg-type]
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
+    relay.watch(cases.collection)
+    await relay.start()
+    try:
+        await eventually(lambda: _true(relay._task is not None), what="the relay runs")
+        await asyncio.sleep(0.2)  # the start's sweep is done
+        await cases.insert({"_id": "c-1"}, events=[event(topic, "first", "c-1"), event(topic, "more", "c-1")])
+        records = await read_topic(stack.kafka_bootstrap, topic, at_least=2)
+    finally:
+        await relay.stop()
+    assert [decode(r).parse(StringValue).value for r in records] == ["first", "more"]
+    assert metrics.registry.get_sample_value("lawtrail_outbox_publish_failures_total") == 1
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_relay_survives_a_broker_hiccup_and_retries_with_backoff(

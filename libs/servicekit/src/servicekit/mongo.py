@@ -11,7 +11,7 @@ write here goes through ``serialized(collection)`` (see ``servicekit.doclock``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,6 +27,7 @@ from servicekit.messaging.outbox import (
     LEASE_FIELD,
     OUTBOX_FIELD,
     PENDING_FIELD,
+    Notify,
     OutboundEvent,
     outbox_entries,
 )
@@ -48,9 +49,8 @@ __all__ = [
 ]
 
 Document = dict[str, Any]
-# Told after every write that stored outbox entries: the collection and the ids of the documents
-# (``OutboxRelay.notify``), so the relay reads exactly those by ``_id``.
-Notify = Callable[[AsyncCollection[Document], Sequence[Any]], None]
+
+
 VERSION_FIELD = "version"
 APPLIED_FIELD = "applied_events"
 DUPLICATE_KEY = 11000
@@ -178,7 +178,7 @@ class VersionedRepository:
         except DuplicateKeyError:
             raise AlreadyExists(f"{self.what} {document['_id']!r} already exists") from None
         if entries and self._notify:
-            self._notify(self.collection, [document["_id"]])
+            self._notify(self.collection, [document["_id"]], written={document["_id"]: (0, entries)})
 
     async def insert_absent(self, new: Sequence[tuple[Document, Iterable[OutboundEvent]]]) -> list[Any]:
         """Store the aggregates whose ``_id`` is not stored yet, each at version 1 with its events, in
@@ -217,7 +217,11 @@ class VersionedRepository:
         ids = [doc["_id"] for i, doc in enumerate(stored) if i not in refused]
         with_events = [doc["_id"] for i, doc in enumerate(stored) if i not in refused and doc[PENDING_FIELD]]
         if with_events and self._notify:
-            self._notify(self.collection, with_events)
+            self._notify(
+                self.collection,
+                with_events,
+                written={doc["_id"]: (0, doc[OUTBOX_FIELD]) for doc in stored if doc[PENDING_FIELD]},
+            )
         return ids
 
     async def update(
@@ -254,8 +258,9 @@ class VersionedRepository:
                 f"{self.what} {id!r} was changed by someone else since it was read (now version "
                 f"{current.get(VERSION_FIELD)}, expected {expected_version}): reload it and retry"
             )
-        if entries and self._notify:
-            self._notify(self.collection, [id])
+        if self._notify:
+            # Without entries too: the relay then still knows this document is fully published.
+            self._notify(self.collection, [id] if entries else [], written={id: (expected_version, entries)})
         return expected_version + 1
 
     def _refuse_reserved(self, fields: Mapping[str, Any], *, allow_id: bool = False) -> None:

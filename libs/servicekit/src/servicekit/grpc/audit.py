@@ -48,7 +48,7 @@ from servicekit.doclock import serialized
 from servicekit.grpc.interceptors import BEFORE_STATUS, _Continuation, _Handler, _metadata, _wrap
 from servicekit.logging import bound_fields
 from servicekit.messaging.envelope import Envelope, KafkaRecord, to_record
-from servicekit.messaging.outbox import OUTBOX_FIELD, PENDING_FIELD, SEQ_FIELD
+from servicekit.messaging.outbox import OUTBOX_FIELD, PENDING_FIELD, SEQ_FIELD, Notify
 from servicekit.topics import events_topic_of
 from servicekit.tracing import current_traceparent
 
@@ -61,7 +61,6 @@ AUDIT_TOPIC = events_topic_of(audit_events_pb2)
 AUDIT_OUTBOX = "audit_outbox"
 Publish = Callable[[str, KafkaRecord], Awaitable[Any]]
 Store = Callable[[Envelope], Awaitable[None]]
-Notify = Callable[[AsyncCollection[dict[str, Any]], list[Any]], None]
 
 # Records per stored document (the outbox's sequence numbering allows 999 per write).
 _PER_DOCUMENT = 999
@@ -118,7 +117,7 @@ class AuditOutbox:
                     raise
                 continue
             if self._notify is not None:
-                self._notify(self._raw, [document["_id"]])
+                self._notify(self._raw, [document["_id"]], written={document["_id"]: (0, entries)})
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
