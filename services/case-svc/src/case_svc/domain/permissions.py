@@ -91,9 +91,10 @@ def authorize(actor: Actor, action: Action, unit: str, *, stage: Stage | None = 
         )
 
 
-def readable_units(actor: Actor) -> frozenset[str] | None:
-    """The units whose cases `actor` may list: None means every unit (LEGAL_OFFICE, INSPECTOR)."""
-    return CASES.readable_units(actor, Action.READ_CASE)
+def listed_units(actor: Actor, unit: str) -> frozenset[str] | None:
+    """The units a listing of `unit`'s cases covers, authorized (R8); "" = every unit whose cases `actor`
+    may list: None means every unit (LEGAL_OFFICE, INSPECTOR)."""
+    return CASES.listed_units(actor, Action.READ_CASE, unit)
 
 
 RESOURCES = (CASES,)
