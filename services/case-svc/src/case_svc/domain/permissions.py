@@ -50,7 +50,10 @@ CASES: Resource[Action] = Resource(
     service="case-svc",
     grants={
         Action.OPEN_CASE: Grant.act(UNIT_MEMBERS),
-        Action.READ_CASE: Grant.read(_MEMBERS_AND_ARCHIVIST),
+        Action.READ_CASE: Grant.read(
+            _MEMBERS_AND_ARCHIVIST,
+            note="R16: from outside the owning unit, logged as `CaseViewed` / `CasesSearched`",
+        ),
         Action.ADVANCE_STAGE: Grant.act({Role.UNIT_HEAD}),
         Action.RETURN_FOR_REINVESTIGATION: Grant.act({Role.UNIT_HEAD}),
         Action.CLOSE_CASE: Grant.act({Role.UNIT_HEAD}),
