@@ -31,6 +31,7 @@ from google.protobuf.duration_pb2 import Duration
 from lawtrail.access.v1 import access_grant_pb2 as gpb
 from lawtrail.access.v1 import access_service_pb2 as api
 from lawtrail.access.v1 import ledger_service_pb2 as lpb
+from lawtrail.media.v1 import media_events_pb2 as ev
 from lawtrail.media.v1 import recording_service_pb2 as pb
 from lawtrail_client.cli import main as cli_main
 from lawtrail_local.pytest_plugin import ServiceStarter
@@ -62,6 +63,7 @@ class Stackup:
     uploader: Caller
     requester_media: Caller
     head_media: Caller
+    legal_media: Caller
     requester: Person
     head: Person
     legal: Person
@@ -90,6 +92,7 @@ def env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
             uploader=caller(m_channel, private_pem, "officer-1", "unit-a", ["OFFICER"]),
             requester_media=caller(m_channel, private_pem, "deputy-1", "unit-a", ["OFFICER", "UNIT_HEAD"]),
             head_media=caller(m_channel, private_pem, "head-1", "unit-a", ["UNIT_HEAD"]),
+            legal_media=caller(m_channel, private_pem, "legal-viewer-1", "legal", ["LEGAL_OFFICE"]),
             # The requester is a unit head too, so that the refusal of self-approval is the rule's (R16),
             # not the role policy's.
             requester=person(a_channel, private_pem, "deputy-1", "unit-a", ["OFFICER", "UNIT_HEAD"]),
@@ -299,6 +302,34 @@ def test_r23_content_access_is_in_the_ledger_and_its_proof_verifies_offline(env:
     merkle.verify_consistency(
         first.tree_size, second.tree_size, first.root_hash, second.root_hash, list(consistency.proof)
     )
+
+
+def test_r16_views_and_searches_from_outside_the_unit_are_in_the_ledger(env: Stackup) -> None:
+    """media-svc's RecordingViewed / RecordingsSearched (a reader of every unit, no grant needed) reach
+    the audit ledger like every event of a `lawtrail.*` topic (R16, R23-3)."""
+    clip = make_video(env.video.with_name("clip-viewed.mp4"), tag="access-it-viewed")
+    start = datetime(2026, 5, 3, 9, 0, tzinfo=UTC)
+    rid = upload(
+        env.uploader, clip, classification(unit="unit-a", device="CAM-ACCESS-VIEW", start=start)
+    ).recording_id
+    env.legal_media("GetRecording", pb.GetRecordingRequest(recording_id=rid))
+    env.legal_media("SearchRecordings", pb.SearchRecordingsRequest(device_number="CAM-ACCESS-VIEW"))
+    topic = "lawtrail.media.v1.events"
+    viewed = asyncio.run(find_event(env.bootstrap, topic, rid, ".RecordingViewed"))
+    searched = asyncio.run(find_event(env.bootstrap, topic, "legal-viewer-1", ".RecordingsSearched"))
+    assert list(searched.parse(ev.RecordingsSearched).recording_ids) == [rid]
+    for event in (viewed, searched):
+        found = eventually(
+            lambda e=event: call(
+                env.legal,
+                "ledger",
+                "GetLedgerEntry",
+                lpb.GetLedgerEntryRequest(ce_source=e.source, ce_id=e.id),
+            ),
+            retry_on=grpc.StatusCode.NOT_FOUND,
+        )
+        leaf = lpb.LedgerLeaf.FromString(found.leaf)
+        assert (leaf.topic, leaf.ce_type, leaf.data) == (topic, event.type, event.data)
 
 
 def test_r23_lawtrail_verify_accepts_an_exported_access_entry_offline_and_rejects_a_changed_byte(
