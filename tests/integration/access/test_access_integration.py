@@ -38,6 +38,7 @@ from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
 from servicekit.auth.devtoken import ensure_dev_keys
+from servicekit.messaging.envelope import Envelope
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "media"))
@@ -223,6 +224,23 @@ def test_r16_request_approval_download_and_revocation_through_the_real_services(
     assert hidden.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
+def ledger_entry_of(env: Stackup, event: Envelope, topic: str) -> lpb.GetLedgerEntryResponse:
+    """The ledger entry of `event` once access-svc appended it, checked to be that event of `topic`."""
+    found: lpb.GetLedgerEntryResponse = eventually(
+        lambda: call(
+            env.legal,
+            "ledger",
+            "GetLedgerEntry",
+            lpb.GetLedgerEntryRequest(ce_source=event.source, ce_id=event.id),
+        ),
+        retry_on=grpc.StatusCode.NOT_FOUND,
+    )
+    leaf = lpb.LedgerLeaf.FromString(found.leaf)
+    assert (leaf.ce_id, leaf.ce_type, leaf.data) == (event.id, event.type, event.data)
+    assert leaf.topic == topic
+    return found
+
+
 def test_r23_content_access_is_in_the_ledger_and_its_proof_verifies_offline(env: Stackup) -> None:
     start = datetime(2026, 5, 2, 9, 0, tzinfo=UTC)
     clip = make_video(env.video.with_name("clip-2.mp4"), tag="access-it-2")
@@ -242,18 +260,7 @@ def test_r23_content_access_is_in_the_ledger_and_its_proof_verifies_offline(env:
     download(env.requester_media, rid, token)
     accessed = asyncio.run(find_event(env.bootstrap, "lawtrail.media.v1.events", rid, ".ContentAccessed"))
 
-    found = eventually(
-        lambda: call(
-            env.legal,
-            "ledger",
-            "GetLedgerEntry",
-            lpb.GetLedgerEntryRequest(ce_source=accessed.source, ce_id=accessed.id),
-        ),
-        retry_on=grpc.StatusCode.NOT_FOUND,
-    )
-    leaf = lpb.LedgerLeaf.FromString(found.leaf)
-    assert (leaf.ce_id, leaf.ce_type, leaf.data) == (accessed.id, accessed.type, accessed.data)
-    assert leaf.topic == "lawtrail.media.v1.events"
+    found = ledger_entry_of(env, accessed, "lawtrail.media.v1.events")
 
     first = call(env.legal, "ledger", "SignCheckpoint", lpb.SignCheckpointRequest()).checkpoint
     assert first.tree_size > found.leaf_index
@@ -319,17 +326,7 @@ def test_r16_views_and_searches_from_outside_the_unit_are_in_the_ledger(env: Sta
     searched = asyncio.run(find_event(env.bootstrap, topic, "legal-viewer-1", ".RecordingsSearched"))
     assert list(searched.parse(ev.RecordingsSearched).recording_ids) == [rid]
     for event in (viewed, searched):
-        found = eventually(
-            lambda e=event: call(
-                env.legal,
-                "ledger",
-                "GetLedgerEntry",
-                lpb.GetLedgerEntryRequest(ce_source=e.source, ce_id=e.id),
-            ),
-            retry_on=grpc.StatusCode.NOT_FOUND,
-        )
-        leaf = lpb.LedgerLeaf.FromString(found.leaf)
-        assert (leaf.topic, leaf.ce_type, leaf.data) == (topic, event.type, event.data)
+        ledger_entry_of(env, event, topic)
 
 
 def test_r23_lawtrail_verify_accepts_an_exported_access_entry_offline_and_rejects_a_changed_byte(
