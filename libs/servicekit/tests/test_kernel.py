@@ -25,6 +25,7 @@ from servicekit.policy import (
     Resource,
     rpc_actions,
     rpc_role_policy,
+    viewed_from_outside,
 )
 from servicekit.retry import read_decide_write
 
@@ -77,6 +78,25 @@ def test_r08_lists_are_scoped_to_the_callers_unit() -> None:
     assert WIDGETS.readable_units(OFFICER_A, Act.READ) == {"unit-a"}
     with pytest.raises(PermissionDenied, match="to read widgets you need one of"):
         WIDGETS.readable_units(Actor("x", "unit-a", frozenset({Role.ARCHIVE_ROOM})), Act.READ)
+
+
+def test_r08_a_listing_covers_the_unit_asked_for_or_every_unit_the_caller_may_list() -> None:
+    assert WIDGETS.listed_units(OFFICER_A, Act.READ, "") == {"unit-a"}
+    assert WIDGETS.listed_units(OFFICER_A, Act.READ, "unit-a") == {"unit-a"}
+    assert WIDGETS.listed_units(LEGAL, Act.READ, "") is None
+    assert WIDGETS.listed_units(LEGAL, Act.READ, "unit-a") == {"unit-a"}
+    with pytest.raises(PermissionDenied, match="may not read widgets of unit 'unit-a'"):
+        WIDGETS.listed_units(OFFICER_B, Act.READ, "unit-a")
+
+
+def test_r16_views_and_searches_from_outside_the_units_viewed_are_the_ones_logged() -> None:
+    assert not viewed_from_outside(OFFICER_A, ["unit-a"])
+    assert viewed_from_outside(OFFICER_B, ["unit-a"])
+    assert viewed_from_outside(LEGAL, ["unit-a"])
+    assert viewed_from_outside(LEGAL, None), "a search over every unit is a view from outside"
+    assert viewed_from_outside(OFFICER_A, None)
+    assert viewed_from_outside(OFFICER_A, ["unit-a", "unit-b"])
+    assert not viewed_from_outside(LEGAL, ["legal"])
 
 
 def test_the_role_policy_is_derived_from_the_resource() -> None:

@@ -31,12 +31,14 @@ from google.protobuf.duration_pb2 import Duration
 from lawtrail.access.v1 import access_grant_pb2 as gpb
 from lawtrail.access.v1 import access_service_pb2 as api
 from lawtrail.access.v1 import ledger_service_pb2 as lpb
+from lawtrail.media.v1 import media_events_pb2 as ev
 from lawtrail.media.v1 import recording_service_pb2 as pb
 from lawtrail_client.cli import main as cli_main
 from lawtrail_local.pytest_plugin import ServiceStarter
 from lawtrail_local.services import ServiceProcess
 from lawtrail_local.stack import Stack
 from servicekit.auth.devtoken import ensure_dev_keys
+from servicekit.messaging.envelope import Envelope
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "media"))
@@ -62,6 +64,7 @@ class Stackup:
     uploader: Caller
     requester_media: Caller
     head_media: Caller
+    legal_media: Caller
     requester: Person
     head: Person
     legal: Person
@@ -90,6 +93,7 @@ def env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
             uploader=caller(m_channel, private_pem, "officer-1", "unit-a", ["OFFICER"]),
             requester_media=caller(m_channel, private_pem, "deputy-1", "unit-a", ["OFFICER", "UNIT_HEAD"]),
             head_media=caller(m_channel, private_pem, "head-1", "unit-a", ["UNIT_HEAD"]),
+            legal_media=caller(m_channel, private_pem, "legal-viewer-1", "legal", ["LEGAL_OFFICE"]),
             # The requester is a unit head too, so that the refusal of self-approval is the rule's (R16),
             # not the role policy's.
             requester=person(a_channel, private_pem, "deputy-1", "unit-a", ["OFFICER", "UNIT_HEAD"]),
@@ -220,6 +224,23 @@ def test_r16_request_approval_download_and_revocation_through_the_real_services(
     assert hidden.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
+def ledger_entry_of(env: Stackup, event: Envelope, topic: str) -> lpb.GetLedgerEntryResponse:
+    """The ledger entry of `event` once access-svc appended it, checked to be that event of `topic`."""
+    found: lpb.GetLedgerEntryResponse = eventually(
+        lambda: call(
+            env.legal,
+            "ledger",
+            "GetLedgerEntry",
+            lpb.GetLedgerEntryRequest(ce_source=event.source, ce_id=event.id),
+        ),
+        retry_on=grpc.StatusCode.NOT_FOUND,
+    )
+    leaf = lpb.LedgerLeaf.FromString(found.leaf)
+    assert (leaf.ce_id, leaf.ce_type, leaf.data) == (event.id, event.type, event.data)
+    assert leaf.topic == topic
+    return found
+
+
 def test_r23_content_access_is_in_the_ledger_and_its_proof_verifies_offline(env: Stackup) -> None:
     start = datetime(2026, 5, 2, 9, 0, tzinfo=UTC)
     clip = make_video(env.video.with_name("clip-2.mp4"), tag="access-it-2")
@@ -239,18 +260,7 @@ def test_r23_content_access_is_in_the_ledger_and_its_proof_verifies_offline(env:
     download(env.requester_media, rid, token)
     accessed = asyncio.run(find_event(env.bootstrap, "lawtrail.media.v1.events", rid, ".ContentAccessed"))
 
-    found = eventually(
-        lambda: call(
-            env.legal,
-            "ledger",
-            "GetLedgerEntry",
-            lpb.GetLedgerEntryRequest(ce_source=accessed.source, ce_id=accessed.id),
-        ),
-        retry_on=grpc.StatusCode.NOT_FOUND,
-    )
-    leaf = lpb.LedgerLeaf.FromString(found.leaf)
-    assert (leaf.ce_id, leaf.ce_type, leaf.data) == (accessed.id, accessed.type, accessed.data)
-    assert leaf.topic == "lawtrail.media.v1.events"
+    found = ledger_entry_of(env, accessed, "lawtrail.media.v1.events")
 
     first = call(env.legal, "ledger", "SignCheckpoint", lpb.SignCheckpointRequest()).checkpoint
     assert first.tree_size > found.leaf_index
@@ -299,6 +309,24 @@ def test_r23_content_access_is_in_the_ledger_and_its_proof_verifies_offline(env:
     merkle.verify_consistency(
         first.tree_size, second.tree_size, first.root_hash, second.root_hash, list(consistency.proof)
     )
+
+
+def test_r16_views_and_searches_from_outside_the_unit_are_in_the_ledger(env: Stackup) -> None:
+    """media-svc's RecordingViewed / RecordingsSearched (a reader of every unit, no grant needed) reach
+    the audit ledger like every event of a `lawtrail.*` topic (R16, R23-3)."""
+    clip = make_video(env.video.with_name("clip-viewed.mp4"), tag="access-it-viewed")
+    start = datetime(2026, 5, 3, 9, 0, tzinfo=UTC)
+    rid = upload(
+        env.uploader, clip, classification(unit="unit-a", device="CAM-ACCESS-VIEW", start=start)
+    ).recording_id
+    env.legal_media("GetRecording", pb.GetRecordingRequest(recording_id=rid))
+    env.legal_media("SearchRecordings", pb.SearchRecordingsRequest(device_number="CAM-ACCESS-VIEW"))
+    topic = "lawtrail.media.v1.events"
+    viewed = asyncio.run(find_event(env.bootstrap, topic, rid, ".RecordingViewed"))
+    searched = asyncio.run(find_event(env.bootstrap, topic, "legal-viewer-1", ".RecordingsSearched"))
+    assert list(searched.parse(ev.RecordingsSearched).recording_ids) == [rid]
+    for event in (viewed, searched):
+        ledger_entry_of(env, event, topic)
 
 
 def test_r23_lawtrail_verify_accepts_an_exported_access_entry_offline_and_rejects_a_changed_byte(

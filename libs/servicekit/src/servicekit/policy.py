@@ -40,6 +40,7 @@ __all__ = [
     "RpcActions",
     "rpc_actions",
     "rpc_role_policy",
+    "viewed_from_outside",
 ]
 
 
@@ -193,6 +194,23 @@ class Resource(Generic[A]):
             f"R8: to {action.value} you need one of [{_names(grant.roles)}]; "
             f"{actor.subject} has [{_names(actor.roles & frozenset(Role))}]"
         )
+
+    def listed_units(self, actor: Actor, action: A, unit: str) -> frozenset[str] | None:
+        """The units a listing (a search) covers, authorized: `unit` when given, else every unit `actor`
+        may list with `action` (None: every unit)."""
+        if unit:
+            self.authorize(actor, action, unit)
+            return frozenset({unit})
+        return self.readable_units(actor, action)
+
+
+def viewed_from_outside(actor: Actor, units: Iterable[str] | None) -> bool:
+    """R16, R23-3: whether a view of records of `units` (one record: its unit; a search: the units it
+    covered, None = every unit) is by someone outside them. Such views and searches are access events —
+    case-svc's CaseViewed / CasesSearched, media-svc's RecordingViewed / RecordingsSearched; views and
+    searches within the caller's own unit are not. Whatever the role: the legal affairs office, inspectors
+    and service accounts reading another unit's records are logged alike."""
+    return units is None or frozenset(units) != {actor.unit}
 
 
 RpcActions = Mapping[str, tuple["Resource[Any]", enum.StrEnum]]

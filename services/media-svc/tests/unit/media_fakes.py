@@ -19,7 +19,7 @@ from media_svc.domain.cases import CaseParticulars, CaseView
 from media_svc.domain.continuity import Series
 from media_svc.domain.devices import Device, MaintenanceRecord, PreUseCheck
 from media_svc.domain.errors import DeviceAlreadyRegistered
-from media_svc.domain.events import ContentAccessed, DeviceEvent
+from media_svc.domain.events import ContentAccessed, DeviceEvent, RecordingsSearched, RecordingViewed
 from media_svc.domain.fixity import ContentDigest, ScrubRun, ScrubState
 from media_svc.domain.recordings import Recording
 from media_svc.service_layer.ports import (
@@ -178,9 +178,13 @@ class InMemorySeries(SeriesRepository):
 class InMemoryAccessLog(AccessLog):
     def __init__(self) -> None:
         self.records: list[ContentAccessed] = []
+        self.views: list[RecordingViewed | RecordingsSearched] = []
 
     async def record(self, access: ContentAccessed) -> None:
         self.records.append(access)
+
+    async def record_view(self, view: RecordingViewed | RecordingsSearched) -> None:
+        self.views.append(view)
 
 
 class InMemoryScrubRuns(ScrubRunRepository):

@@ -50,7 +50,10 @@ CASES: Resource[Action] = Resource(
     service="case-svc",
     grants={
         Action.OPEN_CASE: Grant.act(UNIT_MEMBERS),
-        Action.READ_CASE: Grant.read(_MEMBERS_AND_ARCHIVIST),
+        Action.READ_CASE: Grant.read(
+            _MEMBERS_AND_ARCHIVIST,
+            note="R16: from outside the owning unit, logged as `CaseViewed` / `CasesSearched`",
+        ),
         Action.ADVANCE_STAGE: Grant.act({Role.UNIT_HEAD}),
         Action.RETURN_FOR_REINVESTIGATION: Grant.act({Role.UNIT_HEAD}),
         Action.CLOSE_CASE: Grant.act({Role.UNIT_HEAD}),
@@ -91,9 +94,10 @@ def authorize(actor: Actor, action: Action, unit: str, *, stage: Stage | None = 
         )
 
 
-def readable_units(actor: Actor) -> frozenset[str] | None:
-    """The units whose cases `actor` may list: None means every unit (LEGAL_OFFICE, INSPECTOR)."""
-    return CASES.readable_units(actor, Action.READ_CASE)
+def listed_units(actor: Actor, unit: str) -> frozenset[str] | None:
+    """The units a listing of `unit`'s cases covers, authorized (R8); "" = every unit whose cases `actor`
+    may list: None means every unit (LEGAL_OFFICE, INSPECTOR)."""
+    return CASES.listed_units(actor, Action.READ_CASE, unit)
 
 
 RESOURCES = (CASES,)

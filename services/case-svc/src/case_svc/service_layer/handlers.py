@@ -18,14 +18,14 @@ from typing import TypeVar
 from servicekit.clock import Clock
 from servicekit.errors import AlreadyExists, DataLoss, FailedPrecondition, NotFound, PermissionDenied
 from servicekit.ids import keyed_id, new_id
-from servicekit.policy import Actor
+from servicekit.policy import Actor, viewed_from_outside
 from servicekit.retry import read_decide_write
 
 from case_svc.domain import commands as c
 from case_svc.domain.access import authorize_document_read
 from case_svc.domain.case import Case, UnknownActivityLinked
 from case_svc.domain.model import Activity, CaseFileGap, Document, Incident, LegalReview
-from case_svc.domain.permissions import Action, authorize, readable_units
+from case_svc.domain.permissions import Action, authorize, listed_units
 from case_svc.domain.rules import RuleBook
 from case_svc.service_layer.ports import (
     CaseRepository,
@@ -94,7 +94,7 @@ class CaseHandlers:
         c.CaseCommand(case_id).validate_case_id()
         case = await self.cases.get(case_id)
         authorize(actor, Action.READ_CASE, case.unit)
-        if actor.unit != case.unit and self.reads is not None:
+        if viewed_from_outside(actor, [case.unit]) and self.reads is not None:
             # R16: a view from outside the owning unit (the supervising legal affairs office) is logged.
             await self.reads.record_view(
                 CaseView(actor.subject, actor.unit, self.clock(), rpc, case_id=case.case_id, unit=case.unit)
@@ -103,17 +103,13 @@ class CaseHandlers:
 
     async def list_cases(self, query: ListCases, actor: Actor) -> CasePage:
         limit = query.validate()
-        if query.unit:
-            authorize(actor, Action.READ_CASE, query.unit)
-            units: frozenset[str] | None = frozenset({query.unit})
-        else:
-            units = readable_units(actor)
+        units = listed_units(actor, query.unit)
         where = query.filter(units)
         after = decode_token(where, query.page_token)
         found = list(await self.cases.list(where, after, limit + 1))
         page, more = found[:limit], len(found) > limit
         token = encode_token(where, ListPosition(page[-1].opened_at, page[-1].case_id)) if more else ""
-        if (units is None or units != {actor.unit}) and self.reads is not None:
+        if viewed_from_outside(actor, units) and self.reads is not None:
             await self.reads.record_view(
                 CaseView(
                     actor.subject,

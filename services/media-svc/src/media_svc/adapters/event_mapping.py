@@ -1,7 +1,8 @@
 """Domain events -> the published events of media-svc on `lawtrail.media.v1.events` (one place).
 
 Key and CloudEvents subject: the recording id for recording events (one recording's events stay
-ordered), the device number for device events. Messages describe recordings with the same mapping as the
+ordered), the viewer's subject for a search (RecordingsSearched, as case-svc's CasesSearched), the device
+number for device events. Messages describe recordings with the same mapping as the
 API (adapters/proto_mapping.py).
 """
 
@@ -13,6 +14,7 @@ from datetime import timedelta
 from google.protobuf.message import Message
 from lawtrail.media.v1 import device_events_pb2
 from lawtrail.media.v1 import media_events_pb2 as ev
+from lawtrail.media.v1 import recording_pb2 as rpb
 from servicekit import protomap
 from servicekit.messaging.outbox import OutboundEvent
 from servicekit.protomap import duration_pb, timestamp_pb
@@ -39,17 +41,18 @@ from media_svc.domain.events import (
     RecordingEvent,
     RecordingIngested,
     RecordingLinked,
+    RecordingsSearched,
+    RecordingViewed,
 )
 
 TOPIC = events_topic_of(ev)  # lawtrail.media.v1.events (device events share it: device_events.proto)
 
-MediaEvent = RecordingEvent | InterruptionExplained | ContentAccessed
+MediaEvent = RecordingEvent | InterruptionExplained | ContentAccessed | RecordingViewed | RecordingsSearched
 
 
-def recording_message_of(
-    event: RecordingEvent | InterruptionExplained | ContentAccessed,
-) -> tuple[str, Message]:
-    """(subject = recording id, protobuf message) of a recording event."""
+def recording_message_of(event: MediaEvent) -> tuple[str, Message]:
+    """(subject, protobuf message) of a recording event: the subject is the recording id, or the viewer
+    for a search."""
     match event:
         case RecordingIngested(recording=r):
             return r.recording_id, ev.RecordingIngested(
@@ -111,6 +114,32 @@ def recording_message_of(
                 purpose=event.purpose,
                 approver=event.approver,
                 unit=event.unit,
+            )
+        case RecordingViewed():
+            return event.recording_id, ev.RecordingViewed(
+                recording_id=event.recording_id,
+                unit=event.unit,
+                viewer=event.viewer,
+                viewer_unit=event.viewer_unit,
+                at=timestamp_pb(event.at),
+                rpc=event.rpc,
+            )
+        case RecordingsSearched(query=q):
+            return event.viewer, ev.RecordingsSearched(
+                viewer=event.viewer,
+                viewer_unit=event.viewer_unit,
+                at=timestamp_pb(event.at),
+                rpc=event.rpc,
+                unit=q.unit,
+                recording_ids=event.recording_ids,
+                device_number=q.device_number,
+                officer=q.officer,
+                party=q.party,
+                case_cause=q.case_cause,
+                case_id=q.case_id,
+                media_kind=MEDIA_KIND_TO_PB[q.media_kind] if q.media_kind else rpb.MEDIA_KIND_UNSPECIFIED,
+                recorded_after=timestamp_pb(q.recorded_after) if q.recorded_after else None,
+                recorded_before=timestamp_pb(q.recorded_before) if q.recorded_before else None,
             )
     raise TypeError(f"no published message for {type(event).__name__}")
 

@@ -4,7 +4,8 @@ Every change is one single-document write carrying its events (embedded outbox, 
 - `recordings`: one document per recording (`_id` = recording id, unique `sha256`). The content hash,
   size and block hashes are written once by the insert and never appear in an update (R23-2).
 - `continuity_series`: one document per device and activity with its segments and explanations (R19c).
-- `content_access`: one document per content access with its ContentAccessed event (R16, R23-3).
+- `content_access`: one document per content access with its ContentAccessed event, and one per view or
+  search from outside the owning unit with its RecordingViewed / RecordingsSearched (R16, R23-3).
 - `scrub_runs` / `scrub_lock`: fixity scrub progress and the lock that keeps one run at a time.
 
 Search (R17) is index-backed: every criterion that can narrow a query has a compound index
@@ -35,7 +36,7 @@ from servicekit.mongo import IndexSpec, Notify, VersionedRepository, serialized
 from media_svc.adapters.event_mapping import to_outbound
 from media_svc.domain.cases import CaseParticulars
 from media_svc.domain.continuity import Explanation, Segment, Series
-from media_svc.domain.events import ContentAccessed
+from media_svc.domain.events import ContentAccessed, RecordingsSearched, RecordingViewed
 from media_svc.domain.fixity import ScrubRun, ScrubState
 from media_svc.domain.recordings import (
     BLOCK_SIZE,
@@ -498,6 +499,21 @@ class MongoAccessLog(AccessLog):
                 "approver": access.approver,
             },
             events=to_outbound([access]),
+        )
+
+    async def record_view(self, view: RecordingViewed | RecordingsSearched) -> None:
+        # The event carries the facts (a search's criteria and results); the document is the durable mark.
+        await self._repo.insert(
+            {
+                "_id": view.view_id,
+                "kind": "view" if isinstance(view, RecordingViewed) else "search",
+                "recording_id": view.recording_id if isinstance(view, RecordingViewed) else "",
+                "viewer": view.viewer,
+                "viewer_unit": view.viewer_unit,
+                "at": view.at,
+                "rpc": view.rpc,
+            },
+            events=to_outbound([view]),
         )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the aggregates import this module; their types are only needed for annotations
     from media_svc.domain.continuity import Explanation, Gap, Series
     from media_svc.domain.devices import Fault, MaintenanceRecord, PreUseCheck
-    from media_svc.domain.recordings import Attribution, Recording
+    from media_svc.domain.recordings import Attribution, Recording, SearchQuery
 
 # -- recordings (RecordingIngested, RecordingLinked, IntegrityCheckFailed)
 
@@ -73,6 +73,37 @@ class ContentAccessed:
     grant_id: str
     purpose: str
     approver: str
+
+
+# -- views and searches from outside the owning unit (R16, R23-3): the access-log record is the event,
+#    as case-svc's CaseViewed / CasesSearched (which views: servicekit.policy.viewed_from_outside)
+
+
+@dataclass(frozen=True)
+class RecordingViewed:
+    """A recording's metadata viewed (`rpc`: GetRecording) by someone outside its owning unit."""
+
+    view_id: str
+    recording_id: str
+    unit: str
+    viewer: str
+    viewer_unit: str
+    at: datetime
+    rpc: str
+
+
+@dataclass(frozen=True)
+class RecordingsSearched:
+    """Recordings searched or listed across units or in a unit other than the viewer's: the criteria
+    (`query.unit` the unit searched, "" = every unit) and the recordings the page returned."""
+
+    view_id: str
+    viewer: str
+    viewer_unit: str
+    at: datetime
+    rpc: str
+    query: SearchQuery
+    recording_ids: tuple[str, ...]
 
 
 # -- devices (R20, R21)

@@ -39,7 +39,10 @@ RECORDINGS: Resource[RecordingAction] = Resource(
     why="recordings are stored per unit, R9",
     grants={
         RecordingAction.UPLOAD: Grant.act(UNIT_MEMBERS | {Role.ARCHIVIST, UPLOAD_SCOPE}),
-        RecordingAction.READ: Grant.read(UNIT_MEMBERS | {Role.ARCHIVIST, Role.ARCHIVE_ROOM, Role.SERVICE}),
+        RecordingAction.READ: Grant.read(
+            UNIT_MEMBERS | {Role.ARCHIVIST, Role.ARCHIVE_ROOM, Role.SERVICE},
+            note="R16: from outside the owning unit, logged as `RecordingViewed` / `RecordingsSearched`",
+        ),
         # The legal affairs office links across units (R5: case-svc counts only its cross-unit links).
         RecordingAction.LINK: Grant.act(UNIT_MEMBERS, supervised=True),
         RecordingAction.EXPLAIN_INTERRUPTION: Grant.act(UNIT_MEMBERS),

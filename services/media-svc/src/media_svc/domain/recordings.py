@@ -65,6 +65,21 @@ def _text(value: str, what: str, max_len: int, *, required: bool) -> str:
 
 
 @dataclass(frozen=True)
+class SearchQuery:
+    """R17 search criteria; empty strings / None mean "any"."""
+
+    unit: str = ""
+    device_number: str = ""
+    officer: str = ""
+    party: str = ""
+    case_cause: str = ""
+    case_id: str = ""
+    media_kind: MediaKind | None = None
+    recorded_after: datetime | None = None
+    recorded_before: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Attribution:
     """Who did something and when (server time), from the verified token (R4)."""
 

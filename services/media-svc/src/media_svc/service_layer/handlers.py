@@ -39,7 +39,7 @@ from servicekit.errors import (
 )
 from servicekit.ids import IdFactory, new_id
 from servicekit.paging import decode_page_token, encode_page_token, foreign_page_token
-from servicekit.policy import Actor, Role
+from servicekit.policy import Actor, Role, viewed_from_outside
 from servicekit.retry import read_decide_write
 
 from media_svc.domain import commands as c
@@ -66,7 +66,13 @@ from media_svc.domain.errors import (
     UploadIncomplete,
     UploadTooLarge,
 )
-from media_svc.domain.events import ContentAccessed, DeviceEvent, RecordingLinked
+from media_svc.domain.events import (
+    ContentAccessed,
+    DeviceEvent,
+    RecordingLinked,
+    RecordingsSearched,
+    RecordingViewed,
+)
 from media_svc.domain.fixity import ContentDigest, ScrubRun
 from media_svc.domain.media_facts import interpret_probe
 from media_svc.domain.permissions import DEVICES, RECORDINGS, DeviceAction, RecordingAction
@@ -77,6 +83,7 @@ from media_svc.domain.recordings import (
     IngestPolicy,
     MediaFacts,
     Recording,
+    SearchQuery,
     ingest_findings,
     link_ids,
     require_sha256,
@@ -99,7 +106,6 @@ from media_svc.service_layer.ports import (
     ScrubItem,
     ScrubRunRepository,
     SearchCursor,
-    SearchQuery,
     SeriesRepository,
     Tombstones,
     VerifiedChunk,
@@ -451,19 +457,56 @@ class MediaHandlers:
     # ================================================================== recordings: queries
 
     async def get_recording(self, recording_id: str, actor: Actor) -> Recording:
+        """One recording's metadata. R16: a view from outside the owning unit (the legal affairs office,
+        inspectors, services) is recorded with its RecordingViewed before the answer; within it, nothing."""
+        recording = await self._readable(recording_id, actor)
+        if viewed_from_outside(actor, [recording.unit]):
+            await self.access_log.record_view(
+                RecordingViewed(
+                    view_id=self.ids(),
+                    recording_id=recording.recording_id,
+                    unit=recording.unit,
+                    viewer=actor.subject,
+                    viewer_unit=actor.unit,
+                    at=self.clock(),
+                    rpc="GetRecording",
+                )
+            )
+        return recording
+
+    async def _readable(self, recording_id: str, actor: Actor) -> Recording:
+        """The recording, if `actor` may read it (R8); the commands load it this way (not a view)."""
         recording = await self.recordings.get(recording_id.strip())
         if recording is None:
             raise RecordingNotFound(f"no recording {recording_id!r}")
         RECORDINGS.authorize(actor, RecordingAction.READ, recording.unit)
         return recording
 
+    async def _searched(
+        self, actor: Actor, rpc: str, query: SearchQuery, units: frozenset[str] | None, ids: Sequence[str]
+    ) -> None:
+        """R16: a search or list across units, or of another unit, is recorded with its RecordingsSearched
+        (the criteria and the recordings of the page, so bounded by the page size) before the answer."""
+        if viewed_from_outside(actor, units):
+            await self.access_log.record_view(
+                RecordingsSearched(
+                    view_id=self.ids(),
+                    viewer=actor.subject,
+                    viewer_unit=actor.unit,
+                    at=self.clock(),
+                    rpc=rpc,
+                    query=query,
+                    recording_ids=tuple(dict.fromkeys(ids)),
+                )
+            )
+
     async def search_recordings(
         self, query: SearchQuery, page_size: int, page_token: str, actor: Actor
     ) -> RecordingPage:
-        if query.unit:
-            RECORDINGS.authorize(actor, RecordingAction.READ, query.unit)
-        elif RECORDINGS.readable_units(actor, RecordingAction.READ) is not None:
-            query = replace(query, unit=actor.unit)
+        units = RECORDINGS.listed_units(actor, RecordingAction.READ, query.unit)
+        if units is not None:
+            (unit,) = units  # the unit asked for, or the caller's own when they may list only theirs
+            query = replace(query, unit=unit)
         if (
             query.recorded_after is not None
             and query.recorded_before is not None
@@ -480,6 +523,7 @@ class MediaHandlers:
             if more
             else ""
         )
+        await self._searched(actor, "SearchRecordings", query, units, [r.recording_id for r in found])
         return RecordingPage(found, token)
 
     # ================================================================== recordings: link (R5, R17)
@@ -494,7 +538,7 @@ class MediaHandlers:
         by_legal_office = actor.has(Role.LEGAL_OFFICE)
 
         async def attempt() -> tuple[Recording, list[object]]:
-            recording = await self.get_recording(cmd.recording_id, actor)
+            recording = await self._readable(cmd.recording_id, actor)
             RECORDINGS.authorize(actor, RecordingAction.LINK, recording.unit)
             case = await self.cases.get(case_id)
             check_link(
@@ -657,7 +701,7 @@ class MediaHandlers:
 
     async def explain_interruption(self, cmd: c.ExplainInterruption, actor: Actor) -> SeriesGap:
         """R19c: explains the gap before `cmd.recording_id` → InterruptionExplained."""
-        recording = await self.get_recording(cmd.recording_id, actor)
+        recording = await self._readable(cmd.recording_id, actor)
         RECORDINGS.authorize(actor, RecordingAction.EXPLAIN_INTERRUPTION, recording.unit)
         if not recording.link.activity_id:
             raise FailedPrecondition(
@@ -666,7 +710,7 @@ class MediaHandlers:
             )
         spoken: Segment | None = None
         if cmd.spoken_in_recording_id:
-            other = await self.get_recording(cmd.spoken_in_recording_id, actor)
+            other = await self._readable(cmd.spoken_in_recording_id, actor)
             if other.unit != recording.unit:
                 raise InvalidArgument(
                     f"recording {cmd.spoken_in_recording_id} belongs to unit {other.unit!r}, "
@@ -703,11 +747,23 @@ class MediaHandlers:
     async def list_unexplained_gaps(
         self, *, unit: str, case_id: str, page_size: int, page_token: str, actor: Actor
     ) -> GapPage:
-        """Gaps over the threshold without explanation, per unit or per case (R19c)."""
+        """Gaps over the threshold without explanation, per unit or per case (R19c). R16: listed across
+        units (a case, by a reader of every unit) or of another unit, the list is logged (RecordingsSearched
+        naming the recordings before and after each gap)."""
         if bool(unit) == bool(case_id):
             raise InvalidArgument("give either a unit or a case_id")
-        if unit:
-            RECORDINGS.authorize(actor, RecordingAction.READ, unit)
+        # A case's gaps: of the units the caller may list (the others' series are skipped below).
+        units = RECORDINGS.listed_units(actor, RecordingAction.READ, unit)
+        page = await self._gap_page(unit, case_id, page_size, page_token, actor)
+        ids = [i for g in page.gaps for i in (g.gap.previous_recording_id, g.gap.next_recording_id)]
+        await self._searched(
+            actor, "ListUnexplainedGaps", SearchQuery(unit=unit, case_id=case_id), units, ids
+        )
+        return page
+
+    async def _gap_page(
+        self, unit: str, case_id: str, page_size: int, page_token: str, actor: Actor
+    ) -> GapPage:
         wanted = paging.page_size(page_size)
         after = _decode_series_token(page_token)
         threshold = self.gap_threshold

@@ -17,28 +17,13 @@ from media_svc.domain.access import AccessGrant
 from media_svc.domain.cases import CaseView
 from media_svc.domain.continuity import Series
 from media_svc.domain.devices import Device, MaintenanceRecord, PreUseCheck
-from media_svc.domain.events import ContentAccessed, DeviceEvent
+from media_svc.domain.events import ContentAccessed, DeviceEvent, RecordingsSearched, RecordingViewed
 from media_svc.domain.fixity import ContentDigest, ScrubRun
-from media_svc.domain.recordings import MediaKind, Recording
+from media_svc.domain.recordings import Recording, SearchQuery
 
 # ---------------------------------------------------------------------------------------------
 # Repositories
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SearchQuery:
-    """R17 search criteria; empty strings / None mean "any"."""
-
-    unit: str = ""
-    device_number: str = ""
-    officer: str = ""
-    party: str = ""
-    case_cause: str = ""
-    case_id: str = ""
-    media_kind: MediaKind | None = None
-    recorded_after: datetime | None = None
-    recorded_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -198,9 +183,15 @@ class SeriesRepository(abc.ABC):
 
 
 class AccessLog(abc.ABC):
+    """R16, R23-3: reads of content under a grant, and views and searches from outside the owning unit."""
+
     @abc.abstractmethod
     async def record(self, access: ContentAccessed) -> None:
         """Durably records the access and its ContentAccessed event (before any byte is released)."""
+
+    @abc.abstractmethod
+    async def record_view(self, view: RecordingViewed | RecordingsSearched) -> None:
+        """Durably records a view or search from outside the unit with its event (before the answer)."""
 
 
 class ScrubRunRepository(abc.ABC):

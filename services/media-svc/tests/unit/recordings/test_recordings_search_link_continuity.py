@@ -1,4 +1,5 @@
-"""Search (R17), linking (R5, R17) and continuity (R19c) use cases."""
+"""Search (R17), linking (R5, R17) and continuity (R19c) use cases, and the access events of views and
+searches from outside the owning unit (R16)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ import hashlib
 from datetime import timedelta
 
 import pytest
+from lawtrail.media.v1 import media_events_pb2 as ev
+from lawtrail.media.v1 import recording_pb2 as rpb
+from media_svc.adapters.event_mapping import to_outbound
 from media_svc.adapters.recording_repository import SEARCH_FIELDS, SEARCH_INDEXES
 from media_svc.domain.commands import ExplainInterruption, LinkRecording, UploadManifest, UploadRecording
-from media_svc.domain.events import InterruptionExplained, RecordingLinked
+from media_svc.domain.events import (
+    InterruptionExplained,
+    RecordingLinked,
+    RecordingsSearched,
+    RecordingViewed,
+)
 from media_svc.domain.recordings import MediaKind, Recording
 from media_svc.service_layer.ports import SearchQuery
 from recordings_support import (
@@ -25,6 +34,7 @@ from recordings_support import (
 )
 from servicekit.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from servicekit.errors import NotFound as NotFoundError
+from servicekit.policy import Actor
 
 
 async def store(app: App, media: Media, **kw: object) -> Recording:
@@ -266,3 +276,141 @@ async def test_r19c_a_crash_between_link_and_series_is_finished_by_the_sweep(app
         unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
     )
     assert len(page.gaps) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# R16, R23-3: views and searches from outside the owning unit are access events (as case-svc's)
+# ---------------------------------------------------------------------------------------------
+
+INSPECTOR = Actor("inspector-1", "inspection", frozenset({"INSPECTOR"}))
+
+
+async def test_r16_get_recording_by_another_unit_publishes_recording_viewed(app: App, media: Media) -> None:
+    r = await store(app, media)
+    await app.handlers.get_recording(r.recording_id, LEGAL)
+    assert app.access_log.views == [
+        RecordingViewed(
+            view_id=app.access_log.views[0].view_id,
+            recording_id=r.recording_id,
+            unit="unit-a",
+            viewer="legal-1",
+            viewer_unit="legal",
+            at=T0 + timedelta(hours=1),
+            rpc="GetRecording",
+        )
+    ]
+    (out,) = to_outbound(app.access_log.views)
+    assert (out.topic, out.subject) == ("lawtrail.media.v1.events", r.recording_id)
+    assert isinstance(out.message, ev.RecordingViewed)
+    assert (out.message.recording_id, out.message.unit, out.message.viewer, out.message.viewer_unit) == (
+        r.recording_id,
+        "unit-a",
+        "legal-1",
+        "legal",
+    )
+    assert (out.message.rpc, out.message.at.ToDatetime(tzinfo=T0.tzinfo)) == (
+        "GetRecording",
+        T0 + timedelta(hours=1),
+    )
+
+
+async def test_r16_views_and_searches_within_the_owning_unit_publish_nothing(app: App, media: Media) -> None:
+    _, b, c = await segments(app, media, (0, 100), (130, 200), (400, 500))
+    await app.handlers.get_recording(b.recording_id, OFFICER)
+    await app.handlers.search_recordings(SearchQuery(), 0, "", OFFICER)
+    await app.handlers.search_recordings(SearchQuery(unit="unit-a", device_number="CAM-1"), 0, "", OFFICER)
+    await app.handlers.list_unexplained_gaps(
+        unit="unit-a", case_id="", page_size=0, page_token="", actor=OFFICER
+    )
+    await app.handlers.list_unexplained_gaps(
+        unit="", case_id="case-1", page_size=0, page_token="", actor=OFFICER
+    )
+    await app.handlers.explain_interruption(
+        ExplainInterruption(c.recording_id, written_text="battery"), OFFICER
+    )
+    assert app.access_log.views == []
+
+
+async def test_r16_a_refused_view_publishes_no_view_event(app: App, media: Media) -> None:
+    """A refusal is not a view (the ledger has its RpcCalled with PERMISSION_DENIED, issue 11 item 7)."""
+    r = await store(app, media)
+    with pytest.raises(PermissionDenied):
+        await app.handlers.get_recording(r.recording_id, OTHER_UNIT)
+    with pytest.raises(PermissionDenied):
+        await app.handlers.search_recordings(SearchQuery(unit="unit-a"), 0, "", OTHER_UNIT)
+    assert app.access_log.views == []
+
+
+async def test_r16_loading_a_recording_for_a_command_is_not_a_view(app: App, media: Media) -> None:
+    r = await store(app, media)
+    await open_case(app, "case-1")
+    await app.handlers.link_recording(LinkRecording(r.recording_id, "case-1", "act-1"), LEGAL)
+    assert app.access_log.views == []
+
+
+async def test_r16_a_search_across_units_publishes_recordings_searched_with_its_criteria_and_results(
+    app: App, media: Media
+) -> None:
+    a = await store(app, media, device="CAM-2", start=T0)
+    await store(app, media, device="CAM-1", start=T0 + timedelta(minutes=1))
+    b = await store(app, media, device="CAM-2", start=T0 + timedelta(minutes=2))
+    after = T0 - timedelta(days=1)
+    query = SearchQuery(device_number="CAM-2", media_kind=MediaKind.VIDEO, recorded_after=after)
+    page = await app.handlers.search_recordings(query, 0, "", LEGAL)
+    assert [r.recording_id for r in page.recordings] == [a.recording_id, b.recording_id]
+    (searched,) = app.access_log.views
+    assert isinstance(searched, RecordingsSearched)
+    assert (searched.viewer, searched.viewer_unit, searched.rpc) == ("legal-1", "legal", "SearchRecordings")
+    assert searched.query == query, "every unit: the unit searched is empty"
+    assert searched.recording_ids == (a.recording_id, b.recording_id)
+
+    (out,) = to_outbound([searched])
+    assert out.subject == "legal-1", "a search is keyed by who searched (as CasesSearched)"
+    m = out.message
+    assert isinstance(m, ev.RecordingsSearched)
+    assert (m.viewer, m.rpc, m.unit, m.device_number, m.officer, m.party, m.case_id) == (
+        "legal-1",
+        "SearchRecordings",
+        "",
+        "CAM-2",
+        "",
+        "",
+        "",
+    )
+    assert m.media_kind == rpb.MEDIA_KIND_VIDEO
+    assert m.HasField("recorded_after")
+    assert not m.HasField("recorded_before")
+    assert m.recorded_after.ToDatetime(tzinfo=T0.tzinfo) == after
+    assert list(m.recording_ids) == [a.recording_id, b.recording_id]
+
+
+async def test_r16_a_search_of_one_named_unit_by_a_reader_of_every_unit_publishes_it_paged(
+    app: App, media: Media
+) -> None:
+    made = [await store(app, media, start=T0 + timedelta(minutes=i)) for i in range(3)]
+    first = await app.handlers.search_recordings(SearchQuery(unit="unit-a"), 2, "", INSPECTOR)
+    await app.handlers.search_recordings(SearchQuery(unit="unit-a"), 2, first.next_page_token, INSPECTOR)
+    await app.handlers.search_recordings(SearchQuery(party="nobody"), 0, "", INSPECTOR)
+    views = app.access_log.views
+    assert all(isinstance(v, RecordingsSearched) for v in views)
+    assert [(v.query.unit, v.recording_ids) for v in views if isinstance(v, RecordingsSearched)] == [
+        ("unit-a", (made[0].recording_id, made[1].recording_id)),
+        ("unit-a", (made[2].recording_id,)),
+        ("", ()),  # a search that found nothing is a search all the same
+    ]
+
+
+async def test_r16_listing_gaps_across_units_publishes_recordings_searched(app: App, media: Media) -> None:
+    _, b, c = await segments(app, media, (0, 100), (130, 200), (400, 500))
+    await app.handlers.list_unexplained_gaps(
+        unit="", case_id="case-1", page_size=0, page_token="", actor=LEGAL
+    )
+    await app.handlers.list_unexplained_gaps(
+        unit="unit-a", case_id="", page_size=0, page_token="", actor=INSPECTOR
+    )
+    views = [v for v in app.access_log.views if isinstance(v, RecordingsSearched)]
+    assert len(views) == len(app.access_log.views) == 2
+    assert [(v.viewer, v.rpc, v.query.unit, v.query.case_id, v.recording_ids) for v in views] == [
+        ("legal-1", "ListUnexplainedGaps", "", "case-1", (b.recording_id, c.recording_id)),
+        ("inspector-1", "ListUnexplainedGaps", "unit-a", "", (b.recording_id, c.recording_id)),
+    ]

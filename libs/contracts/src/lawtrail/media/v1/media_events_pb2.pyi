@@ -398,3 +398,137 @@ class ContentAccessed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContentAccessed: _TypeAlias = ContentAccessed  # noqa: Y015
+
+@_typing.final
+class RecordingViewed(_message.Message):
+    """A recording's metadata was viewed (GetRecording) by someone outside its owning unit (R16, R23-3: views
+    by the supervising legal affairs office, inspectors or services are access events too, as case-svc's
+    CaseViewed). Views within the owning unit are not logged. Key and ce_subject: the recording id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDING_ID_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    VIEWER_FIELD_NUMBER: _builtins.int
+    VIEWER_UNIT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    RPC_FIELD_NUMBER: _builtins.int
+    recording_id: _builtins.str
+    """Id of the recording viewed."""
+    unit: _builtins.str
+    """Owning unit of the recording."""
+    viewer: _builtins.str
+    """Who viewed it (subject from the verified bearer token)."""
+    viewer_unit: _builtins.str
+    """The viewer's unit."""
+    rpc: _builtins.str
+    """Which RPC ("GetRecording")."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When (server time, UTC)."""
+
+    def __init__(
+        self,
+        *,
+        recording_id: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        viewer: _builtins.str = ...,
+        viewer_unit: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        rpc: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "recording_id", b"recording_id", "rpc", b"rpc", "unit", b"unit", "viewer", b"viewer", "viewer_unit", b"viewer_unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordingViewed: _TypeAlias = RecordingViewed  # noqa: Y015
+
+@_typing.final
+class RecordingsSearched(_message.Message):
+    """Recordings were searched or listed (SearchRecordings, ListUnexplainedGaps) across units or in a unit other
+    than the caller's (R16, R23-3, as case-svc's CasesSearched). Key and ce_subject: the viewer's subject.
+    Searches within the caller's own unit are not logged.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VIEWER_FIELD_NUMBER: _builtins.int
+    VIEWER_UNIT_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    RPC_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    RECORDING_IDS_FIELD_NUMBER: _builtins.int
+    DEVICE_NUMBER_FIELD_NUMBER: _builtins.int
+    OFFICER_FIELD_NUMBER: _builtins.int
+    PARTY_FIELD_NUMBER: _builtins.int
+    CASE_CAUSE_FIELD_NUMBER: _builtins.int
+    CASE_ID_FIELD_NUMBER: _builtins.int
+    MEDIA_KIND_FIELD_NUMBER: _builtins.int
+    RECORDED_AFTER_FIELD_NUMBER: _builtins.int
+    RECORDED_BEFORE_FIELD_NUMBER: _builtins.int
+    viewer: _builtins.str
+    """Who searched (subject from the verified bearer token)."""
+    viewer_unit: _builtins.str
+    """The viewer's unit."""
+    rpc: _builtins.str
+    """Which RPC ("SearchRecordings", "ListUnexplainedGaps")."""
+    unit: _builtins.str
+    """The unit searched; empty when every unit was."""
+    device_number: _builtins.str
+    """The other criteria the caller gave (here and below; empty / unset = not given): device number."""
+    officer: _builtins.str
+    """Officer subject id."""
+    party: _builtins.str
+    """Party."""
+    case_cause: _builtins.str
+    """Case cause."""
+    case_id: _builtins.str
+    """Linked case id (SearchRecordings), or the case whose gaps were listed (ListUnexplainedGaps)."""
+    media_kind: _recording_pb2.MediaKind.ValueType
+    """Media kind; UNSPECIFIED = any."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """When (server time, UTC)."""
+
+    @_builtins.property
+    def recording_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The recordings returned on this page, in the order returned, so bounded by the page (SearchRecordings:
+        at most 500; ListUnexplainedGaps: the recordings before and after each gap of the page, once each).
+        """
+
+    @_builtins.property
+    def recorded_after(self) -> _timestamp_pb2.Timestamp:
+        """Only recordings that end after this time."""
+
+    @_builtins.property
+    def recorded_before(self) -> _timestamp_pb2.Timestamp:
+        """Only recordings that start before this time."""
+
+    def __init__(
+        self,
+        *,
+        viewer: _builtins.str = ...,
+        viewer_unit: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        rpc: _builtins.str = ...,
+        unit: _builtins.str = ...,
+        recording_ids: _abc.Iterable[_builtins.str] | None = ...,
+        device_number: _builtins.str = ...,
+        officer: _builtins.str = ...,
+        party: _builtins.str = ...,
+        case_cause: _builtins.str = ...,
+        case_id: _builtins.str = ...,
+        media_kind: _recording_pb2.MediaKind.ValueType = ...,
+        recorded_after: _timestamp_pb2.Timestamp | None = ...,
+        recorded_before: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "recorded_after", b"recorded_after", "recorded_before", b"recorded_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "case_cause", b"case_cause", "case_id", b"case_id", "device_number", b"device_number", "media_kind", b"media_kind", "officer", b"officer", "party", b"party", "recorded_after", b"recorded_after", "recorded_before", b"recorded_before", "recording_ids", b"recording_ids", "rpc", b"rpc", "unit", b"unit", "viewer", b"viewer", "viewer_unit", b"viewer_unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordingsSearched: _TypeAlias = RecordingsSearched  # noqa: Y015
