@@ -399,6 +399,38 @@ async def test_a_write_over_a_version_the_relay_published_is_sent_without_readin
     assert [e["event_id"] for e in await unrelayed_entries(db["cases"], "c-1")] == []
 
 
+async def test_writes_in_quick_succession_follow_each_other_without_reading_back(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """A write made while the previous write's send is in flight follows it (after its acks): a
+    document written many times in a row (the holds of a large case: several writes of ≤ 999 events)
+    is never read back, and its entries stay in order."""
+    topic = _name("sk-it-follow")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(producer, metrics=metrics)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
+    relay.watch(cases.collection)
+    counting = CountingReads(relay._collections[cases.collection.full_name])
+    relay._collections[cases.collection.full_name] = counting  # type: ignore[assignment]
+    await relay.start()
+    try:
+        await cases.insert({"_id": "c-1"}, events=[event(topic, "w1", "c-1")])
+        for version in range(1, 6):  # no wait: each write lands while the one before is being sent
+            await cases.update(
+                "c-1",
+                expected_version=version,
+                set_fields={},
+                events=[event(topic, f"w{version + 1}", "c-1")],
+            )
+        records = await read_topic(stack.kafka_bootstrap, topic, at_least=6)
+        await eventually(lambda: _true(not relay._sending), what="every send is acknowledged")
+    finally:
+        await relay.stop()
+    assert [decode(r).parse(StringValue).value for r in records] == [f"w{n}" for n in range(1, 7)]
+    assert counting.reads == 0
+    assert await unrelayed_entries(db["cases"], "c-1") == []
+
+
 async def test_a_write_over_a_version_written_elsewhere_is_read_so_nothing_overtakes_it(
     stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
 ) -> None:

@@ -284,6 +284,8 @@ class OutboxRelay:
         # by both at the same time, so its entries go out in order.
         self._busy: set[str] = set()
         self._sending: dict[str, asyncio.Task[None]] = {}
+        # The version the newest send at once of a document produces: the next write of it may follow.
+        self._sending_version: dict[str, int] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -363,22 +365,42 @@ class OutboxRelay:
             self._task is None
             or self._stopping
             or key in self._busy
-            or key in self._sending
             or document_id in self._hinted.get(name, {})
-            or not (replaced == 0 or self._known.get(key) == replaced)
         ):
+            return False
+        before = self._sending.get(key)
+        if before is not None:
+            # A send of the version this write replaced is in flight: follow it (after its acks), so
+            # a document written in quick succession is still never read back.
+            if self._sending_version.get(key) != replaced:
+                return False
+        elif not (replaced == 0 or self._known.get(key) == replaced):
             return False
         self._forget(key)  # until these are acknowledged
         self._sending[key] = asyncio.create_task(
-            self._send_written(name, document_id, key, replaced + 1, entries), name="outbox-send"
+            self._send_written(name, document_id, key, replaced, entries, before), name="outbox-send"
         )
+        self._sending_version[key] = replaced + 1
         return True
 
     async def _send_written(
-        self, name: str, document_id: Any, key: str, version: int, entries: list[Document]
+        self,
+        name: str,
+        document_id: Any,
+        key: str,
+        replaced: int,
+        entries: list[Document],
+        before: asyncio.Task[None] | None,
     ) -> None:
         collection = self._collections[name]
+        version = replaced + 1
         try:
+            if before is not None:
+                await asyncio.wait([before])
+                if self._known.get(key) != replaced:  # it failed (and said so): read them all
+                    self._hinted.setdefault(name, {})[document_id] = None
+                    self._wake.set()
+                    return
             await self._publish(entries, document_id, collection.name)
             if name in self._deleting:
                 await collection.delete_one({"_id": document_id})
@@ -397,7 +419,9 @@ class OutboxRelay:
             self._hinted.setdefault(name, {})[document_id] = None
             self._wake.set()
         finally:
-            self._sending.pop(key, None)
+            if self._sending.get(key) is asyncio.current_task():
+                del self._sending[key]
+                self._sending_version.pop(key, None)
 
     async def _settled(self, keys: Iterable[str]) -> None:
         """Wait until no send at once of these documents is in flight."""
