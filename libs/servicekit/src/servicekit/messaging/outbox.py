@@ -376,7 +376,7 @@ class OutboxRelay:
                 return False
         elif not (replaced == 0 or self._known.get(key) == replaced):
             return False
-        self._forget(key)  # until these are acknowledged
+        # `_known` keeps the replaced version meanwhile: a write during the send follows it (above).
         self._sending[key] = asyncio.create_task(
             self._send_written(name, document_id, key, replaced, entries, before), name="outbox-send"
         )
