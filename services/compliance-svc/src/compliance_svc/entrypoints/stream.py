@@ -329,5 +329,12 @@ async def run_stream(app: faust.App) -> None:
     """Run the faust app on this loop until cancelled (a servicekit background task)."""
     from faust.contrib.asgi import faust_app_running
 
-    async with faust_app_running(app, stop_timeout=10.0):
-        await asyncio.Event().wait()
+    try:
+        async with faust_app_running(app, stop_timeout=10.0):
+            await asyncio.Event().wait()
+    finally:
+        # faust_app_running stops the app only once its start has finished, and the start lasts until
+        # the table is recovered: a replica stopped (or losing its lease) meanwhile must stop it too, or
+        # its consumer stays in the group and its tasks keep running. (A no-op when already stopped.)
+        if app.started:
+            await asyncio.wait_for(app.stop(), timeout=10.0)
