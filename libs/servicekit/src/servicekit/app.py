@@ -295,9 +295,9 @@ async def _consume_while_leased(
         if fence is not None:
             await fence(lease.epoch)
         consumer = make_consumer()
-        await consumer.start()
-        assert consumer.task is not None
         try:
+            await consumer.start()
+            assert consumer.task is not None
             # `wait`, not `await consumer.task`: a cancellation must leave the consuming task to
             # `stop`, which finishes the record in hand and commits it.
             await asyncio.wait({consumer.task})
