@@ -46,6 +46,7 @@ class Work:
         self.outcome = outcome
         self.forever = forever
         self.started = asyncio.Event()
+        self.stopping = asyncio.Event()
 
     async def __call__(self) -> None:
         self.lease.log.append(f"working under epoch {self.lease.epoch}")
@@ -57,6 +58,7 @@ class Work:
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
+            self.stopping.set()
             await asyncio.sleep(0.01)  # a clean stop that takes a moment: awaited before the release
             self.lease.log.append("work stopped")
             raise
@@ -109,3 +111,19 @@ async def test_work_that_fails_or_ends_raises_stops_renewing_and_releases_the_le
         await asyncio.wait_for(run_while_leased(lease, Work(lease, **work_kwargs), what="the job"), 1)  # type: ignore[arg-type]
     assert lease.log[-2:] == ["keeping stopped", "released"]
     assert not lease.held
+
+
+async def test_a_cancellation_while_the_work_stops_after_a_lost_lease_waits_for_the_stop() -> None:
+    """The lease is lost and the service stops at the same moment (compliance-svc's stream lease and its
+    writer lease expire alike): the second cancellation must not interrupt the work's stop."""
+    lease = FakeLease()
+    lease.free.set()
+    work = Work(lease)
+    task = asyncio.create_task(run_while_leased(lease, work, what="the job"))  # type: ignore[arg-type]
+    await asyncio.wait_for(work.started.wait(), 1)
+    lease.lose.set()  # the runner sees the loss and cancels the work, which starts stopping...
+    await asyncio.wait_for(work.stopping.wait(), 1)
+    task.cancel()  # ...and meanwhile the service stops
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 1)
+    assert "work stopped" in lease.log, "the work's stop ran to its end"

@@ -280,7 +280,8 @@ async def run_while_leased(lease: WriterLease, work: Callable[[], Awaitable[None
     - ``work`` fails: its error is raised; ``work`` returns: ``RuntimeError("<what> ended")`` (a job
       guarded by a lease is not expected to end by itself) — the lease is released either way;
     - cancelled (the service stops): ``work`` is cancelled and awaited, then the lease is released, so
-      a standby takes over at once instead of at expiry.
+      a standby takes over at once instead of at expiry. ``work`` is cancelled once: a further
+      cancellation while it stops waits for that stop instead of interrupting it.
     """
     await lease.acquire_when_free()
     keeper = asyncio.create_task(lease.keep(), name=f"lease of {what}")
@@ -298,6 +299,18 @@ async def run_while_leased(lease: WriterLease, work: Callable[[], Awaitable[None
     finally:
         for task in (worker, keeper):
             task.cancel()
-        await asyncio.gather(worker, keeper, return_exceptions=True)
+        # Let the work finish stopping even when this task is cancelled again meanwhile (the service
+        # stops while the lease is being lost): a second cancellation reaching the work in the middle of
+        # its stop would leave it half stopped — a faust app then keeps tasks that never end, and the
+        # process cannot exit.
+        stopped = asyncio.gather(worker, keeper, return_exceptions=True)
+        cancelled = False
+        while not stopped.done():
+            try:
+                await asyncio.shield(stopped)
+            except asyncio.CancelledError:
+                cancelled = True
         if lease.held:
             await lease.release()
+        if cancelled:
+            raise asyncio.CancelledError
