@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -75,16 +77,27 @@ def test_a_pid_file_naming_a_foreign_process_is_refused_clearly_and_never_signal
         other.wait()
 
 
-def test_a_process_started_for_tests_dies_with_its_starter_even_on_sigkill(tmp_path: Path) -> None:
-    """The test runner killed with SIGKILL runs no finalizer: the kernel must take its services along."""
+@pytest.mark.parametrize("starting_thread", ["main", "worker"])
+def test_a_process_started_for_tests_dies_with_its_starter_even_on_sigkill(
+    tmp_path: Path, starting_thread: str
+) -> None:
+    """The test runner or a benchmark killed with SIGKILL runs no finalizer: the kernel must take its
+    processes along — also those started from a worker thread (the benchmarks' `asyncio.to_thread(
+    stack.start)`), and those must not die when that thread ends (the parent-death signal follows the
+    thread that forked the process)."""
     script = f"""
-import sys, time
+import sys, threading, time
 from pathlib import Path
 from lawtrail_local.process import ManagedProcess
 d = Path({str(tmp_path)!r})
 p = ManagedProcess("child", pid_file=d / "child.pid", log_file=d / "c.log")
 p.die_with_parent = True
-p.start(["sleep", "120"])
+if {starting_thread!r} == "main":
+    p.start(["sleep", "120"])
+else:
+    worker = threading.Thread(target=p.start, args=(["sleep", "120"],))
+    worker.start()
+    worker.join()  # the thread that asked for the start is gone
 print(p.pid, flush=True)
 time.sleep(120)
 """
@@ -92,7 +105,8 @@ time.sleep(120)
     try:
         assert starter.stdout is not None
         child = int(starter.stdout.readline())
-        assert Path(f"/proc/{child}").exists()
+        time.sleep(1.0)  # a parent-death signal tied to the finished worker thread would have come by now
+        assert _alive(child), f"pid {child} died although the process that started it still runs"
         starter.send_signal(signal.SIGKILL)
         starter.wait(10)
         deadline = time.monotonic() + 10
@@ -102,6 +116,8 @@ time.sleep(120)
     finally:
         starter.kill()
         starter.wait()
+        with contextlib.suppress(NameError, ProcessLookupError):
+            os.kill(child, signal.SIGKILL)  # a failed run leaves nothing behind
 
 
 def _alive(pid: int) -> bool:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from lawtrail_local import NotReadyError, ServiceSpec, Stack, StackError, Topic, create_topics, health_status
+from lawtrail_local.ferretdb import ensure_ferretdb_binary
+from lawtrail_local.ports import is_listening
 from lawtrail_local.pytest_plugin import ServiceStarter
 from pymongo import AsyncMongoClient
 
@@ -84,3 +92,60 @@ def test_service_that_exits_fails_with_its_log(start_service: ServiceStarter, fa
         NotReadyError, match=r"(?s)fake-svc exited with exit code 3 before SERVING.*FAKE_SVC_FAIL"
     ):
         start_service(fake_spec, env={"FAKE_SVC_FAIL": "1"}, ready_timeout=30)
+
+
+def test_a_component_started_from_a_worker_thread_dies_with_its_starter_on_sigkill(tmp_path: Path) -> None:
+    """What the benchmarks do: `Stack.for_benchmark` (die_with_parent) started from
+    `asyncio.to_thread`. The component must keep running once that worker thread has finished, and be
+    killed by the kernel when the starter is killed with SIGKILL (`pkill -9 -f bench`), which runs no
+    cleanup. FerretDB on SQLite stands for the stack's components (all are started alike)."""
+    ensure_ferretdb_binary(lambda message: None)  # built before the child's clock starts
+    script = f"""
+import asyncio
+from pathlib import Path
+from lawtrail_local.ferretdb import FerretDB, ensure_ferretdb_binary
+from lawtrail_local.ports import free_ports
+
+async def main() -> None:
+    ferretdb = FerretDB(Path({str(tmp_path)!r}), free_ports(1)[0], "sqlite")
+    ferretdb.process.die_with_parent = True
+
+    def start() -> None:
+        ferretdb.start(ensure_ferretdb_binary(lambda message: None))
+        ferretdb.wait_ready(60)
+
+    await asyncio.to_thread(start)
+    print(ferretdb.process.pid, ferretdb.port, flush=True)
+    await asyncio.sleep(300)
+
+asyncio.run(main())
+"""
+    starter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    component = None
+    try:
+        assert starter.stdout is not None
+        pid_text, port_text = starter.stdout.readline().split()
+        component, port = int(pid_text), int(port_text)
+        time.sleep(1.0)  # the worker thread that started it has ended
+        assert _alive(component), "FerretDB died with the worker thread that started it"
+        assert is_listening(port)
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+        deadline = time.monotonic() + 5
+        while _alive(component) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(component), f"FerretDB (pid {component}) outlived the process that started it"
+        assert not is_listening(port)
+    finally:
+        starter.kill()
+        starter.wait()
+        if component is not None and _alive(component):
+            os.kill(component, signal.SIGKILL)  # a failed run leaves nothing behind
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from servicekit.app import ConsumerSpec, _consume_while_leased
-from servicekit.writerlease import WriterLeaseHeld
+from servicekit.writerlease import WriterLeaseLost
 
 
 class FakeLease:
@@ -27,7 +27,7 @@ class FakeLease:
     async def keep(self) -> None:
         await self.lose.wait()
         self.lose.clear()
-        raise WriterLeaseHeld("taken over")
+        raise WriterLeaseLost("taken over")
 
     async def release(self) -> None:
         self.held = False

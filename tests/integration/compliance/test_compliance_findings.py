@@ -562,7 +562,11 @@ def test_a_second_replica_takes_the_stream_over_and_the_stale_one_stops(
     process cannot start beside the first (ADR 0007's single-writer lease), so the case tested is the
     take-over: the processing replica freezes (SIGSTOP), a second one takes the leases when they
     expire and raises the findings of a new late upload, and the first, woken, stops instead of
-    processing beside it. (Runs last in this module: it freezes the module's compliance-svc.)"""
+    processing beside it. (Runs last in this module: it freezes the module's compliance-svc.)
+
+    On FerretDB this take-over would pass without the stream lease too: the single-writer lease expires
+    and is taken over alike, and stops the woken replica as well. That only the lease holder runs the
+    faust app beside a live standby is proven by test_stream_lease.py."""
     first = world.compliance
     pid = first.process.pid
     assert pid is not None

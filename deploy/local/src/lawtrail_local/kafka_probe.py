@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 __all__ = [
     "committed_offsets",
     "end_offsets",
+    "group_members",
     "lag",
     "lag_now",
     "partitions_of",
@@ -88,6 +89,29 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, 
                 if not error.retriable or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+
+async def group_members(bootstrap: str, group: str) -> list[str]:
+    """The member ids of consumer group `group` now (empty when it has none, or does not exist yet):
+    who takes part in consuming, whether or not it has committed anything."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    deadline = time.monotonic() + 30.0
+    try:
+        while True:
+            try:
+                (response,) = await admin.describe_consumer_groups([group])
+            except KafkaError as error:
+                # e.g. no group coordinator yet: a fresh broker creates __consumer_offsets on first use
+                if not error.retriable or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            # DescribeGroupsResponse: groups = [(error_code, group, state, protocol_type, protocol,
+            # members)], members = [(member_id, client_id, client_host, metadata, assignment)].
+            return [member[0] for described in response.groups for member in described[5]]
     finally:
         await admin.close()
 

@@ -6,8 +6,9 @@ between fork and exec in a process with threads (gRPC's, the test runner's) can 
 child — observed as SIGSEGV in ``logging``'s at-fork handler. Here the setting is made in a fresh,
 single-threaded interpreter.
 
-The signal follows the *thread* that started this launcher; `<parent pid>` guards the race where the
-parent died before the setting took effect.
+The signal follows the *thread* that started this launcher (`lawtrail_local.process` starts it from a
+thread that lives as long as its process); `<parent pid>` guards the race where the parent died before
+the setting took effect.
 """
 
 from __future__ import annotations

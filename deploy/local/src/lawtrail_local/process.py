@@ -7,9 +7,13 @@ process, so a pid reused by an unrelated program after a reboot is never signall
 to start over such a pid file (the stack of that run may still be running under other pids, or its
 ports be taken), saying which file and what to do, while `down` removes it and says so.
 
-Processes started by a test run (`die_with_parent`) must not outlive the runner even when it is killed
-with SIGKILL, which runs no cleanup: they get the kernel's parent-death signal (PR_SET_PDEATHSIG),
-set by the `lawtrail_local.pdeathsig` launcher they are started through.
+Processes started by a test run or a benchmark (`die_with_parent`) must not outlive the runner even when
+it is killed with SIGKILL, which runs no cleanup: they get the kernel's parent-death signal
+(PR_SET_PDEATHSIG), set by the `lawtrail_local.pdeathsig` launcher they are started through. The kernel
+sends that signal when the *thread* that forked the child ends, not the process: so every such process
+is forked by one thread kept for the purpose (`_spawn`), which ends only with the process — a start from
+a worker thread (`asyncio.to_thread(stack.start)` in the benchmarks) neither leaves the process behind
+when the runner is killed nor kills it when the worker thread finishes.
 """
 
 from __future__ import annotations
@@ -17,18 +21,53 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any, TypeVar
 
 from lawtrail_local.errors import NotReadyError, StackError
 
 LOG_TAIL_LINES = 30
 _POLL_SECONDS = 0.1
+
+_T = TypeVar("_T")
+_Job = tuple[Callable[[], Any], "Future[Any]"]
+_spawner_lock = threading.Lock()
+_spawner: tuple[int, queue.SimpleQueue[_Job]] | None = None  # (pid that made it, its jobs)
+
+
+def _serve(jobs: queue.SimpleQueue[_Job]) -> None:
+    while True:
+        fork, result = jobs.get()
+        if not result.set_running_or_notify_cancel():
+            continue
+        try:
+            result.set_result(fork())
+        except BaseException as error:  # handed to the caller, who raises it
+            result.set_exception(error)
+
+
+def _spawn(fork: Callable[[], _T]) -> _T:
+    """Run `fork` (a Popen) in the spawner thread: the one thread of this process that forks the
+    processes which must die with it. It never ends before the process does (a daemon thread waiting
+    for work), so their parent-death signal comes exactly when this process dies, however it dies."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or _spawner[0] != os.getpid():  # none yet, or inherited through a fork
+            jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+            threading.Thread(target=_serve, args=(jobs,), name="lawtrail-spawner", daemon=True).start()
+            _spawner = (os.getpid(), jobs)
+        jobs = _spawner[1]
+    result: Future[_T] = Future()
+    jobs.put((fork, result))
+    return result.result()
 
 
 class ForeignProcessError(StackError):
@@ -149,14 +188,10 @@ class ManagedProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         # Through a launcher, not a preexec_fn: see lawtrail_local.pdeathsig. The kernel sends the signal
-        # when the *thread* that started the process ends, so only a start from the main thread (which
-        # lives as long as the runner) gets it; one started from a helper thread (a test restarting a
-        # service in the background) would otherwise be killed the moment that thread returns.
-        if (
-            self.die_with_parent
-            and sys.platform == "linux"
-            and threading.current_thread() is threading.main_thread()
-        ):
+        # when the *thread* that forked the process ends, so it is forked by the spawner thread (module
+        # doc), whichever thread calls (the benchmarks start their stack from `asyncio.to_thread`).
+        dies_with_parent = self.die_with_parent and sys.platform == "linux"
+        if dies_with_parent:
             if user is None:
                 argv = [sys.executable, "-m", "lawtrail_local.pdeathsig", str(os.getpid()), *argv]
             else:
@@ -165,18 +200,22 @@ class ManagedProcess:
                 # account (which clears it) and execs the program.
                 argv = ["setpriv", "--pdeathsig", "KILL", "--", *argv]
         with self.log_file.open("ab") as log:
-            self._popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                start_new_session=True,
-                user=user.pw_uid if user else None,
-                group=user.pw_gid if user else None,
-                extra_groups=[] if user else None,
-            )
+
+            def fork() -> subprocess.Popen[bytes]:
+                return subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=dict(env) if env is not None else None,
+                    cwd=cwd,
+                    start_new_session=True,
+                    user=user.pw_uid if user else None,
+                    group=user.pw_gid if user else None,
+                    extra_groups=[] if user else None,
+                )
+
+            self._popen = _spawn(fork) if dies_with_parent else fork()
         self._started_at = time.monotonic()
         self._pid = self._popen.pid
         self._ticks = _start_ticks(self._pid)

@@ -43,7 +43,7 @@ from servicekit.messaging.producer import create_producer, send_and_wait
 from servicekit.metrics import Metrics, start_metrics_server
 from servicekit.mongo import OUTBOX_INDEX, Document, IndexSpec, create_client, ensure_indexes
 from servicekit.tracing import configure_tracing
-from servicekit.writerlease import WriterLease, WriterLeaseHeld
+from servicekit.writerlease import WriterLease, WriterLeaseHeld, WriterLeaseLost, run_while_leased
 
 __all__ = ["ConsumerSpec", "Runtime", "Wiring", "run_service"]
 
@@ -290,37 +290,32 @@ async def _consume_while_leased(
     is lost, stop consuming (the uncommitted records go to the new holder) and wait again. Ends only
     by an error of the consumer (which stops the service) or by cancellation (release at stop)."""
     fence = getattr(spec.handler, "fence", None)
-    while True:
-        await lease.acquire_when_free()
-        consumer: EventConsumer | None = None
-        keeper = asyncio.create_task(lease.keep(), name=f"lease-{spec.group_id}")
+
+    async def consume() -> None:
+        if fence is not None:
+            await fence(lease.epoch)
+        consumer = make_consumer()
         try:
-            if fence is not None:
-                await fence(lease.epoch)
-            consumer = make_consumer()
             await consumer.start()
             assert consumer.task is not None
-            done, _ = await asyncio.wait({keeper, consumer.task}, return_when=asyncio.FIRST_COMPLETED)
-            if consumer.task in done:
-                consumer.task.result()  # its error stops the service, as for any consumer
-                raise RuntimeError(f"consumer {spec.group_id} ended")
-            error = keeper.exception()
-            if not isinstance(error, WriterLeaseHeld):
-                raise error or RuntimeError(f"the lease of {spec.group_id} stopped being renewed")
-            log.warning("%s; consumer %s stops and waits to take over again", error, spec.group_id)
-            lease.held = False
+            # `wait`, not `await consumer.task`: a cancellation must leave the consuming task to
+            # `stop`, which finishes the record in hand and commits it.
+            await asyncio.wait({consumer.task})
+            consumer.task.result()  # its error stops the service, as for any consumer
         finally:
-            await _cancel(keeper)
-            if consumer is not None:
-                # Finish stopping even when cancelled (the service stops): leave the group cleanly.
-                stopping = asyncio.ensure_future(consumer.stop())
-                try:
-                    await asyncio.shield(stopping)
-                except asyncio.CancelledError:
-                    await stopping
-                    raise
-            if lease.held:
-                await lease.release()
+            # Finish stopping even when cancelled (the service stops): leave the group cleanly.
+            stopping = asyncio.ensure_future(consumer.stop())
+            try:
+                await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                await stopping
+                raise
+
+    while True:
+        try:
+            await run_while_leased(lease, consume, what=f"consumer {spec.group_id}")
+        except WriterLeaseLost as lost:
+            log.warning("%s; consumer %s stops and waits to take over again", lost, spec.group_id)
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -20,7 +20,9 @@ handler must be the only writer of what it writes (``servicekit.app.ConsumerSpec
 acquisition raises the document's ``epoch``, a fencing token: what the holder writes can carry it,
 and writes of a former holder with a lower one can be refused by the store (the audit ledger does).
 ``acquire_when_free`` waits for such a lease; ``release`` expires it instead of deleting it, so the
-epoch only ever grows.
+epoch only ever grows. ``run_while_leased`` is the one way to run a job under such a lease: wait for it,
+keep it, run the job, stop the job when the lease is lost and release the lease when the job is stopped
+(the leased consumers of ``servicekit.app`` and compliance-svc's faust app use it).
 
 A first lease is an insert (the unique ``_id`` lets one of racing starters win). FerretDB cannot make
 a take-over atomic (two starters could both update the document), so a starter taking over writes
@@ -36,6 +38,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,7 +47,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from servicekit.doclock import _is_ferretdb
 
-__all__ = ["LEASE_COLLECTION", "WriterLease", "WriterLeaseHeld"]
+__all__ = ["LEASE_COLLECTION", "WriterLease", "WriterLeaseHeld", "WriterLeaseLost", "run_while_leased"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,11 @@ _LEASE_ID = "writer"
 
 class WriterLeaseHeld(RuntimeError):
     """Another live process writes this service's database on FerretDB."""
+
+
+class WriterLeaseLost(WriterLeaseHeld):
+    """The holder could not renew its lease: another process took it over, or the database was away
+    for longer than the lease lasts (raised by ``WriterLease.keep``)."""
 
 
 def _process_start_ticks(pid: int) -> int | None:
@@ -217,7 +225,7 @@ class WriterLease:
         )
 
     async def keep(self) -> None:
-        """Renew the lease every ttl/3 until cancelled; raise when it was lost (stops the service)."""
+        """Renew the lease every ttl/3 until cancelled; raise ``WriterLeaseLost`` when it was lost."""
         if not self.held:
             await asyncio.Event().wait()  # MongoDB: nothing to renew; run until cancelled
         interval = self._ttl.total_seconds() / 3
@@ -231,14 +239,14 @@ class WriterLease:
                 )
             except PyMongoError:
                 if datetime.now(UTC) - last_renewed > self._ttl:
-                    raise WriterLeaseHeld(
+                    raise WriterLeaseLost(
                         f"could not renew the {self._id} lease of {self._database!r} for longer than "
                         "it lasts: another process may have taken it over; stopping"
                     ) from None
                 log.warning("could not renew the single-writer lease; retrying", exc_info=True)
                 continue
             if result.matched_count == 0:
-                raise WriterLeaseHeld(
+                raise WriterLeaseLost(
                     f"the {self._id} lease of {self._database!r} was taken over by another process; "
                     "stopping what it guards"
                 )
@@ -258,3 +266,51 @@ class WriterLease:
                     mine, {"$set": {"until": datetime.now(UTC), "released": True}}
                 )
         self.held = False
+
+
+async def run_while_leased(lease: WriterLease, work: Callable[[], Awaitable[None]], *, what: str) -> None:
+    """Run ``work()`` only while this process holds ``lease``: wait until the lease is free, take it,
+    renew it while ``work`` runs, and stop whichever of the two is still running when the other ends.
+
+    ``work`` runs until cancelled (it may read ``lease.epoch``, the fencing token, first). Ends:
+
+    - the lease is lost (taken over, or not renewable for its whole ttl): ``work`` is cancelled and
+      ``WriterLeaseLost`` raised; the lease is not released (it is no longer this process's). The
+      caller decides: stop the process, or call this again to wait for the lease as a standby;
+    - ``work`` fails: its error is raised; ``work`` returns: ``RuntimeError("<what> ended")`` (a job
+      guarded by a lease is not expected to end by itself) — the lease is released either way;
+    - cancelled (the service stops): ``work`` is cancelled and awaited, then the lease is released, so
+      a standby takes over at once instead of at expiry. ``work`` is cancelled once: a further
+      cancellation while it stops waits for that stop instead of interrupting it.
+    """
+    await lease.acquire_when_free()
+    keeper = asyncio.create_task(lease.keep(), name=f"lease of {what}")
+    worker = asyncio.ensure_future(work())
+    try:
+        done, _ = await asyncio.wait({keeper, worker}, return_when=asyncio.FIRST_COMPLETED)
+        if worker in done:
+            worker.result()
+            raise RuntimeError(f"{what} ended")
+        error = keeper.exception()
+        if isinstance(error, WriterLeaseLost):
+            lease.held = False  # another process's now: nothing to release
+            raise error
+        raise error or RuntimeError(f"the lease of {what} stopped being renewed")
+    finally:
+        for task in (worker, keeper):
+            task.cancel()
+        # Let the work finish stopping even when this task is cancelled again meanwhile (the service
+        # stops while the lease is being lost): a second cancellation reaching the work in the middle of
+        # its stop would leave it half stopped — a faust app then keeps tasks that never end, and the
+        # process cannot exit.
+        stopped = asyncio.gather(worker, keeper, return_exceptions=True)
+        cancelled = False
+        while not stopped.done():
+            try:
+                await asyncio.shield(stopped)
+            except asyncio.CancelledError:
+                cancelled = True
+        if lease.held:
+            await lease.release()
+        if cancelled:
+            raise asyncio.CancelledError

@@ -45,7 +45,7 @@ from typing import Any
 import faust
 from prometheus_client import Counter, Gauge
 from servicekit.messaging.envelope import InvalidEnvelope, decode
-from servicekit.writerlease import WriterLease
+from servicekit.writerlease import WriterLease, run_while_leased
 
 from compliance_svc.adapters.event_mapping import to_fact
 from compliance_svc.domain import facts
@@ -320,28 +320,21 @@ async def run_stream_while_leased(app: faust.App, lease: WriterLease) -> None:
     """Run the faust app only while this replica holds `lease` (`consumer:<app id>`): one replica
     processes the stream — a recording series must live in one process's table (module doc) — and the
     others serve the gRPC API and wait to take over (at once after a clean stop, within the lease's ttl
-    after a crash). A holder that loses its lease stops the process (an error of this background task),
-    and comes back as a standby: a faust app is not restarted in place."""
-    await lease.acquire_when_free()
-    keeper = asyncio.create_task(lease.keep(), name="faust-lease")
-    runner = asyncio.create_task(run_stream(app), name="faust")
-    try:
-        done, _ = await asyncio.wait({keeper, runner}, return_when=asyncio.FIRST_COMPLETED)
-        if runner in done:
-            runner.result()
-            raise RuntimeError("the faust app ended")
-        raise keeper.exception() or RuntimeError("the stream's lease stopped being renewed")
-    finally:
-        for task in (runner, keeper):
-            task.cancel()
-        await asyncio.gather(runner, keeper, return_exceptions=True)
-        if lease.held:
-            await lease.release()
+    after a crash). A holder that loses its lease stops the process (`WriterLeaseLost`, an error of this
+    background task), and comes back as a standby: a faust app is not restarted in place."""
+    await run_while_leased(lease, lambda: run_stream(app), what="the faust app")
 
 
 async def run_stream(app: faust.App) -> None:
     """Run the faust app on this loop until cancelled (a servicekit background task)."""
     from faust.contrib.asgi import faust_app_running
 
-    async with faust_app_running(app, stop_timeout=10.0):
-        await asyncio.Event().wait()
+    try:
+        async with faust_app_running(app, stop_timeout=10.0):
+            await asyncio.Event().wait()
+    finally:
+        # faust_app_running stops the app only once its start has finished, and the start lasts until
+        # the table is recovered: a replica stopped (or losing its lease) meanwhile must stop it too, or
+        # its consumer stays in the group and its tasks keep running. (A no-op when already stopped.)
+        if app.started:
+            await asyncio.wait_for(app.stop(), timeout=10.0)
