@@ -81,6 +81,9 @@ class ComplianceSettings(ServiceSettings):
     compliance_metrics_interval_s: float = 15.0
     # At most this many events share one round of database writes (docs/compliance-svc.md).
     compliance_batch_max: int = 500
+    # While a backlog waits to be read, a batch is taken once it is full or this long after the storing
+    # task became free (writes amortised over more events); without a backlog at once (0 = never wait).
+    compliance_batch_linger_s: float = 0.1
 
     @field_validator("compliance_topics", mode="before")
     @classmethod
@@ -94,6 +97,13 @@ class ComplianceSettings(ServiceSettings):
     def _at_least_one(cls, value: int) -> int:
         if value < 1:
             raise ValueError(f"must be >= 1, got {value}")
+        return value
+
+    @field_validator("compliance_batch_linger_s")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(f"must be >= 0, got {value}")
         return value
 
     @field_validator(
@@ -227,6 +237,7 @@ async def bootstrap(rt: Runtime) -> Wiring:
         timer_interval_s=settings.compliance_timer_interval_s,
         deadlines=settings.deadlines(),
         batch_max=settings.compliance_batch_max,
+        batch_linger_s=settings.compliance_batch_linger_s,
     )
     app, _monitor = build_app(
         config, handlers, clock, StreamMetrics.register(rt.metrics.registry), material=spot_checks.note

@@ -10,13 +10,16 @@ then each write is: the findings → `n += delta`. At each gauge refresh (the fi
 no write in progress, every pending count is settled: one this process kept through all its writes is
 exact and only unmarked; any other — marked by a process that stopped in the middle, or touched by a
 write that failed between its two steps — is recounted from the findings (an index-served count of
-that article, severity and state, by unit). Counted writes take turns in this process (one lock;
-compliance-svc runs one replica), so a recount never races a write.
+that article, severity and state, by unit). The `$inc` of a write runs in the background, off the
+caller's path (the agent acknowledges its batch once the findings are stored); a settle waits for
+every write in progress and every `$inc` not yet done, and writes wait while a settle runs
+(compliance-svc runs one processing replica), so a recount never races a write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -27,6 +30,8 @@ from pymongo.asynchronous.collection import AsyncCollection
 from servicekit.mongo import IndexSpec, serialized
 
 from compliance_svc.domain.model import Finding
+
+log = logging.getLogger(__name__)
 
 COUNTS = "finding_counts"
 LABELS = ("unit", "article", "severity", "state")
@@ -62,16 +67,30 @@ class FindingCounts:
     def __init__(self, counts: AsyncCollection[Any], findings: AsyncCollection[Any]) -> None:
         self.collection = serialized(counts)
         self.findings = findings
-        self._turn = asyncio.Lock()
+        # Held by a settle; a counted write enters only while no settle runs (and a settle waits for
+        # every write in progress and every count still being moved), so a recount never races a write.
+        self._settling = asyncio.Lock()
+        self._writing = 0
+        self._no_writes = asyncio.Event()
+        self._no_writes.set()
+        # The deltas of writes already done, not yet sent; one task moves them (all that gathered
+        # while its last `$inc` was in flight go in the next one).
+        self._unmoved: dict[Group, Counter[str]] = {}
+        self._mover: asyncio.Task[None] | None = None
         self._marked: set[Group] = set()  # pending in the store since this process last settled them
         self._suspect: set[Group] = set()  # a write of this process failed between finding and count
 
     @asynccontextmanager
     async def counting(self, touched: Iterable[Labels]) -> AsyncIterator[Counter[Labels]]:
-        """Around one write of findings: yields the deltas to fill in; stored when the block succeeds.
-        If it fails, the touched counts stay pending and are recounted (module docstring)."""
+        """Around one write of findings: yields the deltas to fill in. Once the block succeeds, the
+        counts are moved in the background (`$inc`): a caller (the agent's batch) does not wait for
+        that round — only a settle (the recount) must come after it, and it waits for it. If the block
+        or the move fails, the touched counts stay pending and are recounted (module docstring)."""
         groups = sorted({labels[1:] for labels in touched})
-        async with self._turn:
+        async with self._settling:
+            self._writing += 1
+            self._no_writes.clear()
+        try:
             unmarked = [g for g in groups if g not in self._marked]
             if unmarked:
                 await self.collection.bulk_write(
@@ -89,20 +108,39 @@ class FindingCounts:
             deltas: Counter[Labels] = Counter()
             try:
                 yield deltas
-                by_group: dict[Group, dict[str, int]] = {}
-                for (unit, *group), delta in deltas.items():
-                    if delta:
-                        by_group.setdefault((group[0], group[1], group[2]), {})[f"units.{_field(unit)}"] = (
-                            delta
-                        )
-                if by_group:
-                    await self.collection.bulk_write(
-                        [UpdateOne({"_id": _id(g)}, {"$inc": inc}) for g, inc in by_group.items()],
-                        ordered=False,
-                    )
             except BaseException:
                 self._suspect.update(groups)
                 raise
+            for (unit, *group), delta in deltas.items():
+                if delta:
+                    counter = self._unmoved.setdefault((group[0], group[1], group[2]), Counter())
+                    counter[f"units.{_field(unit)}"] += delta
+            if self._unmoved and (self._mover is None or self._mover.done()):
+                self._mover = asyncio.get_running_loop().create_task(self._move(), name="finding-counts")
+        finally:
+            self._writing -= 1
+            if not self._writing:
+                self._no_writes.set()
+
+    async def _move(self) -> None:
+        while self._unmoved:
+            by_group, self._unmoved = self._unmoved, {}
+            incs = {g: {f: n for f, n in c.items() if n} for g, c in by_group.items()}
+            incs = {g: inc for g, inc in incs.items() if inc}
+            if not incs:
+                continue
+            try:
+                await self.collection.bulk_write(
+                    [UpdateOne({"_id": _id(g)}, {"$inc": inc}) for g, inc in incs.items()], ordered=False
+                )
+            except BaseException as error:
+                # The findings are stored, their counts not (all, some or none of them): recount them.
+                self._suspect.update(by_group)
+                if not isinstance(error, Exception):
+                    raise
+                log.warning(
+                    "moving finding counts failed; they are recounted at the next refresh", exc_info=True
+                )
 
     async def read(self) -> dict[Labels, int]:
         """Every count (a few documents: one per article, severity and state ever seen), after settling
@@ -118,7 +156,13 @@ class FindingCounts:
         """Clear `pending` on every count (no write is in progress: the lock). A count this process
         kept through every write since it marked it is exact; any other pending one — left by a process
         that stopped in the middle, or by a write that failed here — is recounted from the findings."""
-        async with self._turn:
+        async with self._settling:
+            await self._no_writes.wait()
+            if self._mover is not None:
+                await asyncio.gather(self._mover, return_exceptions=True)
+            # Left by a mover that was cancelled: not moved, so recounted.
+            self._suspect.update(self._unmoved)
+            self._unmoved = {}
             async for doc in self.collection.find({"pending": {"$gt": 0}}):
                 group: Group = (doc["article"], doc["severity"], doc["state"])
                 update: dict[str, Any] = {"pending": 0}
