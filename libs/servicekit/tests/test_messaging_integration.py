@@ -433,6 +433,31 @@ async def test_writes_in_quick_succession_follow_each_other_without_reading_back
     assert await unrelayed_entries(db["cases"], "c-1") == []
 
 
+async def test_a_writer_can_wait_until_its_events_sent_at_once_are_acknowledged(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """`VersionedRepository.sent(id)` (retention-svc: the holds before the recordings' bookkeeping)
+    returns once the broker acknowledged the document's sends at once, and the watermark is raised."""
+    topic = _name("sk-it-sent")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(producer, metrics=metrics)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify, sent=relay.sent)
+    relay.watch(cases.collection)
+    await relay.start()
+    await asyncio.sleep(0.5)  # the start's sweep is over
+    try:
+        await cases.insert({"_id": "c-1"}, events=[event(topic, "one", "c-1")] * 5)
+        assert relay._sending  # in flight right after the write
+        await cases.sent("c-1")
+        assert not relay._sending
+        assert await unrelayed_entries(db["cases"], "c-1") == []
+        await cases.sent("c-404")  # nothing in flight: at once
+    finally:
+        await relay.stop()
+    records = await read_topic(stack.kafka_bootstrap, topic, at_least=5)
+    assert [decode(r).parse(StringValue).value for r in records] == ["one"] * 5
+
+
 async def test_a_write_over_a_version_written_elsewhere_is_read_so_nothing_overtakes_it(
     stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
 ) -> None:

@@ -11,7 +11,7 @@ write here goes through ``serialized(collection)`` (see ``servicekit.doclock``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 Document = dict[str, Any]
+# ``OutboxRelay.sent``: wait until the sends at once of these documents are acknowledged.
+Sent = Callable[[AsyncCollection[Document], Sequence[Any]], Awaitable[None]]
 
 
 VERSION_FIELD = "version"
@@ -136,11 +138,19 @@ class VersionedRepository:
         *,
         event_source: str,
         notify: Notify | None = None,
+        sent: Sent | None = None,
     ) -> None:
         # Every write goes through the process-wide per-document locks (FerretDB v1 races).
         self.collection = serialized(collection)
         self._event_source = event_source
         self._notify = notify
+        self._sent = sent
+
+    async def sent(self, id: Any) -> None:
+        """Wait (briefly) until the events of this process's writes of ``id`` are acknowledged by the
+        broker, when the relay sends them at once (``OutboxRelay.sent``; nothing without ``sent``)."""
+        if self._sent is not None:
+            await self._sent(self.collection, [id])
 
     def exclusive(self, id: Any) -> DocumentLock:
         """The document's write lock, to hold across read → decide → ``update`` so that requests

@@ -220,7 +220,9 @@ async def bootstrap(rt: Runtime) -> Wiring:
     rules = load_rules(settings.retention_rules_file)
     source, notify = settings.event_source, rt.relay.notify
     metrics = PrometheusRetentionMetrics(rt.metrics.registry)
-    cases = MongoCaseRecords(CaseDocuments(rt.db[CASES], event_source=source, notify=notify))
+    cases = MongoCaseRecords(
+        CaseDocuments(rt.db[CASES], event_source=source, notify=notify, sent=rt.relay.sent)
+    )
     recordings = MongoRecordingRecords(
         RecordingDocuments(rt.db[RECORDINGS], event_source=source, notify=notify)
     )

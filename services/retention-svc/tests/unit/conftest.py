@@ -65,6 +65,9 @@ class FakeCases(CaseRecords):
     async def held_case_ids(self) -> list[str]:
         return sorted(k for k, v in self.store.docs.items() if v.held)
 
+    async def sent(self, case_id: str) -> None:
+        return None  # events are "sent" as they are saved here
+
 
 class FakeRecordings(RecordingRecords):
     def __init__(self) -> None:

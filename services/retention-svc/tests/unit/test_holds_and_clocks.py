@@ -51,7 +51,7 @@ async def test_r13_holds_are_written_with_the_linked_hashes_before_any_recording
     for n in range(3):
         await h.recording_linked(kit.recording_facts(f"f-{n}", world.unit), "case-f")
     calls: list[str] = []
-    read, save = world.recordings.get, world.cases.save
+    read, save, sent = world.recordings.get, world.cases.save, world.cases.sent
 
     async def counted_read(recording_id: str) -> Any:
         calls.append("read recording")
@@ -61,10 +61,17 @@ async def test_r13_holds_are_written_with_the_linked_hashes_before_any_recording
         calls.append("save case")
         await save(case)
 
-    world.recordings.get, world.cases.save = counted_read, counted_save
+    async def counted_sent(case_id: str) -> None:
+        calls.append("wait for the case's events")
+        await sent(case_id)
+
+    world.recordings.get, world.cases.save, world.cases.sent = counted_read, counted_save, counted_sent
     await h.incident_recorded(kit.case_facts("case-f", world.unit), kit.incident("inc-f", "ASSAULT"))
 
-    assert calls[0] == "save case"
+    # The holds are saved, and their sends waited for, before the recordings' bookkeeping starts (it
+    # would compete with those sends for the process and the database).
+    assert calls[:2] == ["save case", "wait for the case's events"]
+    assert set(calls[2:]) == {"read recording"}
     placed = {e.record_id: e.sha256 for e in world.events("LongTermHoldPlaced")}
     assert placed == {f"f-{n}": kit.recording_facts(f"f-{n}", world.unit).sha256 for n in range(3)}
 

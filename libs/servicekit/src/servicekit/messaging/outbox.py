@@ -29,6 +29,7 @@ written before sequences existed (no ``seq``), and no projection on ``findAndMod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import OrderedDict
@@ -422,6 +423,18 @@ class OutboxRelay:
             if self._sending.get(key) is asyncio.current_task():
                 del self._sending[key]
                 self._sending_version.pop(key, None)
+
+    async def sent(
+        self, collection: AsyncCollection[Document], ids: Iterable[Any], *, timeout_s: float = 2.0
+    ) -> None:
+        """Wait until the sends at once of these documents' writes are acknowledged (at most
+        ``timeout_s``; at once when none is in flight). For a writer whose next work would compete with
+        those sends for the process and the database, when the events matter first (retention-svc's
+        holds before the recordings' bookkeeping). Never raises: a send that fails is relayed by
+        reading, as always."""
+        keys = [_relayed_key(collection, document_id) for document_id in ids]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled(keys), timeout_s)
 
     async def _settled(self, keys: Iterable[str]) -> None:
         """Wait until no send at once of these documents is in flight."""

@@ -185,6 +185,9 @@ class MongoCaseRecords(CaseRecords):
     def exclusive(self, case_id: str) -> AbstractAsyncContextManager[object]:
         return self.documents.exclusive(case_id)
 
+    async def sent(self, case_id: str) -> None:
+        await self.documents.sent(case_id)
+
     async def held_case_ids(self) -> list[str]:
         cursor = self.documents.collection.find({"held": True}, projection={"_id": 1}).sort("_id", 1)
         return [doc["_id"] async for doc in cursor]

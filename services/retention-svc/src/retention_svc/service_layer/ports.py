@@ -36,6 +36,11 @@ class CaseRecords(abc.ABC):
     async def held_case_ids(self) -> list[str]:
         """Ids of the cases with a hold-placing incident (R13)."""
 
+    @abc.abstractmethod
+    async def sent(self, case_id: str) -> None:
+        """Waits (briefly) until the events of this process's saves of the case are on Kafka, when
+        they are being sent; returns at once otherwise."""
+
 
 class RecordingRecords(abc.ABC):
     """retention-svc's view of recordings, one document each (with its outbox)."""
