@@ -33,7 +33,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -403,13 +403,8 @@ class OutboxRelay:
                     self._wake.set()
                     return
             await self._publish(entries, document_id, collection.name)
-            if name in self._deleting:
-                await collection.delete_one({"_id": document_id})
-                self._marks.pop(key, None)
-            else:
-                top = max(e[SEQ_FIELD] for e in entries)
-                await self._raise_watermark(self._relayed[name], key, top)
-                self._marks[key] = max(top, self._marks.get(key, -1))
+            await self._published(name, document_id, key, max(e[SEQ_FIELD] for e in entries))
+            if name not in self._deleting:
                 self._remember(key, version)
         except Exception:
             # Left to the reading path, which waits for these same sends rather than repeating them.
@@ -435,6 +430,27 @@ class OutboxRelay:
         keys = [_relayed_key(collection, document_id) for document_id in ids]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._settled(keys), timeout_s)
+
+    async def _published(self, name: str, document_id: Any, key: str, top: int) -> None:
+        """Record that the document's entries up to ``top`` are acknowledged: its watermark raised, or
+        the document deleted in a collection that deletes what it relayed."""
+        if name in self._deleting:
+            await self._collections[name].delete_one({"_id": document_id})
+            self._marks.pop(key, None)
+            return
+        await self._raise_watermark(self._relayed[name], key, top)
+        self._marks[key] = max(top, self._marks.get(key, -1))
+
+    @contextlib.asynccontextmanager
+    async def _reading(self, keys: set[str]) -> AsyncIterator[None]:
+        """Around a reading pass of these documents: their sends at once go out first, and none is
+        sent at once while the pass runs (a document is never sent by both)."""
+        await self._settled(keys)
+        self._busy |= keys
+        try:
+            yield
+        finally:
+            self._busy -= keys
 
     async def _settled(self, keys: Iterable[str]) -> None:
         """Wait until no send at once of these documents is in flight."""
@@ -547,13 +563,8 @@ class OutboxRelay:
                 if not ids:
                     break
                 for document_id in ids:
-                    key = _relayed_key(collection, document_id)
-                    await self._settled([key])
-                    self._busy.add(key)
-                    try:
+                    async with self._reading({_relayed_key(collection, document_id)}):
                         published += await self._relay_document(name, document_id, compact=True)
-                    finally:
-                        self._busy.discard(key)
                 after = ids[-1]
         return published
 
@@ -581,13 +592,8 @@ class OutboxRelay:
         entry above the watermarks (each document's in order), wait for all acks, raise the watermarks.
         Nothing is written to the documents themselves."""
         collection = self._collections[name]
-        keys = {_relayed_key(collection, document_id) for document_id in ids}
-        await self._settled(keys)  # a document's sends at once go out before what is read now
-        self._busy |= keys
-        try:
+        async with self._reading({_relayed_key(collection, document_id) for document_id in ids}):
             return await self._relay_read(name, ids)
-        finally:
-            self._busy -= keys
 
     async def _relay_read(self, name: str, ids: Sequence[Any]) -> int:
         collection, relayed = self._collections[name], self._relayed[name]
@@ -640,12 +646,7 @@ class OutboxRelay:
 
             async def raise_one(document_id: Any, key: str, top: int) -> None:
                 async with limit:
-                    if deleting:
-                        await collection.delete_one({"_id": document_id})
-                        self._marks.pop(key, None)
-                        return
-                    await self._raise_watermark(relayed, key, top)
-                self._marks[key] = max(top, self._marks.get(key, -1))
+                    await self._published(name, document_id, key, top)
 
             await asyncio.gather(*(raise_one(*plan) for plan in plans))
         if not deleting:
