@@ -368,13 +368,10 @@ class CountingReads:
         return await self._collection.find_one(*args, **kwargs)
 
 
-async def test_a_write_over_a_version_the_relay_published_is_sent_without_reading_it_back(
-    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
-) -> None:
-    """ADR 0010: the relay knows every entry of the document up to the replaced version is published,
-    so nothing can precede the new entries — it sends them as written, in order, without a read."""
-    topic = _name("sk-it-at-once")
-    await make_topics(stack, topic)
+async def started_with_counted_reads(
+    db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> tuple[OutboxRelay, Cases, CountingReads]:
+    """A started relay watching `cases`, whose point reads of that collection are counted."""
     relay = OutboxRelay(producer, metrics=metrics)
     cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
     relay.watch(cases.collection)
@@ -382,6 +379,17 @@ async def test_a_write_over_a_version_the_relay_published_is_sent_without_readin
     relay._collections[cases.collection.full_name] = counting  # type: ignore[assignment]
     await relay.start()
     await asyncio.sleep(0.5)  # the start's sweep (of an empty collection) is over: it reads what it finds
+    return relay, cases, counting
+
+
+async def test_a_write_over_a_version_the_relay_published_is_sent_without_reading_it_back(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """ADR 0010: the relay knows every entry of the document up to the replaced version is published,
+    so nothing can precede the new entries — it sends them as written, in order, without a read."""
+    topic = _name("sk-it-at-once")
+    await make_topics(stack, topic)
+    relay, cases, counting = await started_with_counted_reads(db, producer, metrics)
     try:
         await cases.insert({"_id": "c-1"}, events=[event(topic, "opened", "c-1")])  # new: nothing before
         await eventually(lambda: _true(not relay._sending), what="the first write is acknowledged")
@@ -408,13 +416,7 @@ async def test_writes_in_quick_succession_follow_each_other_without_reading_back
     is never read back, and its entries stay in order."""
     topic = _name("sk-it-follow")
     await make_topics(stack, topic)
-    relay = OutboxRelay(producer, metrics=metrics)
-    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify)
-    relay.watch(cases.collection)
-    counting = CountingReads(relay._collections[cases.collection.full_name])
-    relay._collections[cases.collection.full_name] = counting  # type: ignore[assignment]
-    await relay.start()
-    await asyncio.sleep(0.5)  # the start's sweep (of an empty collection) is over: it reads what it finds
+    relay, cases, counting = await started_with_counted_reads(db, producer, metrics)
     try:
         await cases.insert({"_id": "c-1"}, events=[event(topic, "w1", "c-1")])
         for version in range(1, 6):  # no wait: each write lands while the one before is being sent
