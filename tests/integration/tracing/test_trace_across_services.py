@@ -186,44 +186,50 @@ def test_one_trace_spans_an_rpc_the_relay_and_a_consumer_in_another_service(
                 time.sleep(0.3)
             assert any(a.recording_ids for a in current.activities), "case-svc never applied RecordingLinked"
 
+        # Each service exports its spans in its own batches (every 100 ms), and a relay now sends an
+        # RPC's events before the RPC's own span has ended: so a consumer's span can reach the receiver
+        # before the spans it descends from. Wait until every chain asserted below is complete.
         def complete(spans: list[Span]) -> bool:
-            return any(
-                s.service == "case-svc" and s.name == "lawtrail.media.v1.events process" for s in spans
-            ) and any(s.service == "media-svc" and s.name == "lawtrail.case.v1.events process" for s in spans)
+            return OPENED in chains_of(spans, *OPENED[0]) and LINKED in chains_of(spans, *LINKED[0])
 
-        spans = receiver.wait_for("the consumer spans of RecordingLinked and CaseOpened", complete)
+        spans = receiver.wait_for("the chains of CaseOpened and RecordingLinked", complete)
     finally:
         starter.stop_all()
 
-    by_id = {s.span_id: s for s in spans}
     upload_span = next(s for s in spans if s.name == "lawtrail.media.v1.RecordingService/UploadRecording")
     assert (upload_span.service, upload_span.parent) == ("media-svc", ROOT_SPAN)
     open_span = next(s for s in spans if s.name == "lawtrail.case.v1.CaseService/OpenCase")
     assert (open_span.service, open_span.parent) == ("case-svc", ROOT_SPAN)
+    opened = chains_of(spans, *OPENED[0])
+    assert OPENED in opened, opened
+    linked = chains_of(spans, *LINKED[0])
+    assert LINKED in linked, linked
 
-    def chains_of(service: str, name: str) -> list[list[tuple[str, str]]]:
-        chains = []
-        for span in (s for s in spans if s.service == service and s.name == name):
-            chain = [span]
-            while chain[-1].parent in by_id:
-                chain.append(by_id[chain[-1].parent])
-            chains.append([(s.service, s.name) for s in chain])
-        return chains
 
-    # consumer (media-svc) → publish (case-svc's relay) → the OpenCase RPC (case-svc) → the caller.
-    opened = chains_of("media-svc", "lawtrail.case.v1.events process")
-    assert [
-        ("media-svc", "lawtrail.case.v1.events process"),
-        ("case-svc", "lawtrail.case.v1.events publish"),
-        ("case-svc", "lawtrail.case.v1.CaseService/OpenCase"),
-    ] in opened, opened
-    # consumer (case-svc) → publish (media-svc's relay) → the upload RPC (media-svc) → the caller.
-    linked = chains_of("case-svc", "lawtrail.media.v1.events process")
-    assert [
-        ("case-svc", "lawtrail.media.v1.events process"),
-        ("media-svc", "lawtrail.media.v1.events publish"),
-        ("media-svc", "lawtrail.media.v1.RecordingService/UploadRecording"),
-    ] in linked, linked
+# consumer (media-svc) → publish (case-svc's relay) → the OpenCase RPC (case-svc) → the caller.
+OPENED = [
+    ("media-svc", "lawtrail.case.v1.events process"),
+    ("case-svc", "lawtrail.case.v1.events publish"),
+    ("case-svc", "lawtrail.case.v1.CaseService/OpenCase"),
+]
+# consumer (case-svc) → publish (media-svc's relay) → the upload RPC (media-svc) → the caller.
+LINKED = [
+    ("case-svc", "lawtrail.media.v1.events process"),
+    ("media-svc", "lawtrail.media.v1.events publish"),
+    ("media-svc", "lawtrail.media.v1.RecordingService/UploadRecording"),
+]
+
+
+def chains_of(spans: list[Span], service: str, name: str) -> list[list[tuple[str, str]]]:
+    """For each span `name` of `service`, the (service, name) of it and its ancestors received so far."""
+    by_id = {s.span_id: s for s in spans}
+    chains = []
+    for span in (s for s in spans if s.service == service and s.name == name):
+        chain = [span]
+        while chain[-1].parent in by_id:
+            chain.append(by_id[chain[-1].parent])
+        chains.append([(s.service, s.name) for s in chain])
+    return chains
 
 
 def _stamp(value: datetime) -> object:
