@@ -460,6 +460,51 @@ async def test_a_writer_can_wait_until_its_events_sent_at_once_are_acknowledged(
     assert [decode(r).parse(StringValue).value for r in records] == ["one"] * 5
 
 
+async def test_a_document_created_and_sent_at_once_is_compacted_at_once_without_a_watermark(
+    stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """ADR 0012: once the broker acknowledged a new document's entries sent at once, its outbox is cleared
+    by one conditional write — no watermark document, nothing pending for the sweep (which this relay
+    never runs again). A document written again meanwhile keeps its entries until they are relayed, and
+    nothing is published twice or out of order."""
+    topic = _name("sk-it-compact")
+    await make_topics(stack, topic)
+    relay = OutboxRelay(producer, metrics=metrics, sweep_interval_s=3600)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify, sent=relay.sent)
+    relay.watch(cases.collection)
+    await relay.start()
+    await asyncio.sleep(0.5)  # the start's sweep is over
+    relayed = db[RELAYED_COLLECTION]
+    try:
+        await cases.insert({"_id": "c-new"}, events=[event(topic, "new", "c-new")] * 3)
+        await cases.sent("c-new")
+        # Created, then written again while its first send is in flight: that send's compaction finds
+        # version 2 and leaves the document to the watermark, and the update's send follows it.
+        await cases.insert({"_id": "c-busy"}, events=[event(topic, "busy-1", "c-busy")])
+        await cases.update(
+            "c-busy", expected_version=1, set_fields={}, events=[event(topic, "busy-2", "c-busy")]
+        )
+        await eventually(lambda: _true(not relay._sending), what="every send is acknowledged")
+        records = await read_topic(stack.kafka_bootstrap, topic, at_least=5)
+        new = await db["cases"].find_one({"_id": "c-new"})
+        busy = await db["cases"].find_one({"_id": "c-busy"})
+        new_mark = await relayed.find_one({"_id": f"{cases.collection.name}/c-new"})
+        busy_mark = await relayed.find_one({"_id": f"{cases.collection.name}/c-busy"})
+    finally:
+        await relay.stop()
+    assert [decode(r).parse(StringValue).value for r in records] == ["new"] * 3 + ["busy-1", "busy-2"]
+    assert new is not None
+    assert (new["outbox"], new["outbox_pending"]) == ([], False)
+    assert new_mark is None
+    # c-busy's first compaction lost the race to its update (or, rarely, won it before the update): its
+    # remaining entries are pending, and the watermark covers every one of them.
+    assert busy is not None
+    assert busy["outbox_pending"]
+    assert busy_mark is not None
+    assert busy_mark["seq"] == max(e["seq"] for e in busy["outbox"])
+    assert await unrelayed_entries(db["cases"], "c-busy") == []
+
+
 async def test_a_write_over_a_version_written_elsewhere_is_read_so_nothing_overtakes_it(
     stack: Stack, db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
 ) -> None:

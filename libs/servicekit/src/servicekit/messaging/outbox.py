@@ -11,10 +11,13 @@ A crash anywhere leaves the unpublished entries above the watermark, to be publi
 pass: delivery is at-least-once (a crash between the ack and the watermark republishes), and
 consumers dedupe on ``(ce_source, ce_id)``.
 
-Publishing never writes the aggregate (ADR 0007: the old claim-and-clear cost two writes of a growing
-document per relayed event). The published entries are compacted away by the periodic sweep only: one
-conditional write ``{_id, version: v}`` → ``outbox: [], outbox_pending: false`` per document that is
-fully relayed and was not written since (then its watermark document is deleted too).
+Publishing never writes an existing aggregate (ADR 0007: the old claim-and-clear cost two writes of a
+growing document per relayed event). The published entries are compacted away by the periodic sweep:
+one conditional write ``{_id, version: v}`` → ``outbox: [], outbox_pending: false`` per document that
+is fully relayed and was not written since (then its watermark document is deleted too). The one
+exception is a document created by the write it sends at once (below): that same conditional write
+is made as soon as the broker acknowledged it, instead of a watermark (ADR 0012) — a new document is
+as small as it gets, and the sweep then has nothing left to do for it.
 
 Document layout (``_id`` is the aggregate id)::
 
@@ -213,6 +216,16 @@ def _publish_span(entry: Mapping[str, Any]) -> AbstractContextManager[Any]:
     )
 
 
+async def _compact(collection: AsyncCollection[Document], document_id: Any, condition: Document) -> bool:
+    """Clear the outbox of a fully relayed document if it still matches ``condition`` (not written since
+    it was relayed); whether it did."""
+    cleared = await collection.update_one(
+        {"_id": document_id, **condition},
+        {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}, "$unset": {LEASE_FIELD: ""}},
+    )
+    return bool(cleared.matched_count)
+
+
 class OutboxRelay:
     """Publishes the outbox entries of the watched collections and records how far it got.
 
@@ -403,7 +416,8 @@ class OutboxRelay:
                     self._wake.set()
                     return
             await self._publish(entries, document_id, collection.name)
-            await self._published(name, document_id, key, max(e[SEQ_FIELD] for e in entries))
+            if not (replaced == 0 and await self._compacted_at_once(name, document_id, version)):
+                await self._published(name, document_id, key, max(e[SEQ_FIELD] for e in entries))
             if name not in self._deleting:
                 self._remember(key, version)
         except Exception:
@@ -430,6 +444,17 @@ class OutboxRelay:
         keys = [_relayed_key(collection, document_id) for document_id in ids]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._settled(keys), timeout_s)
+
+    async def _compacted_at_once(self, name: str, document_id: Any, version: int) -> bool:
+        """A document created by the write just sent (``version`` 1, all its entries acknowledged): clear
+        its outbox at once if nobody wrote it since — one conditional write instead of a watermark now
+        and the sweep's reads, conditional write and watermark delete later (ADR 0012). A document
+        written since keeps its entries (False: the caller raises the watermark). Not for a collection
+        that deletes what it relayed, nor for an updated document, whose rewrite ADR 0007 avoids on the
+        hot path."""
+        if name in self._deleting:
+            return False
+        return await _compact(self._collections[name], document_id, {VERSION: version})
 
     async def _published(self, name: str, document_id: Any, key: str, top: int) -> None:
         """Record that the document's entries up to ``top`` are acknowledged: its watermark raised, or
@@ -696,11 +721,7 @@ class OutboxRelay:
                 if "version" in document
                 else {OUTBOX_FIELD: {"$size": len(entries)}}
             )
-            cleared = await collection.update_one(
-                {"_id": document_id, **condition},
-                {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}, "$unset": {LEASE_FIELD: ""}},
-            )
-            if cleared.matched_count:
+            if await _compact(collection, document_id, condition):
                 await relayed.delete_one({"_id": key})
                 self._marks.pop(key, None)
                 return published
