@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pymongo import AsyncMongoClient
-from servicekit.doclock import _locks, _matches, _Unsupported, document_lock, serialized
+from servicekit.doclock import _fields_of, _locks, _matches, _Unsupported, document_lock, serialized
 
 
 async def test_one_lock_per_document_serializes_its_writers() -> None:
@@ -142,3 +142,35 @@ def test_the_filter_check_used_on_ferretdb_decides_like_mongodb() -> None:
     for unknown in ({"outbox": {"$elemMatch": {"x": 1}}}, {"$where": "1"}, {"outbox": []}):
         with pytest.raises(_Unsupported):
             _matches(doc, unknown)
+
+
+def test_on_ferretdb_the_read_before_a_conditional_write_takes_only_the_fields_its_filter_names() -> None:
+    """The read that decides a conditional write on FerretDB projects the filter's top-level fields (a case
+    document with its outbox can be large, and the read is on the write's path); the decision is the same
+    as on the whole document."""
+    now = datetime.now(UTC)
+    doc = {
+        "_id": "c-1",
+        "version": 3,
+        "outbox": [{"seq": 3000, "data": b"x" * 1000}],
+        "outbox_pending": True,
+        "applied_events": ["s e1", "s e2"],
+        "lease": now,
+    }
+    filters = [
+        {"_id": "c-1", "version": 3},
+        {"_id": "c-1", "version": 2},
+        {"_id": "c-1", "outbox": {"$size": 1}, "outbox_pending": True},
+        {"_id": "c-1", "applied_events.1": {"$exists": True}},
+        {"_id": "c-1", "$or": [{"gone": {"$exists": False}}, {"lease": {"$lt": now}}]},
+    ]
+    assert _fields_of(filters[0]) == {"_id", "version"}
+    assert _fields_of(filters[3]) == {"_id", "applied_events"}
+    assert _fields_of(filters[4]) == {"_id", "gone", "lease"}
+    for unknown in ({"$where": "1"}, {"_id": 1, "$or": [{"$expr": {}}]}):
+        assert _fields_of(unknown) is None  # the whole document is read; _matches decides what it can
+    for wanted in filters:
+        fields = _fields_of(wanted)
+        assert fields is not None
+        projected = {k: v for k, v in doc.items() if k in fields}
+        assert _matches(projected, wanted) == _matches(doc, wanted), wanted

@@ -22,8 +22,9 @@ too. Two processes writing one FerretDB database still race: run one replica per
 FerretDB v1 also pushes down to SQLite only a filter that is exactly ``{"_id": x}``: any other
 filter — ``{"_id": x, "version": 3}`` too — reads and decodes the whole collection (FerretDB#3235,
 #3599; 3000 documents: ~200 ms instead of ~2 ms). So on FerretDB (told by ``buildInfo``), a
-conditional write addressed by ``_id`` is done under the document's lock as: read ``{"_id": x}``,
-check the rest of the filter in Python, write with ``{"_id": x}`` alone. That is the same
+conditional write addressed by ``_id`` is done under the document's lock as: read ``{"_id": x}``
+(only the top-level fields the filter names), check the rest of the filter in Python, write with
+``{"_id": x}`` alone. That is the same
 decision the database would make, because no other writer of this process can come between the read
 and the write (the lock), and FerretDB needs one writing process anyway. A filter with an operator
 the check does not know falls back to the database's own evaluation. MongoDB always gets the
@@ -286,6 +287,26 @@ def _field_matches(value: Any, condition: Any) -> bool:
     return True
 
 
+def _fields_of(filter: Any) -> set[str] | None:
+    """The top-level fields ``filter`` looks at (through ``$or``/``$and``), or None when it uses another
+    top-level operator (then the whole document is read, and ``_matches`` decides what it can)."""
+    if not isinstance(filter, Mapping):
+        return None
+    fields: set[str] = set()
+    for key, condition in filter.items():
+        if key in ("$or", "$and") and isinstance(condition, list):
+            for branch in condition:
+                inner = _fields_of(branch)
+                if inner is None:
+                    return None
+                fields |= inner
+        elif str(key).startswith("$"):
+            return None
+        else:
+            fields.add(str(key).split(".", 1)[0])
+    return fields
+
+
 def _matches(document: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
     """Whether ``document`` matches ``filter``, for the operators servicekit's writes use; raises
     ``_Unsupported`` for anything else."""
@@ -362,7 +383,12 @@ class SerializedCollection:
         by_id = {"_id": document_id}
         if filter == by_id or not await _is_ferretdb(self.unwrapped):
             return await method(*args, **kwargs)
-        current = await self.unwrapped.find_one(by_id)
+        # Only the fields the filter looks at: the document may be large (a case with its outbox), and
+        # the read is on the write's path.
+        fields = _fields_of(filter)
+        current = await self.unwrapped.find_one(
+            by_id, projection=None if fields is None else dict.fromkeys(fields | {"_id"}, 1)
+        )
         upsert = bool(kwargs.get("upsert"))
         try:
             matched = current is not None and _matches(current, filter)
