@@ -589,8 +589,10 @@ def test_a_second_replica_takes_the_stream_over_and_the_stale_one_stops(
 
         def raised_by_second() -> bool:
             if not second.process.running:
-                log = second.process.log_file.read_text(errors="replace")
-                assert "the faust agent read nothing for" in log, (
+                stalls = second.process.log_file.read_text(errors="replace").count(
+                    "the faust agent read nothing for"
+                )
+                assert stalls > len(restarts), (
                     f"the second replica exited, not by the stall watchdog:\n{second.process.log_tail()}"
                 )
                 restarts.append(time.monotonic())
