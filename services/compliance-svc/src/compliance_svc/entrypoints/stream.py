@@ -30,6 +30,10 @@ the partition of the event that touched it, so with the partitions split over re
 be split. `run_stream_while_leased` runs the faust app only in the replica holding the lease
 `consumer:<app id>`; the others serve the API and stand by. Processing on several replicas at once
 needs a `group_by` repartition by series first.
+
+Beside the app runs the stall watchdog (entrypoints/stall.py): the agent reading nothing for
+`LAWTRAIL_COMPLIANCE_STALL_S` while its source partitions hold unread records stops the app and the
+process, to be restarted — faust-streaming can end a rebalance without ever handing the agent a record.
 """
 
 from __future__ import annotations
