@@ -1,9 +1,10 @@
 """The stall watchdog of compliance-svc's faust agent.
 
 faust-streaming 0.15.3 can end a rebalance with the agent's source partitions assigned, the table
-recovered and "Worker ready" logged, and then never hand the agent another event: no error, no
-warning, the backlog only grows (seen after a take-over on a loaded machine; faust-streaming issues
-#175, #523, #629 report the same symptom). Nothing inside faust notices, so this watchdog does, from
+recovered and "Worker ready" logged, and then never hand the agent a record it fetched: no error, no
+warning (seen after a take-over on a loaded machine; the cause found, a buffer cleared at the end of
+the rebalance, is avoided by stream.SeekThenFetchRecovery; faust-streaming issues #175, #523, #629
+report similar symptoms). Nothing inside faust notices such a stall, so this watchdog does, from
 outside it:
 
 - **progress** is the agent reading an event, or being busy with what it read (a batch being stored,
