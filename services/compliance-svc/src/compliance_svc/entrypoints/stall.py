@@ -2,10 +2,9 @@
 
 faust-streaming 0.15.3 can end a rebalance with the agent's source partitions assigned, the table
 recovered and "Worker ready" logged, and then never hand the agent a record it fetched: no error, no
-warning (seen after a take-over on a loaded machine; the cause found, a buffer cleared at the end of
-the rebalance, is avoided by stream.SeekThenFetchRecovery; faust-streaming issues #175, #523, #629
-report similar symptoms). Nothing inside faust notices such a stall, so this watchdog does, from
-outside it:
+warning (seen after a take-over on a loaded machine: faust drops records fetched at the end of a
+rebalance, docs/compliance-svc.md; faust-streaming issues #175, #523, #629 report similar symptoms).
+Nothing inside faust notices such a stall, so this watchdog does, from outside it:
 
 - **progress** is the agent reading an event, or being busy with what it read (a batch being stored,
   including a database outage's retries) — or faust rebalancing or recovering its table, which may

@@ -48,8 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.tables import TableManager
-from faust.tables.recovery import Recovery
 from prometheus_client import Counter, Gauge
 from servicekit.messaging.envelope import InvalidEnvelope, decode
 from servicekit.writerlease import WriterLease, run_while_leased
@@ -167,64 +165,6 @@ class Pending:
     read_to: dict[Any, int] = field(default_factory=dict)  # partition → offset of the last event read
 
 
-class SeekThenFetchRecovery(Recovery):
-    """faust's table recovery with the end of a rebalance in a safe order (faust-streaming 0.15.3).
-
-    faust's `on_recovery_completed` resumes fetching the source partitions, then awaits the seek to the
-    committed offsets (calls to the consumer's thread, slow on a loaded machine), and only then resumes
-    flow control — and `FlowControlEvent.resume` clears every agent's buffer (the queues made with
-    `clear_on_resume`). A record fetched while the seek is awaited is put in the agent's buffer and
-    cleared with it: never processed, while the consumer's position is already past it, so it is not
-    fetched again before the next rebalance or restart, and nothing is logged. After a take-over that
-    was the new upload of test_compliance_findings.py's take-over test (its partition's only record;
-    seen: consumer position 1, agent at 0). Here the source partitions are resumed only once flow
-    control has resumed, i.e. after the buffers were cleared; the rest is faust's method unchanged."""
-
-    async def on_recovery_completed(self, generation_id: int = 0) -> None:
-        consumer = self.app.consumer
-        self.log.info("Restore complete!")
-        await self.app.on_rebalance_complete.send()
-        self._set_recovery_ended()
-        callback_coros = [
-            asyncio.ensure_future(
-                table.on_recovery_completed(self.actives_for_table[table], self.standbys_for_table[table])
-            )
-            for table in self.tables.values()
-        ]
-        if callback_coros:
-            await asyncio.wait(callback_coros)
-        assignment = consumer.assignment()
-        if self.app.consumer_generation_id != generation_id:
-            self.log.warning(
-                f"Recovery rebalancing again app id {self.app.consumer_generation_id} param {generation_id}"
-            )
-            return
-        if assignment:
-            self.log.info("Seek stream partitions to committed offsets.")
-            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-        self.completed.set()
-        self.app.flow_control.resume()  # clears the agents' buffers: nothing of the source partitions yet
-        consumer.resume_flow()
-        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
-        # finally make sure the fetcher is running.
-        await self.app._fetcher.maybe_start()  # type: ignore[attr-defined]
-        self.tables.on_actives_ready()
-        if not self.app.assignor.assigned_standbys():
-            self.tables.on_standbys_ready()
-        self.app.on_rebalance_end()
-        self.log.info("Worker ready")
-
-
-class SeekThenFetchTableManager(TableManager):
-    """faust's table manager with `SeekThenFetchRecovery` (the `TableManager` setting)."""
-
-    @property
-    def recovery(self) -> Recovery:
-        if self._recovery is None:
-            self._recovery = SeekThenFetchRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
-        return self._recovery
-
-
 def build_app(
     config: StreamConfig,
     handlers: ComplianceHandlers,
@@ -254,9 +194,6 @@ def build_app(
         # linger lets the producer send them in a few requests instead of one request each (every
         # request is a socket write, which py-spy found among the service's costliest calls).
         producer_linger_ms=10,
-        # Resume the source partitions only after the agents' buffers were cleared at the end of a
-        # rebalance, or a record fetched meanwhile is dropped unprocessed (SeekThenFetchRecovery).
-        TableManager=SeekThenFetchTableManager,
     )
     source = app.topic(
         *config.topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
