@@ -90,6 +90,9 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         "LAWTRAIL_COMPLIANCE_TIMER_INTERVAL_S": "0.5",
         "LAWTRAIL_COMPLIANCE_CLOCK_OFFSET_S": str(10 * DAY),
         "LAWTRAIL_COMPLIANCE_METRICS_INTERVAL_S": "0.5",
+        # The stall watchdog (docs/compliance-svc.md): an agent that reads nothing for 20 s while records
+        # wait stops its process, which is then restarted (by Kubernetes; here by the test that saw it).
+        "LAWTRAIL_COMPLIANCE_STALL_S": "20",
     }
     try:
         # access-svc first: media-svc trusts the grant key it creates; compliance-svc files spot-check
@@ -566,7 +569,11 @@ def test_a_second_replica_takes_the_stream_over_and_the_stale_one_stops(
 
     On FerretDB this take-over would pass without the stream lease too: the single-writer lease expires
     and is taken over alike, and stops the woken replica as well. That only the lease holder runs the
-    faust app beside a live standby is proven by test_stream_lease.py."""
+    faust app beside a live standby is proven by test_stream_lease.py.
+
+    faust can leave a consumer that took over silently reading nothing; the stall watchdog then stops
+    that replica (an ERROR naming the partitions, non-zero exit) and Kubernetes would restart it. The
+    test plays Kubernetes' part for that exit only — any other exit fails — within the same window."""
     first = world.compliance
     pid = first.process.pid
     assert pid is not None
@@ -578,12 +585,30 @@ def test_a_second_replica_takes_the_stream_over_and_the_stale_one_stops(
         start = datetime.now(UTC) - timedelta(hours=30)  # late (R11a) and without 告知 (R19b)
         recording = upload(w=world, tag="take-over", start=start, informed=False, device="CAM-C-9")
 
+        restarts = []
+
         def raised_by_second() -> bool:
-            found = {f.article for f in list_findings(second.grpc_address, world) if f.subject == recording}
+            if not second.process.running:
+                stalls = second.process.log_file.read_text(errors="replace").count(
+                    "the faust agent read nothing for"
+                )
+                assert stalls > len(restarts), (
+                    f"the second replica exited, not by the stall watchdog:\n{second.process.log_tail()}"
+                )
+                restarts.append(time.monotonic())
+                second.restart()
+            try:
+                found = {
+                    f.article for f in list_findings(second.grpc_address, world) if f.subject == recording
+                }
+            except grpc.RpcError:
+                return False  # stopping after a stall
             return {"R11a", "R19b"} <= found
 
         # The frozen member leaves the faust group only when its Kafka session times out.
         eventually(raised_by_second, "the second replica raised the new upload's findings", within_s=180)
+        if restarts:
+            print(f"the second replica stalled and was restarted {len(restarts)} time(s)")
     finally:
         os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + 60

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from lawtrail.case.v1 import case_events_pb2
 from lawtrail.compliance.v1 import compliance_service_pb2_grpc
@@ -36,6 +36,13 @@ from compliance_svc.adapters.spot_checks import MATERIALS, SPOT_CHECKS, MongoSpo
 from compliance_svc.domain.model import Finding, Severity, SeverityPolicy, State
 from compliance_svc.domain.rules import Deadlines
 from compliance_svc.entrypoints.grpc_api import SERVICE, ComplianceApi, role_policy
+from compliance_svc.entrypoints.stall import (
+    AgentProgress,
+    KafkaOffsets,
+    StallWatch,
+    StreamStalled,
+    watch_stream,
+)
 from compliance_svc.entrypoints.stream import (
     StreamConfig,
     StreamMetrics,
@@ -84,6 +91,9 @@ class ComplianceSettings(ServiceSettings):
     # While a backlog waits to be read, a batch is taken once it is full or this long after the storing
     # task became free (writes amortised over more events); without a backlog at once (0 = never wait).
     compliance_batch_linger_s: float = 0.1
+    # The stall watchdog (entrypoints/stall.py): the agent reading nothing this long while its source
+    # partitions hold unread records stops the process, to be restarted; 0 = no watchdog.
+    compliance_stall_s: float = 60.0
 
     @field_validator("compliance_topics", mode="before")
     @classmethod
@@ -99,7 +109,7 @@ class ComplianceSettings(ServiceSettings):
             raise ValueError(f"must be >= 1, got {value}")
         return value
 
-    @field_validator("compliance_batch_linger_s")
+    @field_validator("compliance_batch_linger_s", "compliance_stall_s")
     @classmethod
     def _not_negative(cls, value: float) -> float:
         if value < 0:
@@ -196,6 +206,30 @@ class FindingGauges:
             await asyncio.sleep(max(interval_s - (time.monotonic() - started), 0.1))
 
 
+async def watch_stall(
+    app: Any, config: StreamConfig, progress: AgentProgress, metrics: StreamMetrics
+) -> None:
+    """The stall watchdog beside the faust app (entrypoints/stall.py): checks every sixth of the stall
+    time (0.5 s to 10 s) with Kafka clients of its own; raises `StreamStalled` when the agent stalled."""
+    offsets = KafkaOffsets(config.broker)
+    try:
+        await watch_stream(
+            app=app,
+            group=config.app_id,
+            topics=config.topics,
+            progress=progress,
+            watch=StallWatch(config.stall_s),
+            offsets=offsets,
+            interval_s=min(max(config.stall_s / 6, 0.5), 10.0),
+            report=metrics.idle_with_backlog.set,
+        )
+    except StreamStalled:
+        metrics.stalls.inc()
+        raise
+    finally:
+        await offsets.close()
+
+
 def access_filer(settings: ComplianceSettings) -> GrpcAccessFiler | None:
     """Files reviewers' access requests in access-svc as service account compliance-svc (role SERVICE)."""
     if not settings.compliance_access_address:
@@ -238,9 +272,12 @@ async def bootstrap(rt: Runtime) -> Wiring:
         deadlines=settings.deadlines(),
         batch_max=settings.compliance_batch_max,
         batch_linger_s=settings.compliance_batch_linger_s,
+        stall_s=settings.compliance_stall_s,
     )
+    stream_metrics = StreamMetrics.register(rt.metrics.registry)
+    progress = AgentProgress()
     app, _monitor = build_app(
-        config, handlers, clock, StreamMetrics.register(rt.metrics.registry), material=spot_checks.note
+        config, handlers, clock, stream_metrics, material=spot_checks.note, progress=progress
     )
     gauges = FindingGauges(rt.metrics.registry, repository, clock)
 
@@ -252,8 +289,11 @@ async def bootstrap(rt: Runtime) -> Wiring:
         everywhere=True,
     )
 
+    async def watchdog() -> None:
+        await watch_stall(app, config, progress, stream_metrics)
+
     async def stream() -> None:
-        await run_stream_while_leased(app, stream_lease)
+        await run_stream_while_leased(app, stream_lease, watchdog if config.stall_s > 0 else None)
 
     async def finding_metrics() -> None:
         await gauges.run(settings.compliance_metrics_interval_s)

@@ -30,6 +30,10 @@ the partition of the event that touched it, so with the partitions split over re
 be split. `run_stream_while_leased` runs the faust app only in the replica holding the lease
 `consumer:<app id>`; the others serve the API and stand by. Processing on several replicas at once
 needs a `group_by` repartition by series first.
+
+Beside the app runs the stall watchdog (entrypoints/stall.py): the agent reading nothing for
+`LAWTRAIL_COMPLIANCE_STALL_S` while its source partitions hold unread records stops the app and the
+process, to be restarted — faust-streaming can end a rebalance without ever handing the agent a record.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from compliance_svc.domain.facts import Fact
 from compliance_svc.domain.model import Raised
 from compliance_svc.domain.rules import Deadlines, Monitor
 from compliance_svc.domain.spotcheck import Kind, Material
+from compliance_svc.entrypoints.stall import AgentProgress
 from compliance_svc.service_layer.handlers import ComplianceHandlers
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,8 @@ log = logging.getLogger(__name__)
 class StreamMetrics:
     events: Counter
     lag: Gauge
+    idle_with_backlog: Gauge
+    stalls: Counter
     lag_by_tp: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @classmethod
@@ -78,6 +85,17 @@ class StreamMetrics:
                 "lawtrail_compliance_consumer_lag",
                 "Records not yet processed by compliance-svc, per source topic (sum over its partitions)",
                 ["topic"],
+                registry=registry,
+            ),
+            idle_with_backlog=Gauge(
+                "lawtrail_compliance_stream_idle_with_backlog_seconds",
+                "Seconds compliance-svc's agent has read nothing while its source partitions hold unread "
+                "records (the stall watchdog's measure; it stops the process at LAWTRAIL_COMPLIANCE_STALL_S)",
+                registry=registry,
+            ),
+            stalls=Counter(
+                "lawtrail_compliance_stream_stalls_total",
+                "Times the stall watchdog found the agent stalled and stopped the process",
                 registry=registry,
             ),
         )
@@ -103,6 +121,9 @@ class StreamConfig:
     # With a backlog (events in the source partitions beyond those read), the storing task waits this
     # long at most for the batch to fill before taking it (docs/compliance-svc.md, "Batches").
     batch_linger_s: float = 0.1
+    # The agent reading nothing this long while its source partitions hold unread records stops the
+    # process (entrypoints/stall.py); 0 = no watchdog.
+    stall_s: float = 60.0
 
 
 async def with_retry(write: Callable[[], Awaitable[object]], what: str) -> None:
@@ -150,7 +171,10 @@ def build_app(
     clock: Callable[[], datetime],
     metrics: StreamMetrics,
     material: Callable[[Sequence[Material]], Awaitable[None]] | None = None,
+    progress: AgentProgress | None = None,
 ) -> tuple[faust.App, Monitor]:
+    """The faust app; `progress` receives what the agent reads and stores (for the stall watchdog)."""
+    agent_progress = progress if progress is not None else AgentProgress()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         config.app_id,
@@ -219,6 +243,7 @@ def build_app(
                     storer.result()  # the storing task failed: fail the agent (faust stops the app)
                 read(event, pending.batch)
                 pending.read_to[event.message.tp] = event.message.offset
+                agent_progress.read(event.message.topic, event.message.partition, event.message.offset)
                 pending.waiting.set()
                 # Back-pressure: a full batch waits until the storing task has taken it.
                 while len(pending.batch) >= config.batch_max:
@@ -256,7 +281,12 @@ def build_app(
             batch, pending.batch = pending.batch, Batch()
             pending.taken.set()
             if len(batch):
-                await flush(batch, stream)
+                # Storing (a database outage's retries included) is progress, not a stall.
+                agent_progress.store_started()
+                try:
+                    await flush(batch, stream)
+                finally:
+                    agent_progress.store_ended()
 
     def backlog(pending: Pending) -> bool:
         """Whether a source partition holds events beyond the last one the agent read (its high
@@ -351,22 +381,29 @@ def _material_of(fact: Fact) -> Material | None:
     return None
 
 
-async def run_stream_while_leased(app: faust.App, lease: WriterLease) -> None:
+async def run_stream_while_leased(
+    app: faust.App, lease: WriterLease, watchdog: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Run the faust app only while this replica holds `lease` (`consumer:<app id>`): one replica
     processes the stream — a recording series must live in one process's table (module doc) — and the
     others serve the gRPC API and wait to take over (at once after a clean stop, within the lease's ttl
     after a crash). A holder that loses its lease stops the process (`WriterLeaseLost`, an error of this
-    background task), and comes back as a standby: a faust app is not restarted in place."""
-    await run_while_leased(lease, lambda: run_stream(app), what="the faust app")
+    background task), and comes back as a standby: a faust app is not restarted in place. `watchdog`
+    (entrypoints/stall.py) runs beside the app and stops it, and so the process, when it stalls."""
+    await run_while_leased(lease, lambda: run_stream(app, watchdog), what="the faust app")
 
 
-async def run_stream(app: faust.App) -> None:
-    """Run the faust app on this loop until cancelled (a servicekit background task)."""
+async def run_stream(app: faust.App, watchdog: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run the faust app on this loop until cancelled (a servicekit background task), or until
+    `watchdog` raises (a stalled agent: its error stops the app and is raised)."""
     from faust.contrib.asgi import faust_app_running
 
     try:
         async with faust_app_running(app, stop_timeout=10.0):
-            await asyncio.Event().wait()
+            if watchdog is None:
+                await asyncio.Event().wait()
+            else:
+                await watchdog()
     finally:
         # faust_app_running stops the app only once its start has finished, and the start lasts until
         # the table is recovered: a replica stopped (or losing its lease) meanwhile must stop it too, or
