@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from lawtrail_local.kafka_probe import group_members
 from lawtrail_local.stack import Stack
 from lawtrail_local.topics import Topic
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from servicekit.writerlease import WriterLease
 
@@ -58,15 +57,6 @@ class Replica:
         """The source partitions this replica's faust app consumes (asked only once it runs: the
         app's consumer is made on first access)."""
         return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
-
-
-@pytest.fixture
-async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
-    name = f"stream_lease_{uuid.uuid4().hex[:10]}"
-    yield client[name]
-    await client.drop_database(name)
-    await client.close()
 
 
 async def eventually(condition: Callable[[], Any], what: str, within_s: float = 60.0) -> None:

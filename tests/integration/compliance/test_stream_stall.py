@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,22 +31,12 @@ from compliance_svc.entrypoints.stream import StreamConfig, StreamMetrics, build
 from lawtrail_local.stack import Stack
 from lawtrail_local.topics import Topic
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
 STALL_S = 6.0
-
-
-@pytest.fixture
-async def db(stack: Stack) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_uri, tz_aware=True)
-    name = f"stream_stall_{uuid.uuid4().hex[:10]}"
-    yield client[name]
-    await client.drop_database(name)
-    await client.close()
 
 
 async def eventually(condition: Callable[[], bool], what: str, within_s: float = 90.0) -> None:
