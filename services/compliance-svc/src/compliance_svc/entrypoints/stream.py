@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 from prometheus_client import Counter, Gauge
 from servicekit.messaging.envelope import InvalidEnvelope, decode
 from servicekit.writerlease import WriterLease, run_while_leased
@@ -162,7 +163,6 @@ class Pending:
     batch: Batch = field(default_factory=Batch)
     waiting: asyncio.Event = field(default_factory=asyncio.Event)  # set when `batch` has events
     taken: asyncio.Event = field(default_factory=asyncio.Event)  # set when a batch was taken
-    read_to: dict[Any, int] = field(default_factory=dict)  # partition → offset of the last event read
 
 
 def build_app(
@@ -242,7 +242,6 @@ def build_app(
                 if storer.done():
                     storer.result()  # the storing task failed: fail the agent (faust stops the app)
                 read(event, pending.batch)
-                pending.read_to[event.message.tp] = event.message.offset
                 agent_progress.read(event.message.topic, event.message.partition, event.message.offset)
                 pending.waiting.set()
                 # Back-pressure: a full batch waits until the storing task has taken it.
@@ -270,7 +269,7 @@ def build_app(
             # fewer, larger rounds; as soon as the agent has read everything there is, or without a
             # backlog (live traffic), the batch is taken at once.
             deadline = loop.time() + config.batch_linger_s
-            while len(pending.batch) < config.batch_max and backlog(pending):
+            while len(pending.batch) < config.batch_max and backlog():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -288,12 +287,13 @@ def build_app(
                 finally:
                     agent_progress.store_ended()
 
-    def backlog(pending: Pending) -> bool:
+    def backlog() -> bool:
         """Whether a source partition holds events beyond the last one the agent read (its high
-        watermark as the consumer last fetched it)."""
-        for tp, offset in pending.read_to.items():
+        watermark as the consumer last fetched it; the last offsets read are the ones the agent tells
+        the stall watchdog)."""
+        for (topic, partition), offset in agent_progress.read_to.items():
             try:
-                highwater = app.consumer.highwater(tp)
+                highwater = app.consumer.highwater(TP(topic, partition))
             except Exception:  # not assigned any more (a rebalance): no backlog of ours
                 highwater = None
             if highwater is not None and highwater > offset + 1:
