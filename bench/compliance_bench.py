@@ -14,6 +14,12 @@ media-svc's R19b ingest finding, and RecordingLinked), encoded as the services e
 - **bare**: a faust agent in this process that only decodes the CloudEvents envelope and parses the
   message, over the same topic from the start; events/s the same way;
 - **ratio** pipeline ÷ bare (target ≥ 0.5);
+- **deciding**, the ceiling the faust table sets: compliance-svc's own faust app (`build_app`: its agent,
+  batches, acks, Monitor on its faust table with the changelog) run in this process with nothing stored —
+  its findings and spot-check material go nowhere, no database, no outbox — events/s from its
+  `events_total` counter, read in-process every 10 ms. deciding ÷ bare is what the stream processing
+  the issue asks for (agents and tables) costs before anything is stored; pipeline ÷ deciding is what
+  storing costs on top (the findings, the material, the `FindingRaised` events);
 - **end-to-end p99**: events produced one by one at a steady rate while compliance-svc runs; latency =
   the `FindingRaised` event's ce_time (written with the finding) − the source event's ce_time.
 
@@ -156,6 +162,45 @@ async def bare_rate(bootstrap: str, n: int, work: Path) -> float:
     return n / max(seen["last"] - seen["first"], 1e-3)
 
 
+class _StoreNothing:
+    """The handlers of the deciding run: the findings are decided and dropped (nothing stored)."""
+
+    async def record(self, raised: object) -> list[object]:
+        return []
+
+
+async def deciding_rate(bootstrap: str, n: int, work: Path) -> float:
+    """compliance-svc's faust app (entrypoints/stream.py) with nothing stored: events/s between the
+    first event applied and the n-th."""
+    from compliance_svc.domain.rules import Deadlines
+    from compliance_svc.entrypoints.stream import StreamConfig, StreamMetrics, build_app
+    from faust.contrib.asgi import faust_app_running
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    metrics = StreamMetrics.register(registry)
+    config = StreamConfig(
+        app_id=f"bench-deciding-{uuid.uuid4().hex[:8]}", broker=bootstrap, topics=(TOPIC,), partitions=3,
+        data_dir=work / "deciding", timer_interval_s=3600.0, deadlines=Deadlines(),
+    )  # fmt: skip
+    app, _ = build_app(config, _StoreNothing(), lambda: datetime.now(UTC), metrics)  # type: ignore[arg-type]
+    labels = {"topic": TOPIC, "outcome": "applied"}
+    first: float | None = None
+    first_count = 0.0
+    async with faust_app_running(app, stop_timeout=10):
+        deadline = time.monotonic() + 600
+        while (count := registry.get_sample_value("lawtrail_compliance_events_total", labels) or 0.0) < n:
+            if first is None and count > 0:
+                first, first_count = time.monotonic(), count
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the deciding agent applied {count:.0f} of {n} events in 600 s")
+            await asyncio.sleep(0.01)
+        last = time.monotonic()
+    if first is None or n - first_count < n / 2:
+        raise RuntimeError("the deciding agent applied most events before it was first seen under way")
+    return (n - first_count) / max(last - first, 1e-3)
+
+
 async def latencies(bootstrap: str, m: int, rate_per_s: float) -> list[float]:
     """Produce m R19b-raising events at a steady rate; latency = FindingRaised ce_time − source ce_time."""
     consumer = AIOKafkaConsumer("lawtrail.compliance.v1.events", bootstrap_servers=bootstrap,
@@ -208,7 +253,9 @@ def main() -> None:
             asyncio.run(fill(stack.kafka_bootstrap, n))
             say("bare faust agent (decode + parse only)…")
             bare = asyncio.run(bare_rate(stack.kafka_bootstrap, n, work))
-            say(f"bare: {bare:.0f} events/s; starting compliance-svc…")
+            say(f"bare: {bare:.0f} events/s; compliance-svc's faust app storing nothing…")
+            deciding = asyncio.run(deciding_rate(stack.kafka_bootstrap, n, work))
+            say(f"deciding: {deciding:.0f} events/s; starting compliance-svc…")
             grpc_port, metrics_port = free_ports(2)
             service = stack.service(
                 service_spec("compliance-svc"),
@@ -236,6 +283,8 @@ def main() -> None:
             [
                 f"compliance pipeline ÷ bare faust agent: {ratio:.2f} ({pipeline:.0f} ÷ {bare:.0f} events/s; "
                 f"target ≥ 0.5: {'met' if ratio >= 0.5 else 'NOT met'})",
+                f"  compliance-svc's faust app storing nothing ÷ bare: {deciding / bare:.2f} "
+                f"({deciding:.0f} events/s); pipeline ÷ it: {pipeline / deciding:.2f}",
                 f"event → stored finding: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms "
                 f"({len(lat)} of {m} findings seen)",
             ]
