@@ -69,7 +69,9 @@ class ComplianceSettings(ServiceSettings):
     )
     compliance_partitions: int = 3
     # faust app id = consumer group and the prefix of its changelog topic; a new id replays every topic.
-    compliance_app_id: str = "compliance-svc"
+    # ".v2": the table's changelog is partitioned by key since ADR 0013; the first start of this build
+    # replays every topic into a fresh table instead of recovering the old layout (same findings).
+    compliance_app_id: str = "compliance-svc.v2"
     compliance_timer_interval_s: float = 60.0
     # Added to server time on the compliance clock that decides deadlines (tests and drills move time
     # forward through configuration instead of sleeping; 0 in production).
@@ -84,6 +86,9 @@ class ComplianceSettings(ServiceSettings):
     compliance_activity_recorded_within_s: float = 3 * DAY  # R23-1
     compliance_gap_explained_within_s: float = 3 * DAY  # R19c
     compliance_gap_threshold_s: float = 60.0  # R19c, as media-svc's MEDIA_GAP_THRESHOLD_S
+    # A recording series and a link's marker stay in the table this long after their last event, then
+    # are retired (domain/rules.py): the table holds this window of traffic, not the years.
+    compliance_state_kept_s: float = 30 * DAY
     compliance_severity_file: Path | None = None
     compliance_metrics_interval_s: float = 15.0
     # At most this many events share one round of database writes (docs/compliance-svc.md).
@@ -121,6 +126,7 @@ class ComplianceSettings(ServiceSettings):
         "compliance_unlinked_after_s",
         "compliance_activity_recorded_within_s",
         "compliance_gap_explained_within_s",
+        "compliance_state_kept_s",
         "compliance_metrics_interval_s",
     )
     @classmethod
@@ -135,6 +141,7 @@ class ComplianceSettings(ServiceSettings):
             activity_recorded_within=timedelta(seconds=self.compliance_activity_recorded_within_s),
             gap_explained_within=timedelta(seconds=self.compliance_gap_explained_within_s),
             gap_threshold=timedelta(seconds=self.compliance_gap_threshold_s),
+            kept_after=timedelta(seconds=self.compliance_state_kept_s),
         )
 
 

@@ -199,3 +199,66 @@ def test_lifecycle_open_acknowledged_resolved() -> None:
         done.acknowledge(by)
     with pytest.raises(FailedPrecondition):
         done.resolve("again", by)
+
+
+# ---- retiring the state whose purpose is over (years of recordings must not pile up in the table) ----
+
+
+def test_r23_4_a_wait_that_came_due_is_retired_with_its_finding_and_raised_once(monitor: Monitor) -> None:
+    monitor.observe(ingested("r1"))
+    judged = monitor.judge(T0 + 7 * DAY)
+    assert [(key, r.article) for key, r in judged.raised] == [("unlinked:r1", "R23-4")]
+    assert monitor.retire(judged.over) == 1
+    assert monitor.state == {}
+    assert monitor.judge(T0 + 30 * DAY).raised == []
+
+
+def test_r23_1_an_activity_past_its_deadline_is_retired_covered_or_not(monitor: Monitor) -> None:
+    monitor.observe(activity("a1"))
+    monitor.observe(activity("a2"))
+    monitor.observe(linked("r1", T0, 10, activity="a2"))
+    judged = monitor.judge(T0 + 3 * DAY)
+    assert [r.subject for _key, r in judged.raised] == ["a1"]
+    assert {key for key, _value in judged.over} >= {"activity:a1", "activity:a2"}
+    monitor.retire(judged.over)
+    assert not [key for key in monitor.state if key.startswith("activity:")]
+    # The case's entry and the activity's coverage stay: R5 reads them when the case closes.
+    assert "case:c1" in monitor.state
+    assert "av:a2" in monitor.state
+
+
+def test_r19c_a_series_and_a_links_marker_are_kept_for_kept_after_then_retired() -> None:
+    monitor = Monitor({}, Deadlines(kept_after=10 * DAY))
+    monitor.observe(linked("r1", T0, 10, at=T0))
+    monitor.observe(linked("r2", T0 + timedelta(minutes=5), 10, at=T0))
+    # The gap is raised when its period ends; the series is kept, a late neighbour may still come.
+    judged = monitor.judge(T0 + 3 * DAY)
+    assert [r.article for _key, r in judged.raised] == ["R19c"]
+    assert judged.over == []
+    # The links' markers outlive the series by the ingest's own wait (7 days).
+    judged = monitor.judge(T0 + 13 * DAY)
+    assert [key for key, _value in judged.over] == ["series:CAM-1|a1"]
+    monitor.retire(judged.over)
+    judged = monitor.judge(T0 + 17 * DAY)
+    assert sorted(key for key, _value in judged.over) == ["linked:r1", "linked:r2"]
+    monitor.retire(judged.over)
+    assert sorted(monitor.state) == ["av:a1"]
+
+
+def test_an_entry_written_after_it_was_judged_over_is_not_retired() -> None:
+    monitor = Monitor({}, Deadlines(kept_after=DAY))
+    monitor.observe(linked("r1", T0, 10, at=T0))
+    judged = monitor.judge(T0 + 5 * DAY)
+    assert "series:CAM-1|a1" in [key for key, _value in judged.over]
+    # A late segment of the same series arrives between the judgement and the retirement.
+    monitor.observe(linked("r2", T0 + timedelta(minutes=5), 10, at=T0 + 5 * DAY))
+    monitor.retire(judged.over)
+    assert [s[2] for s in monitor.state["series:CAM-1|a1"]["segments"]] == ["r1", "r2"]
+
+
+def test_r23_4_a_link_read_before_its_ingest_keeps_it_out_of_the_wait_until_retired() -> None:
+    monitor = Monitor({}, Deadlines(kept_after=DAY))
+    monitor.observe(linked("r1", T0, 5, activity=""))
+    monitor.retire(monitor.judge(T0 + 7 * DAY).over)  # within unlinked_after + kept_after: kept
+    monitor.observe(ingested("r1"))
+    assert "unlinked:r1" not in monitor.state

@@ -8,12 +8,18 @@ dict). Every value is replaced, never mutated in place: a faust table only recor
   and the waits it starts or ends (unlinked recordings, activities without records, gaps).
 - `due(now)` — the findings whose wait has run out (R23-4, R23-1, R19c). A finding is raised at
   its deadline, so `raised_at` does not depend on when the timer ran: a replay raises the same findings.
+- `judge(now)` — the same findings with the state they came from, and the entries whose purpose is over
+  (`Judged.over`): a wait that came due (its finding is in the same judgement), a recording series and a
+  link's marker `kept_after` past their last event. `retire(over)` deletes those, once what the
+  judgement raised is stored, unless they were written since — so the state holds the waits still
+  running plus a window of `kept_after`, not every recording ever seen. Per case and per activity one
+  small entry stays (the R5 check at the case's close reads them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, MutableMapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +30,8 @@ State = MutableMapping[str, Any]
 
 UNLINKED = "unlinked:"
 ACTIVITY = "activity:"
-AV = "av:"
+AV = "av:"  # an activity with a recording linked to it
+LINKED = "linked:"  # a recording linked to a case (its link time)
 SERIES = "series:"
 CASE = "case:"
 
@@ -37,6 +44,19 @@ class Deadlines:
     activity_recorded_within: timedelta = timedelta(days=3)
     gap_explained_within: timedelta = timedelta(days=3)
     gap_threshold: timedelta = timedelta(seconds=60)
+    # How long a recording series and a link's marker are kept after their last event, once nothing
+    # waits on them: a segment linked later still finds its neighbours (a gap between it and a retired
+    # series is not seen), and a link outlives any redelivery or late read of its ingest.
+    kept_after: timedelta = timedelta(days=30)
+
+
+@dataclass
+class Judged:
+    """What `Monitor.judge` found: the findings that came due, each with the state entry it came from,
+    and the entries whose purpose is over (key, value as judged), to `retire` once those are stored."""
+
+    raised: list[tuple[str, Raised]] = field(default_factory=list)
+    over: list[tuple[str, Any]] = field(default_factory=list)
 
 
 def _ts(value: datetime) -> float:
@@ -88,7 +108,7 @@ class Monitor:
             if finding.requirement
         ]
         key = UNLINKED + fact.recording_id
-        if not fact.case_id and key not in self.state and not self.state.get(AV + "rec:" + fact.recording_id):
+        if not fact.case_id and key not in self.state and LINKED + fact.recording_id not in self.state:
             self.state[key] = {
                 "due": _ts(fact.time + self.deadlines.unlinked_after),
                 "unit": fact.unit,
@@ -101,8 +121,9 @@ class Monitor:
 
     def _linked(self, fact: f.RecordingLinked) -> None:
         self.state.pop(UNLINKED + fact.recording_id, None)
-        # Remembered in case the link is read before the ingest (they may sit in different batches).
-        self.state[AV + "rec:" + fact.recording_id] = True
+        # Remembered in case the link is read before the ingest (they may sit in different batches), and
+        # against a redelivered ingest; retired `kept_after` past the point any of that could happen.
+        self.state[LINKED + fact.recording_id] = _ts(fact.time)
         if not fact.activity_id:
             return
         if not self.state.get(AV + fact.activity_id):
@@ -130,7 +151,11 @@ class Monitor:
             fact.event_id,
             _ts(fact.time),
         ]
-        self.state[key] = {**series, "segments": sorted([*series["segments"], segment])}
+        self.state[key] = {
+            **series,
+            "segments": sorted([*series["segments"], segment]),
+            "touched": max(series.get("touched", 0.0), _ts(fact.time)),
+        }
 
     def _explained(self, fact: f.InterruptionExplained) -> None:
         key = SERIES + fact.device + "|" + fact.activity_id
@@ -145,7 +170,11 @@ class Monitor:
         }
         span = [_ts(fact.gap_from), _ts(fact.gap_to)]
         if span not in series["explained"]:
-            self.state[key] = {**series, "explained": [*series["explained"], span]}
+            self.state[key] = {
+                **series,
+                "explained": [*series["explained"], span],
+                "touched": max(series.get("touched", 0.0), _ts(fact.time)),
+            }
 
     def _integrity(self, fact: f.IntegrityCheckFailed) -> Raised:
         return Raised(
@@ -209,39 +238,85 @@ class Monitor:
 
     # ---- time ---------------------------------------------------------------------------------
     def due(self, now: datetime) -> list[Raised]:
-        return list(self._due(_ts(now)))
+        return [raised for _key, raised in self.judge(now).raised]
 
-    def _due(self, now: float) -> Iterator[Raised]:
-        for key, value in list(self.state.items()):
-            if key.startswith(UNLINKED) and value["due"] <= now:
+    def judge(self, now: datetime) -> Judged:
+        judged = Judged()
+        for _ in self.judging(now, judged):
+            pass
+        return judged
+
+    def judging(self, now: datetime, judged: Judged) -> Iterator[None]:
+        """`judge`, one state entry per step (a caller on an event loop yields to it between steps: the
+        state may hold hundreds of thousands of entries). Entries written or deleted meanwhile are
+        judged as they are when their step comes."""
+        t = _ts(now)
+        for key in list(self.state.keys()):
+            value = self.state.get(key)
+            if value is not None:
+                self._judge(key, value, t, judged)
+            yield None
+
+    def retire(self, over: Iterable[tuple[str, Any]]) -> int:
+        """Delete the entries a judgement found over, unless they were written since (then they are
+        judged again next time); how many were deleted."""
+        retired = 0
+        for key, value in over:
+            if self.state.get(key) == value:
+                del self.state[key]
+                retired += 1
+        return retired
+
+    def _judge(self, key: str, value: Any, now: float, judged: Judged) -> None:
+        kept = self.deadlines.kept_after.total_seconds()
+        if key.startswith(UNLINKED):
+            if value["due"] <= now:
                 recording = key[len(UNLINKED) :]
                 days = self.deadlines.unlinked_after / timedelta(days=1)
-                yield Raised(
-                    code="R23_4_UNLINKED_RECORDING",
-                    article="R23-4",
-                    unit=value["unit"],
-                    officer=value["officer"],
-                    subject=recording,
-                    detail=f"recording {recording} (device {value['device']}) is linked to no case "
-                    f"{days:g} days after its ingest at {_dt(value['ingested']).isoformat()}",
-                    evidence=tuple(value["evidence"]),
-                    raised_at=_dt(value["due"]),
+                judged.raised.append(
+                    (
+                        key,
+                        Raised(
+                            code="R23_4_UNLINKED_RECORDING",
+                            article="R23-4",
+                            unit=value["unit"],
+                            officer=value["officer"],
+                            subject=recording,
+                            detail=f"recording {recording} (device {value['device']}) is linked to no case "
+                            f"{days:g} days after its ingest at {_dt(value['ingested']).isoformat()}",
+                            evidence=tuple(value["evidence"]),
+                            raised_at=_dt(value["due"]),
+                        ),
+                    )
                 )
-            elif key.startswith(ACTIVITY) and not value["covered"] and value["due"] <= now:
-                activity = key[len(ACTIVITY) :]
-                yield Raised(
-                    code="R23_1_ACTIVITY_WITHOUT_RECORD",
-                    article="R23-1",
-                    unit=value["unit"],
-                    officer=value["officer"],
-                    subject=activity,
-                    detail=f"enforcement activity {activity} of case {value['case']} has no AV recording "
-                    f"and no text record by {_dt(value['due']).isoformat()}",
-                    evidence=tuple(value["evidence"]),
-                    raised_at=_dt(value["due"]),
-                )
-            elif key.startswith(SERIES):
-                yield from self._unexplained_gaps(value, now)
+                judged.over.append((key, value))
+        elif key.startswith(ACTIVITY):
+            if value["due"] <= now:
+                if not value["covered"]:
+                    activity = key[len(ACTIVITY) :]
+                    judged.raised.append(
+                        (
+                            key,
+                            Raised(
+                                code="R23_1_ACTIVITY_WITHOUT_RECORD",
+                                article="R23-1",
+                                unit=value["unit"],
+                                officer=value["officer"],
+                                subject=activity,
+                                detail=f"enforcement activity {activity} of case {value['case']} has no AV "
+                                f"recording and no text record by {_dt(value['due']).isoformat()}",
+                                evidence=tuple(value["evidence"]),
+                                raised_at=_dt(value["due"]),
+                            ),
+                        )
+                    )
+                judged.over.append((key, value))
+        elif key.startswith(SERIES):
+            judged.raised.extend((key, raised) for raised in self._unexplained_gaps(value, now))
+            if _touched(value) + self.deadlines.gap_explained_within.total_seconds() + kept <= now:
+                judged.over.append((key, value))
+        elif key.startswith(LINKED) and value + self.deadlines.unlinked_after.total_seconds() + kept <= now:
+            judged.over.append((key, value))
 
     def _unexplained_gaps(self, series: dict[str, Any], now: float) -> Iterator[Raised]:
         within = self.deadlines.gap_explained_within.total_seconds()
@@ -262,6 +337,11 @@ class Monitor:
                 evidence=evidence,
                 raised_at=_dt(known + within),
             )
+
+
+def _touched(series: dict[str, Any]) -> float:
+    """When a series' last event happened (a link, an explanation)."""
+    return float(series.get("touched") or max((segment[4] for segment in series["segments"]), default=0.0))
 
 
 Gap = tuple[float, float, str, str, tuple[str, ...], float]

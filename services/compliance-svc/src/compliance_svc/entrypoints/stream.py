@@ -18,10 +18,17 @@
   activities without records, recording series and their gaps). It lives in memory and is recovered
   from its changelog topic, which faust creates (its only topics: the source topics must exist with
   the partition count `LAWTRAIL_COMPLIANCE_PARTITIONS`, or faust stops with `PartitionsMismatch`).
+  Its changelog partition is chosen by the key (`use_partitioner`), not by the event that wrote it:
+  every write of one key lands in one partition, so a recovery replays them in order (a series written
+  by events of two partitions, or a wait ended by an event of another partition, would otherwise come
+  back as whichever partition's record was read last), and the timer may write it too.
 - The **timer** (every `LAWTRAIL_COMPLIANCE_TIMER_INTERVAL_S`) asks the Monitor what has come due on
-  the compliance clock (server time + `LAWTRAIL_COMPLIANCE_CLOCK_OFFSET_S`) and stores those findings.
-  A faust table cannot be written outside an agent, so the timer only reads; what it fired is
-  remembered in memory (and the store refuses duplicates after a restart).
+  the compliance clock (server time + `LAWTRAIL_COMPLIANCE_CLOCK_OFFSET_S`), stores those findings,
+  then retires the state whose purpose is over (a wait that came due, a series or a link's marker
+  `LAWTRAIL_COMPLIANCE_STATE_KEPT_S` past its last event), so the table does not grow with every
+  recording ever seen. It judges the table one entry at a time, yielding to the event loop between
+  chunks. What it fired is remembered in memory until its entry is retired (and the store refuses
+  duplicates after a restart).
 
 The app runs on the gRPC server's event loop (faust.contrib.asgi.faust_app_running, started as a
 servicekit background task), so the agent and the API share one process and one Mongo client.
@@ -57,12 +64,15 @@ from compliance_svc.adapters.event_mapping import to_fact
 from compliance_svc.domain import facts
 from compliance_svc.domain.facts import Fact
 from compliance_svc.domain.model import Raised
-from compliance_svc.domain.rules import Deadlines, Monitor
+from compliance_svc.domain.rules import Deadlines, Judged, Monitor
 from compliance_svc.domain.spotcheck import Kind, Material
 from compliance_svc.entrypoints.stall import AgentProgress
 from compliance_svc.service_layer.handlers import ComplianceHandlers
 
 log = logging.getLogger(__name__)
+
+# The timer judges this many table entries between two turns of the event loop.
+JUDGED_PER_TURN = 2000
 
 
 @dataclass
@@ -71,6 +81,8 @@ class StreamMetrics:
     lag: Gauge
     idle_with_backlog: Gauge
     stalls: Counter
+    state_entries: Gauge
+    retired: Counter
     lag_by_tp: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @classmethod
@@ -97,6 +109,18 @@ class StreamMetrics:
             stalls=Counter(
                 "lawtrail_compliance_stream_stalls_total",
                 "Times the stall watchdog found the agent stalled and stopped the process",
+                registry=registry,
+            ),
+            state_entries=Gauge(
+                "lawtrail_compliance_state_entries",
+                "Entries in compliance-svc's faust table (waits running, series and links kept), as the "
+                "timer last counted them: it follows the traffic of LAWTRAIL_COMPLIANCE_STATE_KEPT_S, "
+                "not the years",
+                registry=registry,
+            ),
+            retired=Counter(
+                "lawtrail_compliance_state_retired_total",
+                "Table entries deleted by the timer because their purpose was over",
                 registry=registry,
             ),
         )
@@ -198,9 +222,12 @@ def build_app(
     source = app.topic(
         *config.topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
-    table = app.Table(f"{config.app_id}-state", default=None, partitions=config.partitions)
+    # use_partitioner: a key's every write goes to the one changelog partition of its key (module doc).
+    table = app.Table(
+        f"{config.app_id}-state", default=None, partitions=config.partitions, use_partitioner=True
+    )
     monitor = Monitor(table, config.deadlines)
-    fired: set[str] = set()
+    fired: dict[str, str] = {}  # finding id -> the state entry it came from, until that is retired
 
     async def flush(batch: Batch, stream: Any) -> None:
         """One concurrent round of idempotent writes for the whole batch (findings by derived id,
@@ -357,10 +384,21 @@ def build_app(
     async def deadlines() -> None:
         if not await caught_up():
             return
-        due = [r for r in monitor.due(clock()) if r.finding_id not in fired]
+        judged = Judged()
+        for step, _ in enumerate(monitor.judging(clock(), judged), start=1):
+            if step % JUDGED_PER_TURN == 0:
+                await asyncio.sleep(0)  # the gRPC API and the agent share this loop
+        due = [raised for key, raised in judged.raised if raised.finding_id not in fired]
         if due:
             await with_retry(lambda: handlers.record(due), f"{len(due)} findings of deadlines")
-            fired.update(r.finding_id for r in due)
+            fired.update((raised.finding_id, key) for key, raised in judged.raised)
+        # Only once what came due is stored: a crash before leaves the waits to be judged again.
+        if judged.over:
+            metrics.retired.inc(monitor.retire(judged.over))
+            retired = {key for key, _value in judged.over if key not in table}
+            for finding_id in [i for i, key in fired.items() if key in retired]:
+                del fired[finding_id]
+        metrics.state_entries.set(len(table))
 
     return app, monitor
 
