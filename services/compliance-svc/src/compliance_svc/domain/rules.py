@@ -269,48 +269,26 @@ class Monitor:
 
     def _judge(self, key: str, value: Any, now: float, judged: Judged) -> None:
         kept = self.deadlines.kept_after.total_seconds()
-        if key.startswith(UNLINKED):
-            if value["due"] <= now:
+        if key.startswith((UNLINKED, ACTIVITY)):
+            # A wait: at its deadline its finding (unless the activity got covered), then it is over.
+            if value["due"] > now:
+                return
+            if key.startswith(UNLINKED):
                 recording = key[len(UNLINKED) :]
                 days = self.deadlines.unlinked_after / timedelta(days=1)
                 judged.raised.append(
-                    (
-                        key,
-                        Raised(
-                            code="R23_4_UNLINKED_RECORDING",
-                            article="R23-4",
-                            unit=value["unit"],
-                            officer=value["officer"],
-                            subject=recording,
-                            detail=f"recording {recording} (device {value['device']}) is linked to no case "
-                            f"{days:g} days after its ingest at {_dt(value['ingested']).isoformat()}",
-                            evidence=tuple(value["evidence"]),
-                            raised_at=_dt(value["due"]),
-                        ),
-                    )
-                )
-                judged.over.append((key, value))
-        elif key.startswith(ACTIVITY):
-            if value["due"] <= now:
-                if not value["covered"]:
-                    activity = key[len(ACTIVITY) :]
-                    judged.raised.append(
-                        (
-                            key,
-                            Raised(
-                                code="R23_1_ACTIVITY_WITHOUT_RECORD",
-                                article="R23-1",
-                                unit=value["unit"],
-                                officer=value["officer"],
-                                subject=activity,
-                                detail=f"enforcement activity {activity} of case {value['case']} has no AV "
-                                f"recording and no text record by {_dt(value['due']).isoformat()}",
-                                evidence=tuple(value["evidence"]),
-                                raised_at=_dt(value["due"]),
-                            ),
-                        )
-                    )
-                judged.over.append((key, value))
+                    _waited(key, value, "R23_4_UNLINKED_RECORDING", "R23-4", recording,
+                            f"recording {recording} (device {value['device']}) is linked to no case "
+                            f"{days:g} days after its ingest at {_dt(value['ingested']).isoformat()}")
+                )  # fmt: skip
+            elif not value["covered"]:
+                activity = key[len(ACTIVITY) :]
+                judged.raised.append(
+                    _waited(key, value, "R23_1_ACTIVITY_WITHOUT_RECORD", "R23-1", activity,
+                            f"enforcement activity {activity} of case {value['case']} has no AV recording "
+                            f"and no text record by {_dt(value['due']).isoformat()}")
+                )  # fmt: skip
+            judged.over.append((key, value))
         elif key.startswith(SERIES):
             judged.raised.extend((key, raised) for raised in self._unexplained_gaps(value, now))
             if _touched(value) + self.deadlines.gap_explained_within.total_seconds() + kept <= now:
@@ -337,6 +315,17 @@ class Monitor:
                 evidence=evidence,
                 raised_at=_dt(known + within),
             )
+
+
+def _waited(
+    key: str, wait: dict[str, Any], code: str, article: str, subject: str, detail: str
+) -> tuple[str, Raised]:
+    """The finding of a wait whose deadline passed (raised at the deadline: a replay dates it the same)."""
+    raised = Raised(
+        code=code, article=article, unit=wait["unit"], officer=wait["officer"], subject=subject,
+        detail=detail, evidence=tuple(wait["evidence"]), raised_at=_dt(wait["due"]),
+    )  # fmt: skip
+    return key, raised
 
 
 def _touched(series: dict[str, Any]) -> float:
