@@ -3,10 +3,19 @@
 import asyncio
 import gc
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient
-from servicekit.doclock import _fields_of, _locks, _matches, _Unsupported, document_lock, serialized
+from servicekit.doclock import (
+    _fields_of,
+    _locks,
+    _matches,
+    _Unsupported,
+    document_lock,
+    serialized,
+    update_each,
+)
 
 
 async def test_one_lock_per_document_serializes_its_writers() -> None:
@@ -174,3 +183,158 @@ def test_on_ferretdb_the_read_before_a_conditional_write_takes_only_the_fields_i
         assert fields is not None
         projected = {k: v for k, v in doc.items() if k in fields}
         assert _matches(projected, wanted) == _matches(doc, wanted), wanted
+
+
+class _Result:
+    def __init__(self, matched: int) -> None:
+        self.matched_count = matched
+
+
+class _Admin:
+    def __init__(self, ferretdb: bool) -> None:
+        self.ferretdb = ferretdb
+
+    async def command(self, name: str) -> dict[str, object]:
+        assert name == "buildInfo"
+        return {"version": "7.0.0", **({"ferretdbVersion": "v1.24.2"} if self.ferretdb else {})}
+
+
+class _Client:
+    def __init__(self, ferretdb: bool) -> None:
+        self.admin = _Admin(ferretdb)
+
+
+class _Database:
+    def __init__(self, ferretdb: bool) -> None:
+        self.client = _Client(ferretdb)
+
+
+class InMemoryCollection:
+    """A collection in memory that decides filters as the database would (for the operators used here),
+    and records every command it gets: what `update_each` asks of the backend."""
+
+    def __init__(self, documents: list[dict[str, object]], *, ferretdb: bool) -> None:
+        self.full_name = f"db.each-{ferretdb}"
+        self.database = _Database(ferretdb)
+        self.documents = {d["_id"]: dict(d) for d in documents}
+        self.commands: list[tuple[str, object]] = []
+
+    def _apply(self, filter: dict[str, object], update: dict[str, dict[str, object]]) -> int:
+        document = self.documents.get(filter["_id"])
+        if document is None or not _matches(document, filter):
+            return 0
+        document.update(update.get("$set", {}))
+        for field in update.get("$unset", {}):
+            document.pop(field, None)
+        return 1
+
+    async def find_one(self, filter: dict[str, object], projection: dict[str, int] | None = None) -> object:
+        self.commands.append(("find_one", (filter, projection)))
+        await asyncio.sleep(0)
+        document = self.documents.get(filter["_id"])
+        if document is None or projection is None:
+            return document
+        return {k: v for k, v in document.items() if k in projection}
+
+    async def update_one(self, filter: dict[str, object], update: dict[str, dict[str, object]]) -> _Result:
+        self.commands.append(("update_one", filter))
+        await asyncio.sleep(0)
+        return _Result(self._apply(filter, update))
+
+    async def bulk_write(self, requests: list[object], ordered: bool = True) -> _Result:
+        assert not ordered
+        self.commands.append(("bulk_write", [r._filter for r in requests]))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.01)
+        return _Result(sum(self._apply(r._filter, r._doc) for r in requests))  # type: ignore[attr-defined]
+
+
+_CLEAR = {"$set": {"outbox": [], "outbox_pending": False}, "$unset": {"lease": ""}}
+
+
+def _pending(document_id: str, version: int) -> dict[str, object]:
+    return {"_id": document_id, "version": version, "outbox": [{"seq": 1000}], "outbox_pending": True}
+
+
+async def test_update_each_on_ferretdb_decides_each_by_a_point_read_and_writes_the_matches_in_one_bulk() -> (
+    None
+):
+    """FerretDB pushes down only `{_id: x}`: each document is read by `_id` alone (only the fields its
+    filter names), the filter decided here, and the documents that matched updated by ONE bulk write of
+    `{_id: x}` statements; each caller learns whether its own document matched."""
+    raw = InMemoryCollection([_pending("a", 1), _pending("b", 2), _pending("c", 1)], ferretdb=True)
+    collection = serialized(raw)  # type: ignore[arg-type]
+    updates = [({"_id": i, "version": 1}, _CLEAR) for i in ("a", "b", "c", "gone")]
+    assert await update_each(collection, updates) == [True, False, True, False]
+    reads = [args for name, args in raw.commands if name == "find_one"]
+    assert sorted(filter["_id"] for filter, _ in reads) == ["a", "b", "c", "gone"]  # type: ignore[index]
+    assert all(filter == {"_id": filter["_id"]} for filter, _ in reads)  # type: ignore[index]
+    assert all(projection == {"_id": 1, "version": 1} for _, projection in reads)
+    assert [c for c in raw.commands if c[0] != "find_one"] == [("bulk_write", [{"_id": "a"}, {"_id": "c"}])]
+    assert raw.documents["a"]["outbox"] == []
+    assert raw.documents["c"]["outbox_pending"] is False
+    assert raw.documents["b"]["outbox_pending"] is True  # written since: keeps its entries
+    raw.commands.clear()
+    assert await update_each(collection, [({"_id": "b", "version": 1}, _CLEAR)]) == [False]
+    assert [c[0] for c in raw.commands] == ["find_one"]  # nothing matched: no write at all
+
+
+async def test_update_each_on_mongodb_is_one_bulk_of_the_original_filters_and_tells_which_matched() -> None:
+    """MongoDB evaluates the filters itself (atomic across replicas) in one unordered bulk write; it
+    reports only a total, so when fewer matched, each update is made again alone to tell which."""
+    raw = InMemoryCollection([_pending("a", 1), _pending("b", 1)], ferretdb=False)
+    collection = serialized(raw)  # type: ignore[arg-type]
+    updates = [({"_id": i, "version": 1}, _CLEAR) for i in ("a", "b")]
+    assert await update_each(collection, updates) == [True, True]
+    assert raw.commands == [("bulk_write", [{"_id": "a", "version": 1}, {"_id": "b", "version": 1}])]
+
+    raw = InMemoryCollection([_pending("a", 1), _pending("b", 2), _pending("c", 1)], ferretdb=False)
+    collection = serialized(raw)  # type: ignore[arg-type]
+    updates = [({"_id": i, "version": 1}, _CLEAR) for i in ("a", "b", "c")]
+    assert await update_each(collection, updates) == [True, False, True]
+    assert [c[0] for c in raw.commands] == ["bulk_write"] + ["update_one"] * 3
+    assert raw.documents["b"]["outbox_pending"] is True
+    assert raw.documents["a"]["outbox_pending"] is False
+
+
+async def test_update_each_waits_for_the_documents_writers_and_two_overlapping_batches_do_not_deadlock() -> (
+    None
+):
+    """Under every document's lock, like single-document writes: a use case holding one of the documents
+    delays the batch until it is done (its write lands first), and batches naming the same documents in
+    opposite orders take the locks in one stable order."""
+    for ferretdb in (True, False):
+        raw = InMemoryCollection([_pending(i, 1) for i in ("a", "b", "c")], ferretdb=ferretdb)
+        collection = serialized(raw)  # type: ignore[arg-type]
+
+        async def use_case(raw: InMemoryCollection, collection: Any) -> None:
+            async with document_lock(raw, "b"):  # type: ignore[arg-type]
+                await asyncio.sleep(0.02)
+                await collection.update_one({"_id": "b"}, {"$set": {"version": 2}})
+
+        clear = [({"_id": i, "version": 1}, _CLEAR) for i in ("a", "b", "c")]
+        writer = asyncio.create_task(use_case(raw, collection))
+        await asyncio.sleep(0)
+        first, second = await asyncio.wait_for(
+            asyncio.gather(update_each(collection, clear), update_each(collection, clear[::-1])), 2
+        )
+        await writer
+        assert first == [True, False, True]
+        assert second == [True, False, True]
+        assert raw.documents["b"]["outbox_pending"] is True
+
+
+async def test_update_each_refuses_what_it_cannot_do_safely() -> None:
+    raw = InMemoryCollection([_pending("a", 1)], ferretdb=True)
+    collection = serialized(raw)  # type: ignore[arg-type]
+    assert await update_each(collection, []) == []
+    for wrong in (
+        [({"version": 1}, _CLEAR)],  # not addressed by _id
+        [({"_id": {"$in": ["a"]}}, _CLEAR)],
+        [({"_id": "a"}, _CLEAR), ({"_id": "a", "version": 1}, _CLEAR)],  # one document twice
+        [({"_id": "a"}, {"$inc": {"n": 1}})],  # not idempotent: the MongoDB retry would apply it twice
+        [({"_id": "a", "version": 1}, {"$set": {"version": 2}})],  # changes what its filter reads
+        [({"_id": "a", "outbox.0": {"$exists": True}}, _CLEAR)],
+    ):
+        with pytest.raises(ValueError, match="update_each"):
+            await update_each(collection, wrong)
+    assert raw.commands == []

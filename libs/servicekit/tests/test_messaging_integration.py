@@ -20,7 +20,7 @@ from google.protobuf import wrappers_pb2
 from lawtrail_local.stack import Stack
 from lawtrail_local.topics import Topic
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import AutoReconnect
 from servicekit.config import ServiceSettings
@@ -503,6 +503,84 @@ async def test_a_document_created_and_sent_at_once_is_compacted_at_once_without_
     assert busy_mark is not None
     assert busy_mark["seq"] == max(e["seq"] for e in busy["outbox"])
     assert await unrelayed_entries(db["cases"], "c-busy") == []
+
+
+class CompactionCommands(monitoring.CommandListener):
+    """The ids each `update` command sent to the database compacted (cleared an outbox), per command."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name != "update":
+            return
+        statements = event.command.get("updates", [])
+        cleared = [s["q"]["_id"] for s in statements if s.get("u", {}).get("$set", {}).get("outbox") == []]
+        if cleared:
+            self.commands.append(cleared)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_the_documents_created_by_one_write_are_compacted_together(
+    stack: Stack, settings: ServiceSettings, producer: AIOKafkaProducer, metrics: Metrics
+) -> None:
+    """ADR 0012, "Compaction of one write together": the documents one `insert_absent` created (a batch of
+    compliance-svc's findings) are acknowledged together and compacted together — a bulk write of
+    `{_id: x}` statements on FerretDB, not one conditional write per document. One of them, written again
+    before its compaction, keeps its entries and gets a watermark; nothing is published twice or lost."""
+    topic = _name("sk-it-compact-together")
+    await make_topics(stack, topic)
+    listener = CompactionCommands()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongo_uri, tz_aware=True, event_listeners=[listener]
+    )
+    db = client[settings.mongo_database]
+    relay = OutboxRelay(producer, metrics=metrics, sweep_interval_s=3600)
+    cases = Cases(db["cases"], event_source=SOURCE, notify=relay.notify, sent=relay.sent)
+    relay.watch(cases.collection)
+    ids = [f"f-{n:02}" for n in range(20)]
+    try:
+        await relay.start()
+        await asyncio.sleep(0.5)  # the start's sweep is over
+        stored = await cases.insert_absent(
+            [({"_id": i}, [event(topic, f"{i} a", i), event(topic, f"{i} b", i)]) for i in ids]
+        )
+        assert stored == ids
+        # Written again at once: the write holds the document's lock before any send is acknowledged, so
+        # the compaction finds version 2.
+        await cases.update("f-07", expected_version=1, set_fields={}, events=[event(topic, "f-07 c", "f-07")])
+        await eventually(lambda: _true(not relay._sending), what="every send is acknowledged")
+        records = await read_topic(stack.kafka_bootstrap, topic, at_least=2 * len(ids) + 1)
+        documents = {d["_id"]: d async for d in db["cases"].find({})}
+        marks = {m["_id"]: m["seq"] async for m in db[RELAYED_COLLECTION].find({})}
+        unrelayed = await unrelayed_entries(db["cases"], "f-07")
+    finally:
+        await relay.stop()
+        await client.drop_database(settings.mongo_database)
+        await client.close()
+    values = [decode(r).parse(StringValue).value for r in records]
+    assert sorted(values) == sorted([f"{i} {x}" for i in ids for x in "ab"] + ["f-07 c"])
+    for i in ids:  # each document's entries in order
+        assert [v for v in values if v.startswith(i)] == [
+            f"{i} {x}" for x in ("abc" if i == "f-07" else "ab")
+        ]
+    others = [i for i in ids if i != "f-07"]
+    for i in others:
+        assert (documents[i]["outbox"], documents[i]["outbox_pending"]) == ([], False), i
+    assert set(marks) == {f"{cases.collection.name}/f-07"}
+    assert documents["f-07"]["outbox_pending"]
+    assert marks[f"{cases.collection.name}/f-07"] == max(e["seq"] for e in documents["f-07"]["outbox"])
+    assert unrelayed == []
+    # Together: far fewer compacting commands than documents (one per batch of acks that came back
+    # together; without batching, one per document), each document compacted once, f-07 not at all.
+    compacted = [i for command in listener.commands for i in command]
+    assert sorted(compacted) == others
+    assert len(listener.commands) <= 3, listener.commands
 
 
 async def test_a_write_over_a_version_written_elsewhere_is_read_so_nothing_overtakes_it(

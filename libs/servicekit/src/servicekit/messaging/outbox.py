@@ -49,7 +49,7 @@ from opentelemetry.trace import SpanKind
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from servicekit.doclock import serialized
+from servicekit.doclock import serialized, update_each
 from servicekit.logging import log_context
 from servicekit.messaging._backoff import backoff_delay
 from servicekit.messaging.envelope import Envelope, to_record
@@ -216,13 +216,16 @@ def _publish_span(entry: Mapping[str, Any]) -> AbstractContextManager[Any]:
     )
 
 
+# Clears a fully relayed outbox.
+_CLEARED: Document = {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}, "$unset": {LEASE_FIELD: ""}}
+# Loop turns the compaction flusher waits for more documents to join, while more keep coming.
+_GATHER_TURNS = 8
+
+
 async def _compact(collection: AsyncCollection[Document], document_id: Any, condition: Document) -> bool:
     """Clear the outbox of a fully relayed document if it still matches ``condition`` (not written since
     it was relayed); whether it did."""
-    cleared = await collection.update_one(
-        {"_id": document_id, **condition},
-        {"$set": {OUTBOX_FIELD: [], PENDING_FIELD: False}, "$unset": {LEASE_FIELD: ""}},
-    )
+    cleared = await collection.update_one({"_id": document_id, **condition}, _CLEARED)
     return bool(cleared.matched_count)
 
 
@@ -300,6 +303,10 @@ class OutboxRelay:
         self._sending: dict[str, asyncio.Task[None]] = {}
         # The version the newest send at once of a document produces: the next write of it may follow.
         self._sending_version: dict[str, int] = {}
+        # Compactions at once waiting to be made together (ADR 0012), per collection: (id, version,
+        # the waiting caller's future); and the one flusher task per collection making them.
+        self._compacting: dict[str, list[tuple[Any, int, asyncio.Future[bool]]]] = {}
+        self._flushers: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -454,7 +461,61 @@ class OutboxRelay:
         hot path."""
         if name in self._deleting:
             return False
-        return await _compact(self._collections[name], document_id, {VERSION: version})
+        # The documents of one write are acknowledged together and their sends reach this point in the
+        # same loop turns: they are compacted by one flusher in one go (one bulk write), each caller
+        # told about its own document. Errors reach every caller of the batch, as a write of its own would.
+        cleared: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._compacting.setdefault(name, []).append((document_id, version, cleared))
+        if name not in self._flushers:
+            self._flushers[name] = asyncio.create_task(self._flush_compactions(name), name="outbox-compact")
+        return await cleared
+
+    async def _flush_compactions(self, name: str) -> None:
+        """Compact what ``_compacted_at_once`` queued for collection ``name``, in batches, until none is
+        left: each batch is what came in while the batch before was written (or, first, in the loop
+        turns while more kept coming)."""
+        queued = self._compacting.setdefault(name, [])
+        batch: dict[Any, tuple[int, asyncio.Future[bool]]] = {}
+        try:
+            seen = -1
+            for _ in range(_GATHER_TURNS):
+                if len(queued) == seen:
+                    break
+                seen = len(queued)
+                await asyncio.sleep(0)
+            while queued:
+                batch = {}
+                later = []
+                for document_id, version, cleared in queued:
+                    if cleared.done():  # its caller was cancelled (the relay stopped)
+                        continue
+                    if document_id in batch:  # one write per document per batch
+                        later.append((document_id, version, cleared))
+                    else:
+                        batch[document_id] = (version, cleared)
+                queued[:] = later
+                if not batch:
+                    continue
+                try:
+                    outcome = await update_each(
+                        self._collections[name],
+                        [({"_id": i, VERSION: version}, _CLEARED) for i, (version, _) in batch.items()],
+                    )
+                except Exception as error:
+                    for _, cleared in batch.values():
+                        if not cleared.done():
+                            cleared.set_exception(error)
+                    continue
+                for (_, cleared), matched in zip(batch.values(), outcome, strict=True):
+                    if not cleared.done():
+                        cleared.set_result(matched)
+        finally:
+            # Cancelled mid-way (the relay stopped): nobody waits forever.
+            for cleared in [c for _, c in batch.values()] + [c for _, _, c in queued]:
+                cleared.cancel()
+            queued.clear()
+            if self._flushers.get(name) is asyncio.current_task():
+                del self._flushers[name]
 
     async def _published(self, name: str, document_id: Any, key: str, top: int) -> None:
         """Record that the document's entries up to ``top`` are acknowledged: its watermark raised, or
@@ -502,6 +563,8 @@ class OutboxRelay:
         finally:
             for sending in list(self._sending.values()):  # unacknowledged: the next start sweeps them
                 sending.cancel()
+            for flusher in list(self._flushers.values()):  # their documents stay pending: swept later
+                flusher.cancel()
             self._task = None
 
     async def _run(self) -> None:
