@@ -37,8 +37,11 @@ as single-document writes. MongoDB: one unordered ``bulk_write`` of the original
 only a total, so when fewer matched than were asked each update is made again by itself to tell which
 (hence the updates must be idempotent and leave the fields their filter reads alone — checked).
 FerretDB: the point reads ``{_id: x}`` (concurrently, the filters' fields only), the decision in Python
-as above, then one ``bulk_write`` of ``{_id: x}`` updates for the documents that matched — each
-statement served by the ``_id`` index (measured, ADR 0012).
+as above, then ``bulk_write``s of ``{_id: x}`` updates for the documents that matched, at most
+``_FERRETDB_STATEMENTS`` per command (FerretDB hangs on an update command of 50 statements) — each
+statement served by the ``_id`` index (measured, ADR 0012). A task that held one document's lock
+while waiting for another's of the same collection could wait crosswise with such a batch; no writer
+does (a use case holds the lock of one document per collection at a time).
 """
 
 from __future__ import annotations
@@ -474,8 +477,10 @@ class SerializedCollection:
 
         decided = await _bounded([decide(i, filter) for i, (filter, _) in zip(ids, updates, strict=True)])
         matched = [False] * len(ids)
-        bulk = [n for n, ok in enumerate(decided) if ok]
-        if bulk:
+        ready = [n for n, ok in enumerate(decided) if ok]
+        # In commands of at most _FERRETDB_STATEMENTS statements, one after the other (see there).
+        for start in range(0, len(ready), _FERRETDB_STATEMENTS):
+            bulk = ready[start : start + _FERRETDB_STATEMENTS]
             result = await collection.bulk_write(
                 [UpdateOne({"_id": ids[n]}, dict(updates[n][1])) for n in bulk], ordered=False
             )
@@ -512,6 +517,11 @@ class SerializedCollection:
 # Commands of one ``update_each`` in flight at once (its point reads, or its updates made alone).
 _EACH_IN_FLIGHT = 16
 _IDEMPOTENT = frozenset({"$set", "$unset"})
+# Statements per update command on FerretDB. FerretDB v1.24.2 on PostgreSQL holds one connection of its
+# pool (50) per statement of an update command until the command ends: a command of 49 statements took
+# ~0.3 s, one of 50 never answered and blocked every other command of that FerretDB (measured,
+# ADR 0012). Well below the pool, so that other commands running meanwhile still get connections.
+_FERRETDB_STATEMENTS = 16
 
 
 async def _bounded(calls: Sequence[Any]) -> list[Any]:
