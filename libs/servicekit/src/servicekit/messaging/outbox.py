@@ -17,7 +17,9 @@ one conditional write ``{_id, version: v}`` → ``outbox: [], outbox_pending: fa
 is fully relayed and was not written since (then its watermark document is deleted too). The one
 exception is a document created by the write it sends at once (below): that same conditional write
 is made as soon as the broker acknowledged it, instead of a watermark (ADR 0012) — a new document is
-as small as it gets, and the sweep then has nothing left to do for it.
+as small as it gets, and the sweep then has nothing left to do for it. The documents one write created
+are acknowledged together and compacted together (``doclock.update_each``: bulk writes, not one
+conditional write each).
 
 Document layout (``_id`` is the aggregate id)::
 
