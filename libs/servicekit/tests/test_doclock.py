@@ -241,6 +241,10 @@ class InMemoryCollection:
         await asyncio.sleep(0)
         return _Result(self._apply(filter, update))
 
+    async def update_many(self, filter: dict[str, object], update: dict[str, object]) -> None:
+        self.commands.append(("update_many", filter))
+        await asyncio.sleep(0)
+
     async def bulk_write(self, requests: list[object], ordered: bool = True) -> _Result:
         assert not ordered
         self.commands.append(("bulk_write", [r._filter for r in requests]))  # type: ignore[attr-defined]
@@ -290,6 +294,18 @@ async def test_update_each_on_ferretdb_writes_at_most_16_statements_per_command(
     assert [len(b) for b in bulks] == [16, 16, 8]  # type: ignore[arg-type]
     assert [f["_id"] for b in bulks for f in b] == ids  # type: ignore[attr-defined, union-attr]
     assert all(d["outbox_pending"] is False for d in raw.documents.values())
+
+    # Each part holds the collection (shared) only for itself: a collection-wide write waiting meanwhile
+    # (the next batch's insert_many) goes between two parts instead of after the whole batch.
+    raw.commands.clear()
+    batch = asyncio.create_task(update_each(collection, [({"_id": i, "version": 1}, _CLEAR) for i in ids]))
+    for _ in range(5):  # the first part's point reads are under way
+        await asyncio.sleep(0)
+    assert raw.commands
+    await collection.update_many({"unit": "u"}, {"$set": {"x": 1}})
+    await batch
+    names = [name for name, _ in raw.commands]
+    assert names.index("update_many") < len(names) - 1 - names[::-1].index("bulk_write")
 
 
 async def test_update_each_on_mongodb_is_one_bulk_of_the_original_filters_and_tells_which_matched() -> None:

@@ -37,11 +37,11 @@ as single-document writes. MongoDB: one unordered ``bulk_write`` of the original
 only a total, so when fewer matched than were asked each update is made again by itself to tell which
 (hence the updates must be idempotent and leave the fields their filter reads alone — checked).
 FerretDB: the point reads ``{_id: x}`` (concurrently, the filters' fields only), the decision in Python
-as above, then ``bulk_write``s of ``{_id: x}`` updates for the documents that matched, at most
-``_FERRETDB_STATEMENTS`` per command (FerretDB hangs on an update command of 50 statements) — each
-statement served by the ``_id`` index (measured, ADR 0012). A task that held one document's lock
-while waiting for another's of the same collection could wait crosswise with such a batch; no writer
-does (a use case holds the lock of one document per collection at a time).
+as above, then a ``bulk_write`` of ``{_id: x}`` updates for the documents that matched — in parts of
+at most ``_FERRETDB_STATEMENTS`` documents, each under its own locks (FerretDB hangs on an update
+command of 50 statements) — each statement served by the ``_id`` index (measured, ADR 0012). A task
+that held one document's lock while waiting for another's of the same collection could wait crosswise
+with such a batch; no writer does (a use case holds the lock of one document per collection at a time).
 """
 
 from __future__ import annotations
@@ -431,16 +431,25 @@ class SerializedCollection:
         if not ids:
             return []
         collection = self.unwrapped
-        gate = _gate(collection.full_name)
-        async with contextlib.AsyncExitStack() as held:
-            # A stable order, so two batches sharing documents never wait for each other crosswise.
-            for document_id in sorted(set(ids), key=_lock_order):
-                await held.enter_async_context(document_lock(collection, document_id))
-            await gate.acquire_shared()
-            held.push_async_callback(gate.release_shared)
-            if await _is_ferretdb(collection):
-                return await self._each_decided_here(ids, updates)
-            return await self._each_by_database(updates)
+        ferretdb = await _is_ferretdb(collection)
+        # On FerretDB in parts of _FERRETDB_STATEMENTS documents, each under its own locks and gate: a
+        # part is one command's worth, and a collection-wide write (the next `insert_many`) waits for
+        # one part, not for the whole batch.
+        size = _FERRETDB_STATEMENTS if ferretdb else len(ids)
+        matched: list[bool] = []
+        for start in range(0, len(ids), size):
+            part, part_updates = ids[start : start + size], updates[start : start + size]
+            async with contextlib.AsyncExitStack() as held:
+                # A stable order, so two batches sharing documents never wait for each other crosswise.
+                for document_id in sorted(part, key=_lock_order):
+                    await held.enter_async_context(document_lock(collection, document_id))
+                await _gate(collection.full_name).acquire_shared()
+                held.push_async_callback(_gate(collection.full_name).release_shared)
+                if ferretdb:
+                    matched += await self._each_decided_here(part, part_updates)
+                else:
+                    matched += await self._each_by_database(part_updates)
+        return matched
 
     async def _each_by_database(
         self, updates: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]]
@@ -477,10 +486,9 @@ class SerializedCollection:
 
         decided = await _bounded([decide(i, filter) for i, (filter, _) in zip(ids, updates, strict=True)])
         matched = [False] * len(ids)
-        ready = [n for n, ok in enumerate(decided) if ok]
-        # In commands of at most _FERRETDB_STATEMENTS statements, one after the other (see there).
-        for start in range(0, len(ready), _FERRETDB_STATEMENTS):
-            bulk = ready[start : start + _FERRETDB_STATEMENTS]
+        # One command: `update_each` gives this at most _FERRETDB_STATEMENTS documents (see there).
+        bulk = [n for n, ok in enumerate(decided) if ok]
+        if bulk:
             result = await collection.bulk_write(
                 [UpdateOne({"_id": ids[n]}, dict(updates[n][1])) for n in bulk], ordered=False
             )
