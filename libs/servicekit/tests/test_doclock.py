@@ -282,16 +282,16 @@ async def test_update_each_on_ferretdb_decides_each_by_a_point_read_and_writes_t
     assert [c[0] for c in raw.commands] == ["find_one"]  # nothing matched: no write at all
 
 
-async def test_update_each_on_ferretdb_writes_at_most_16_statements_per_command() -> None:
+async def test_update_each_on_ferretdb_writes_at_most_8_statements_per_command() -> None:
     """FerretDB v1.24.2 on PostgreSQL holds a pool connection per statement of an update command until
     it ends: at 50 statements (its pool) the command never answers and the whole server stalls. So the
-    matches go in commands of at most 16 statements, one after the other."""
+    matches go in commands of at most 8 statements, one after the other."""
     ids = [f"f-{n:02}" for n in range(40)]
     raw = InMemoryCollection([_pending(i, 1) for i in ids], ferretdb=True)
     collection = serialized(raw)  # type: ignore[arg-type]
     assert await update_each(collection, [({"_id": i, "version": 1}, _CLEAR) for i in ids]) == [True] * 40
     bulks = [filters for name, filters in raw.commands if name == "bulk_write"]
-    assert [len(b) for b in bulks] == [16, 16, 8]  # type: ignore[arg-type]
+    assert [len(b) for b in bulks] == [8, 8, 8, 8, 8]  # type: ignore[arg-type]
     assert [f["_id"] for b in bulks for f in b] == ids  # type: ignore[attr-defined, union-attr]
     assert all(d["outbox_pending"] is False for d in raw.documents.values())
 
