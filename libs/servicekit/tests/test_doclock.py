@@ -353,6 +353,19 @@ async def test_update_each_waits_for_the_documents_writers_and_two_overlapping_b
         assert raw.documents["b"]["outbox_pending"] is True
 
 
+async def test_update_each_of_a_caller_holding_one_of_the_documents_does_not_wait_for_itself() -> None:
+    """Parts run two at a time in tasks of their own, which cannot take a lock the caller holds: a caller
+    holding one of the documents (a use case across read → decide → write) gets its parts in its own
+    task, where its lock is re-entrant."""
+    ids = [f"f-{n:02}" for n in range(20)]
+    raw = InMemoryCollection([_pending(i, 1) for i in ids], ferretdb=True)
+    collection = serialized(raw)  # type: ignore[arg-type]
+    # asyncio.timeout, not wait_for: wait_for would run update_each in another task than the lock's.
+    async with document_lock(raw, "f-13"), asyncio.timeout(2):  # type: ignore[arg-type]
+        cleared = await update_each(collection, [({"_id": i, "version": 1}, _CLEAR) for i in ids])
+    assert cleared == [True] * 20
+
+
 async def test_update_each_refuses_what_it_cannot_do_safely() -> None:
     raw = InMemoryCollection([_pending("a", 1)], ferretdb=True)
     collection = serialized(raw)  # type: ignore[arg-type]
