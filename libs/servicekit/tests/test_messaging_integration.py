@@ -368,6 +368,11 @@ class CountingReads:
         self.reads += 1
         return await self._collection.find_one(*args, **kwargs)
 
+    async def update_each(self, updates: Any) -> list[bool]:
+        # The compaction's own reads decide its writes inside doclock (like a conditional update_one's
+        # on FerretDB): not reads of the document by the relay.
+        return await update_each(self._collection, updates)
+
 
 async def started_with_counted_reads(
     db: AsyncDatabase[Document], producer: AIOKafkaProducer, metrics: Metrics
