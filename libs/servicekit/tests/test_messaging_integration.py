@@ -20,11 +20,11 @@ from google.protobuf import wrappers_pb2
 from lawtrail_local.stack import Stack
 from lawtrail_local.topics import Topic
 from prometheus_client import CollectorRegistry
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient, InsertOne, ReplaceOne, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import AutoReconnect
+from pymongo.errors import AutoReconnect, BulkWriteError
 from servicekit.config import ServiceSettings
-from servicekit.doclock import update_each
+from servicekit.doclock import serialized, update_each
 from servicekit.errors import AlreadyExists, ConcurrencyConflict, NotFound
 from servicekit.grpc.audit import AuditOutbox
 from servicekit.messaging.consumer import EventConsumer, MongoInbox, TypeRouter, dlq_topic
@@ -532,6 +532,37 @@ async def test_update_each_on_ferretdb_decides_like_update_one_and_survives_more
     assert outcome == [n % 7 != 0 for n in range(120)] + [False]
     stored = {d["_id"]: d async for d in db["docs"].find({})}
     assert [stored[i]["outbox_pending"] for i in ids] == [n % 7 == 0 for n in range(120)]
+
+
+async def test_a_bulk_write_of_more_statements_than_ferretdb_answers_is_sent_in_parts(
+    db: AsyncDatabase[Document],
+) -> None:
+    """compliance-svc replaces the spot-check material of a redelivered batch in one `bulk_write` of up
+    to 500 upserts: one update command of 50+ statements never answers on FerretDB v1.24.2 (ADR 0012),
+    so the serialized collection sends it in parts — one result, errors indexed into the whole."""
+    material = serialized(db["material"])
+    await material.insert_many([{"_id": f"m-{n:03}", "v": 0} for n in range(100)])
+    replaced = await asyncio.wait_for(
+        material.bulk_write(
+            [ReplaceOne({"_id": f"m-{n:03}"}, {"v": 1}, upsert=True) for n in range(120)], ordered=False
+        ),
+        30,
+    )
+    assert (replaced.matched_count, replaced.upserted_count) == (100, 20)
+    # (FerretDB numbers an upsert among the command's upserts, MongoDB by its statement: compare the ids.)
+    assert sorted(replaced.upserted_ids.values()) == [f"m-{n:03}" for n in range(100, 120)]
+    assert await db["material"].count_documents({"v": 1}) == 120
+    # An unordered bulk goes on past an error and reports it at its index in the whole bulk.
+    with pytest.raises(BulkWriteError) as refused:
+        await asyncio.wait_for(
+            material.bulk_write(
+                [InsertOne({"_id": f"n-{n:03}"}) for n in range(60)] + [InsertOne({"_id": "m-005"})],
+                ordered=False,
+            ),
+            30,
+        )
+    assert [e["index"] for e in refused.value.details["writeErrors"]] == [60]
+    assert refused.value.details["nInserted"] == 60
 
 
 class CompactionCommands(monitoring.CommandListener):
