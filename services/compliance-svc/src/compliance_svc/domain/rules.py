@@ -132,16 +132,7 @@ class Monitor:
         activity = self.state.get(ACTIVITY + fact.activity_id)
         if activity is not None and not activity.get("covered"):
             self.state[ACTIVITY + fact.activity_id] = {**activity, "covered": True}
-        key = SERIES + fact.device + "|" + fact.activity_id
-        series = self.state.get(key) or {
-            "unit": fact.unit,
-            "officer": fact.officer,
-            "device": fact.device,
-            "activity": fact.activity_id,
-            "case": fact.case_id,
-            "segments": [],
-            "explained": [],
-        }
+        key, series = self._series(fact.device, fact.activity_id, fact.unit, fact.officer, fact.case_id)
         if any(segment[2] == fact.recording_id for segment in series["segments"]):
             return
         segment = [
@@ -154,27 +145,26 @@ class Monitor:
         self.state[key] = {
             **series,
             "segments": sorted([*series["segments"], segment]),
-            "touched": max(series.get("touched", 0.0), _ts(fact.time)),
+            "touched": max(series["touched"], _ts(fact.time)),
         }
 
     def _explained(self, fact: f.InterruptionExplained) -> None:
-        key = SERIES + fact.device + "|" + fact.activity_id
-        series = self.state.get(key) or {
-            "unit": fact.unit,
-            "officer": "",
-            "device": fact.device,
-            "activity": fact.activity_id,
-            "case": "",
-            "segments": [],
-            "explained": [],
-        }
+        key, series = self._series(fact.device, fact.activity_id, fact.unit, "", "")
         span = [_ts(fact.gap_from), _ts(fact.gap_to)]
         if span not in series["explained"]:
             self.state[key] = {
                 **series,
                 "explained": [*series["explained"], span],
-                "touched": max(series.get("touched", 0.0), _ts(fact.time)),
+                "touched": max(series["touched"], _ts(fact.time)),
             }
+
+    def _series(self, device: str, activity: str, unit: str, officer: str, case: str) -> tuple[str, Any]:
+        """A recording series' key and value: as stored, or a new one named by the event that starts it
+        (`touched`: when its last event happened — a link, an explanation)."""
+        key = SERIES + device + "|" + activity
+        new = {"unit": unit, "officer": officer, "device": device, "activity": activity, "case": case,
+               "segments": [], "explained": [], "touched": 0.0}  # fmt: skip
+        return key, self.state.get(key) or new
 
     def _integrity(self, fact: f.IntegrityCheckFailed) -> Raised:
         return Raised(
@@ -291,7 +281,7 @@ class Monitor:
             judged.over.append((key, value))
         elif key.startswith(SERIES):
             judged.raised.extend((key, raised) for raised in self._unexplained_gaps(value, now))
-            if _touched(value) + self.deadlines.gap_explained_within.total_seconds() + kept <= now:
+            if value["touched"] + self.deadlines.gap_explained_within.total_seconds() + kept <= now:
                 judged.over.append((key, value))
         elif key.startswith(LINKED) and value + self.deadlines.unlinked_after.total_seconds() + kept <= now:
             judged.over.append((key, value))
@@ -326,11 +316,6 @@ def _waited(
         detail=detail, evidence=tuple(wait["evidence"]), raised_at=_dt(wait["due"]),
     )  # fmt: skip
     return key, raised
-
-
-def _touched(series: dict[str, Any]) -> float:
-    """When a series' last event happened (a link, an explanation)."""
-    return float(series.get("touched") or max((segment[4] for segment in series["segments"]), default=0.0))
 
 
 Gap = tuple[float, float, str, str, tuple[str, ...], float]
