@@ -227,7 +227,9 @@ def build_app(
         f"{config.app_id}-state", default=None, partitions=config.partitions, use_partitioner=True
     )
     monitor = Monitor(table, config.deadlines)
-    fired: dict[str, str] = {}  # finding id -> the state entry it came from, until that is retired
+    # Per state entry, the findings the timer stored from it, until the entry is retired (a series
+    # yields its earlier gaps again at every judgement).
+    fired: dict[str, set[str]] = {}
 
     async def flush(batch: Batch, stream: Any) -> None:
         """One concurrent round of idempotent writes for the whole batch (findings by derived id,
@@ -388,16 +390,18 @@ def build_app(
         for step, _ in enumerate(monitor.judging(clock(), judged), start=1):
             if step % JUDGED_PER_TURN == 0:
                 await asyncio.sleep(0)  # the gRPC API and the agent share this loop
-        due = [raised for key, raised in judged.raised if raised.finding_id not in fired]
+        due = [(key, raised) for key, raised in judged.raised if raised.finding_id not in fired.get(key, ())]
         if due:
-            await with_retry(lambda: handlers.record(due), f"{len(due)} findings of deadlines")
-            fired.update((raised.finding_id, key) for key, raised in judged.raised)
+            found = [raised for _key, raised in due]
+            await with_retry(lambda: handlers.record(found), f"{len(found)} findings of deadlines")
+            for key, raised in due:
+                fired.setdefault(key, set()).add(raised.finding_id)
         # Only once what came due is stored: a crash before leaves the waits to be judged again.
         if judged.over:
             metrics.retired.inc(monitor.retire(judged.over))
-            retired = {key for key, _value in judged.over if key not in table}
-            for finding_id in [i for i, key in fired.items() if key in retired]:
-                del fired[finding_id]
+            for key, _value in judged.over:
+                if key not in table:
+                    fired.pop(key, None)
         metrics.state_entries.set(len(table))
 
     return app, monitor
