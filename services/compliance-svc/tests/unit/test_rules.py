@@ -162,7 +162,7 @@ def test_r23_2_integrity_failure_is_a_finding(monitor: Monitor) -> None:
     assert (raised.article, raised.code) == ("R23-2", "R23_2_INTEGRITY_FAILED")
 
 
-def test_r5_flagged_case_closed_without_av_is_a_finding(monitor: Monitor) -> None:
+def test_r05_flagged_case_closed_without_av_is_a_finding(monitor: Monitor) -> None:
     monitor.observe(activity("a1"))
     monitor.observe(f.CaseFlagged(event_id="fl", time=T0, case_id="c1", unit="u1", flag="DISPUTED"))
     (raised,) = monitor.observe(f.CaseClosed(event_id="cl", time=T0, case_id="c1", unit="u1", closed_by="h1"))
